@@ -1,0 +1,65 @@
+//! Typed configuration: the JSON Envoy passes at configure time, parsed once into the filter's type.
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+
+/// Why a configuration was refused. Its `Display` is the line Envoy logs and
+/// the message a native test sees: it names the field, the problem, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: Option<String>,
+    message: String,
+}
+
+impl ConfigError {
+    /// The path of the offending field (`name`, `rules[2].value`), when there is one.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    /// What was wrong, with the line and column where serde found it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// An error not tied to one field.
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError { field: None, message: message.into() }
+    }
+
+    /// An error about one field, for checks a filter makes after parsing.
+    pub fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { field: Some(field.into()), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "field `{field}`: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses `bytes` as JSON into `C`, naming the field that failed.
+///
+/// ```
+/// #[derive(serde::Deserialize, Debug)]
+/// struct Config { name: weir::HeaderName }
+/// let err = weir::config::parse::<Config>(br#"{"name": 5}"#).unwrap_err();
+/// assert_eq!(err.field(), Some("name"));
+/// assert!(err.to_string().starts_with("field `name`: invalid type: integer `5`"));
+/// ```
+pub fn parse<C: DeserializeOwned>(bytes: &[u8]) -> Result<C, ConfigError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ConfigError { field: (path != ".").then_some(path), message }
+    })?;
+    de.end().map_err(|e| ConfigError::new(e.to_string()))?;
+    Ok(config)
+}

@@ -1,0 +1,370 @@
+//! Header names, values and maps: checked before the host sees them, never trapping on what it returns.
+
+use std::fmt;
+
+use crate::host::{self, Map};
+
+/// A header name that is legal on the wire: a non-empty HTTP token, lowercase
+/// (Envoy stores names lowercase), or an HTTP/2 pseudo-header such as `:path`.
+///
+/// Deserializing one from configuration checks it, so a filter whose config
+/// holds a `HeaderName` refuses a bad name when it is configured, not per request.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HeaderName(Box<str>);
+
+/// A header value that is legal on the wire: no NUL, CR or LF bytes.
+/// It may hold any other byte, including 0x80–0xFF.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct HeaderValue(Box<[u8]>);
+
+/// Why a header name or value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidHeader {
+    /// The name is empty.
+    EmptyName,
+    /// The name holds a byte that is not allowed in an HTTP token (or an uppercase letter).
+    NameByte {
+        /// The offending byte.
+        byte: u8,
+        /// Its position in the name.
+        at: usize,
+    },
+    /// The value holds NUL, CR or LF.
+    ValueByte {
+        /// The offending byte.
+        byte: u8,
+        /// Its position in the value.
+        at: usize,
+    },
+}
+
+impl fmt::Display for InvalidHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidHeader::EmptyName => f.write_str("header name is empty"),
+            InvalidHeader::NameByte { byte, at } if byte.is_ascii_uppercase() => write!(
+                f,
+                "header name has uppercase {:?} at byte {at}: use lowercase names",
+                *byte as char
+            ),
+            InvalidHeader::NameByte { byte, at } => write!(
+                f,
+                "header name has byte 0x{byte:02x} at byte {at}, which is not allowed in an HTTP token"
+            ),
+            InvalidHeader::ValueByte { byte, at } => write!(
+                f,
+                "header value has byte 0x{byte:02x} at byte {at}: NUL, CR and LF are not allowed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidHeader {}
+
+/// RFC 9110 `tchar`, restricted to lowercase letters.
+fn is_name_byte(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*'
+        | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
+}
+
+pub(crate) fn check_name(name: &[u8]) -> Result<(), InvalidHeader> {
+    let body = match name {
+        [] => return Err(InvalidHeader::EmptyName),
+        [b':', rest @ ..] => rest,
+        _ => name,
+    };
+    if body.is_empty() {
+        return Err(InvalidHeader::EmptyName);
+    }
+    let offset = name.len() - body.len();
+    match body.iter().position(|&b| !is_name_byte(b)) {
+        Some(i) => Err(InvalidHeader::NameByte { byte: body[i], at: i + offset }),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn check_value(value: &[u8]) -> Result<(), InvalidHeader> {
+    match value.iter().position(|&b| matches!(b, 0 | b'\r' | b'\n')) {
+        Some(at) => Err(InvalidHeader::ValueByte { byte: value[at], at }),
+        None => Ok(()),
+    }
+}
+
+impl HeaderName {
+    /// Checks `name` and wraps it.
+    pub fn new(name: &str) -> Result<Self, InvalidHeader> {
+        check_name(name.as_bytes())?;
+        Ok(HeaderName(name.into()))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl HeaderValue {
+    /// Checks `value` and wraps it.
+    pub fn new(value: impl AsRef<[u8]>) -> Result<Self, InvalidHeader> {
+        let value = value.as_ref();
+        check_value(value)?;
+        Ok(HeaderValue(value.into()))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value as text, or `None` when it is not UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl fmt::Debug for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HeaderName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_name(s.as_bytes()).map_err(serde::de::Error::custom)?;
+        Ok(HeaderName(s.into()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HeaderValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_value(s.as_bytes()).map_err(serde::de::Error::custom)?;
+        Ok(HeaderValue(s.into_bytes().into()))
+    }
+}
+
+impl serde::Serialize for HeaderName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl serde::Serialize for HeaderValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// Anything usable as a header name: a checked [`HeaderName`] (no check at
+/// request time) or text (checked on each use).
+pub trait AsHeaderName {
+    /// The name's bytes once checked.
+    fn header_name(&self) -> Result<&[u8], InvalidHeader>;
+}
+
+/// Anything usable as a header value: a checked [`HeaderValue`] or bytes/text
+/// (checked on each use).
+pub trait AsHeaderValue {
+    /// The value's bytes once checked.
+    fn header_value(&self) -> Result<&[u8], InvalidHeader>;
+}
+
+impl AsHeaderName for HeaderName {
+    fn header_name(&self) -> Result<&[u8], InvalidHeader> {
+        Ok(self.0.as_bytes())
+    }
+}
+impl AsHeaderName for str {
+    fn header_name(&self) -> Result<&[u8], InvalidHeader> {
+        check_name(self.as_bytes()).map(|()| self.as_bytes())
+    }
+}
+impl AsHeaderName for String {
+    fn header_name(&self) -> Result<&[u8], InvalidHeader> {
+        self.as_str().header_name()
+    }
+}
+impl<T: AsHeaderName + ?Sized> AsHeaderName for &T {
+    fn header_name(&self) -> Result<&[u8], InvalidHeader> {
+        (**self).header_name()
+    }
+}
+
+impl AsHeaderValue for HeaderValue {
+    fn header_value(&self) -> Result<&[u8], InvalidHeader> {
+        Ok(&self.0)
+    }
+}
+impl AsHeaderValue for [u8] {
+    fn header_value(&self) -> Result<&[u8], InvalidHeader> {
+        check_value(self).map(|()| self)
+    }
+}
+impl AsHeaderValue for str {
+    fn header_value(&self) -> Result<&[u8], InvalidHeader> {
+        self.as_bytes().header_value()
+    }
+}
+impl AsHeaderValue for String {
+    fn header_value(&self) -> Result<&[u8], InvalidHeader> {
+        self.as_bytes().header_value()
+    }
+}
+impl AsHeaderValue for Vec<u8> {
+    fn header_value(&self) -> Result<&[u8], InvalidHeader> {
+        self.as_slice().header_value()
+    }
+}
+impl<T: AsHeaderValue + ?Sized> AsHeaderValue for &T {
+    fn header_value(&self) -> Result<&[u8], InvalidHeader> {
+        (**self).header_value()
+    }
+}
+
+/// A header value as the host returned it: raw bytes, with a UTF-8 view that
+/// returns `None` instead of panicking.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Value(pub(crate) Vec<u8>);
+
+impl Value {
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The value as text, or `None` when it is not UTF-8.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// Takes the bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&String::from_utf8_lossy(&self.0), f)
+    }
+}
+
+impl PartialEq<str> for Value {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+impl PartialEq<&str> for Value {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == other.as_bytes()
+    }
+}
+
+/// One of the request's or response's header (or trailer) maps.
+///
+/// Reads never fail on request data: a missing header is `None`, a value that is
+/// not UTF-8 is still returned as bytes. Writes check the name and value first
+/// and return [`InvalidHeader`] instead of handing the host something illegal.
+#[derive(Debug)]
+pub struct Headers {
+    map: Map,
+}
+
+impl Headers {
+    pub(crate) fn new(map: Map) -> Self {
+        Headers { map }
+    }
+
+    /// The value of `name` (the first, when it is repeated), or `None`.
+    /// Names are looked up case-insensitively by the host; pass them lowercase.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        host::map_get(self.map, name).map(Value)
+    }
+
+    /// True when `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Every header in order, names as the host gives them (lowercase in Envoy).
+    pub fn iter(&self) -> impl Iterator<Item = (String, Value)> {
+        host::map_pairs(self.map)
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), Value(v)))
+    }
+
+    /// Replaces every value of `name` with `value`.
+    pub fn set(
+        &mut self,
+        name: impl AsHeaderName,
+        value: impl AsHeaderValue,
+    ) -> Result<(), InvalidHeader> {
+        let (name, value) = (name.header_name()?, value.header_value()?);
+        host::map_set(self.map, name, value);
+        Ok(())
+    }
+
+    /// Adds `value` to `name`, keeping any values already there.
+    pub fn add(
+        &mut self,
+        name: impl AsHeaderName,
+        value: impl AsHeaderValue,
+    ) -> Result<(), InvalidHeader> {
+        let (name, value) = (name.header_name()?, value.header_value()?);
+        host::map_add(self.map, name, value);
+        Ok(())
+    }
+
+    /// Removes every value of `name`; removing a missing header is not an error.
+    pub fn remove(&mut self, name: &str) {
+        host::map_remove(self.map, name.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_token_rule() {
+        assert!(HeaderName::new("x-demo_1").is_ok());
+        assert!(HeaderName::new(":path").is_ok());
+        assert_eq!(HeaderName::new(""), Err(InvalidHeader::EmptyName));
+        assert_eq!(HeaderName::new(":"), Err(InvalidHeader::EmptyName));
+        assert_eq!(HeaderName::new("a b"), Err(InvalidHeader::NameByte { byte: b' ', at: 1 }));
+        assert_eq!(HeaderName::new("X-Up"), Err(InvalidHeader::NameByte { byte: b'X', at: 0 }));
+        assert!(HeaderName::new("é").is_err());
+    }
+
+    #[test]
+    fn values_refuse_only_nul_cr_lf() {
+        assert!(HeaderValue::new(b"\xff\x80 ok\t").is_ok());
+        assert!(HeaderValue::new("").is_ok());
+        assert_eq!(
+            HeaderValue::new("a\r\nb"),
+            Err(InvalidHeader::ValueByte { byte: b'\r', at: 1 })
+        );
+        assert!(HeaderValue::new(b"\0").is_err());
+    }
+
+    #[test]
+    fn value_utf8_view_does_not_panic() {
+        let v = Value(vec![b'a', 0xff]);
+        assert_eq!(v.to_str(), None);
+        assert_eq!(v.as_bytes(), b"a\xff");
+    }
+}

@@ -1,0 +1,146 @@
+//! The proxy-wasm ABI calls, each returning what it found instead of panicking.
+//!
+//! proxy-wasm's own `hostcalls` panic on an unexpected status and unwrap header
+//! names as UTF-8; the header-map and local-reply calls are declared here so that
+//! nothing the host returns can trap the VM. Everything else goes through proxy-wasm.
+
+use super::Map;
+use std::ptr::null_mut;
+
+const OK: u32 = 0;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_get_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(map: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_add_header_map_value(
+        map: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        max_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status: u32,
+        details: *const u8,
+        details_size: usize,
+        body: *const u8,
+        body_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+}
+
+/// Takes ownership of a buffer the host allocated through our `malloc`.
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+pub(crate) fn log(level: u32, message: &str) {
+    unsafe {
+        proxy_log(level, message.as_ptr(), message.len());
+    }
+}
+
+pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size) {
+            OK => Some(take(data, size)),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let (mut data, mut size) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_header_map_pairs(map as u32, &mut data, &mut size) {
+            OK => super::deserialize_pairs(&take(data, size)),
+            _ => Vec::new(),
+        }
+    }
+}
+
+pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
+    unsafe {
+        proxy_replace_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+            == OK
+    }
+}
+
+pub(crate) fn map_add(map: Map, name: &[u8], value: &[u8]) -> bool {
+    unsafe {
+        proxy_add_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+            == OK
+    }
+}
+
+pub(crate) fn map_remove(map: Map, name: &[u8]) -> bool {
+    unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) == OK }
+}
+
+/// The plugin configuration Envoy passed to `proxy_on_configure`.
+pub(crate) fn plugin_configuration(size: usize) -> Vec<u8> {
+    const PLUGIN_CONFIGURATION: u32 = 7;
+    if size == 0 {
+        return Vec::new();
+    }
+    let (mut data, mut len) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_buffer_bytes(PLUGIN_CONFIGURATION, 0, size, &mut data, &mut len) {
+            OK => take(data, len),
+            _ => Vec::new(),
+        }
+    }
+}
+
+pub(crate) fn send_local_reply(
+    status: u32,
+    details: &str,
+    body: &[u8],
+    headers: &[(&[u8], &[u8])],
+    grpc_status: Option<u32>,
+) -> bool {
+    let headers = super::serialize_pairs(headers);
+    let grpc = grpc_status.map_or(-1, |s| s as i32);
+    unsafe {
+        proxy_send_local_response(
+            status,
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            grpc,
+        ) == OK
+    }
+}

