@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod doctor;
 pub mod envoy;
 pub mod new;
+pub mod oci;
 pub mod optimize;
 pub mod project;
 pub mod pull;

@@ -1,0 +1,3 @@
+//! OCI registries and image layouts: where `push` puts wasm artifacts and `pull` finds them.
+
+pub mod credentials;
