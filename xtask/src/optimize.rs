@@ -1,1 +1,92 @@
-//! (being written)
+//! Shrinks a validated module: drops the hook exports the filter never implements
+//! (so Envoy never enters the VM for them), then runs Binaryen's `-Oz` in-process.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use wasm_opt::{Feature, OptimizationOptions, Pass};
+
+/// The custom section in which the weir SDK records which hooks a filter implements.
+pub const HOOKS_SECTION: &str = "weir.hooks";
+
+/// `proxy_on_*` exports by the `weir.hooks` bit that keeps them.
+const HOOK_BITS: &[(u32, &[&str])] = &[
+    (0, &["proxy_on_request_headers"]),
+    (1, &["proxy_on_request_body"]),
+    (2, &["proxy_on_request_trailers"]),
+    (3, &["proxy_on_response_headers"]),
+    (4, &["proxy_on_response_body"]),
+    (5, &["proxy_on_response_trailers"]),
+    (6, &["proxy_on_log"]),
+    (7, &["proxy_on_http_call_response"]),
+    (8, &["proxy_on_tick"]),
+    (9, &["proxy_on_queue_ready"]),
+];
+
+/// Exports an HTTP filter never needs: network-filter, gRPC-stream and foreign-function
+/// hooks. Removed whenever the module carries a `weir.hooks` section.
+const NEVER_NEEDED: &[&str] = &[
+    "proxy_on_new_connection",
+    "proxy_on_downstream_data",
+    "proxy_on_upstream_data",
+    "proxy_on_downstream_connection_close",
+    "proxy_on_upstream_connection_close",
+    "proxy_on_grpc_receive_initial_metadata",
+    "proxy_on_grpc_receive_trailing_metadata",
+    "proxy_on_grpc_receive",
+    "proxy_on_grpc_close",
+    "proxy_on_foreign_function",
+    "proxy_on_request_metadata",
+    "proxy_on_response_metadata",
+];
+
+/// Removes the exports of hooks the module's `weir.hooks` section says are unused,
+/// and the section itself. Returns the removed export names; a module without
+/// the section (not built on weir, or an SDK that does not know its hooks) is left whole.
+pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
+    let Some(section) = module.customs.remove_raw(HOOKS_SECTION) else { return Vec::new() };
+    let Ok(bytes) = <[u8; 4]>::try_from(&section.data[..]) else { return Vec::new() };
+    let mask = u32::from_le_bytes(bytes);
+    let unused: Vec<&str> = HOOK_BITS
+        .iter()
+        .filter(|(bit, _)| mask & (1 << bit) == 0)
+        .flat_map(|(_, names)| names.iter().copied())
+        .chain(NEVER_NEEDED.iter().copied())
+        .collect();
+    let doomed: Vec<_> = module
+        .exports
+        .iter()
+        .filter(|e| unused.contains(&e.name.as_str()))
+        .map(|e| (e.id(), e.name.clone()))
+        .collect();
+    for (id, _) in &doomed {
+        module.exports.delete(*id);
+    }
+    doomed.into_iter().map(|(_, name)| name).collect()
+}
+
+/// The Binaryen options weir uses: `-Oz` with the features rustc emits enabled.
+pub fn options(debug: bool) -> OptimizationOptions {
+    let mut opts = OptimizationOptions::new_optimize_for_size_aggressively();
+    for f in [
+        Feature::BulkMemory,
+        Feature::SignExt,
+        Feature::MutableGlobals,
+        Feature::TruncSat,
+        Feature::Multivalue,
+        Feature::ReferenceTypes,
+    ] {
+        opts.enable_feature(f);
+    }
+    opts.debug_info(debug);
+    if !debug {
+        opts.add_pass(Pass::StripDebug).add_pass(Pass::StripDwarf).add_pass(Pass::StripProducers);
+    }
+    opts
+}
+
+/// Optimizes `input` (a module file) into `output`; with `debug`, keeps names and debug info.
+pub fn run(input: &Path, output: &Path, debug: bool) -> Result<()> {
+    options(debug)
+        .run(input, output)
+        .with_context(|| format!("wasm-opt failed on {}", input.display()))
+}
