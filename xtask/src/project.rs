@@ -3,8 +3,12 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// The workspace root (the directory holding `filters/` and `xtask/`).
+/// The workspace root (the directory holding `filters/` and `xtask/`);
+/// `$WEIR_ROOT` overrides it (the reproducibility test builds another checkout).
 pub fn root() -> PathBuf {
+    if let Some(root) = std::env::var_os("WEIR_ROOT") {
+        return PathBuf::from(root);
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
