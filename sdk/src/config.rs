@@ -33,6 +33,20 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// The same error, its field put under `at` (a rule's path).
+    pub(crate) fn under(self, at: &str) -> Self {
+        if at.is_empty() {
+            return self;
+        }
+        let field = match self.field {
+            Some(f) => format!("{at}.{f}"),
+            None => at.to_owned(),
+        };
+        ConfigError { field: Some(field), message: self.message }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.field {

@@ -1,25 +1,55 @@
-//! What a filter author implements ([`HttpFilter`]) and what each hook is handed.
+//! What a filter author implements ([`HttpFilter`]), what a hook returns, and how it fails.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::header::{AsHeaderName, AsHeaderValue, Headers, InvalidHeader};
-use crate::host::{self, Map};
+use crate::callout::CalloutResponse;
+use crate::context::{Callback, Log, Request, Response, Tick};
+use crate::header::InvalidHeader;
+use crate::metrics::Metric;
 
 /// An HTTP filter: a configuration type and the hooks it needs.
 ///
-/// One value of the implementing type is made (with [`Default`]) for each
-/// request, so per-request state lives in its fields. Every hook has a default
-/// body that lets the request through; override only the ones you need.
+/// Write the impl with `#[weir::filter]` on it: the attribute records which
+/// hooks you implemented, so the build can stop Envoy from entering the VM for
+/// the others. One value of the implementing type is made (with [`Default`])
+/// for each request, so per-request state lives in its fields. Every hook has a
+/// default body that lets the request through; override only the ones you need.
 ///
 /// A hook returns [`Result`]: `Err` is logged with the filter's name and the
-/// request continues (fail open), so `?` on a header write is always safe.
+/// request continues (fail open), so `?` on a header write is always safe. A
+/// panic in a hook is logged with the filter's name and then aborts the VM,
+/// and Envoy applies the plugin's `failure_policy` (`FAIL_CLOSED` by default:
+/// 503 until the VM is reloaded; see the filter guide).
 pub trait HttpFilter: Default + 'static {
     /// The configuration, parsed from the plugin's JSON once per configure and
     /// shared by every request. Use [`HeaderName`](crate::HeaderName) and
     /// [`HeaderValue`](crate::HeaderValue) fields to have them checked then.
+    /// Per-route overrides (`_rules_`) come for free: see [`crate::rules`].
     type Config: DeserializeOwned + 'static;
+
+    /// Which hooks this filter implements, one bit each ([`crate::hooks`]).
+    /// `#[weir::filter]` writes it; without the attribute the filter does not compile:
+    ///
+    /// ```compile_fail
+    /// #[derive(Default)]
+    /// struct NoAttribute;
+    /// impl weir::HttpFilter for NoAttribute { type Config = (); }
+    /// weir::export!(NoAttribute); // error: put #[weir::filter] on your `impl weir::HttpFilter for ...` block
+    /// ```
+    const HOOKS: u32 = panic!("put #[weir::filter] on your `impl weir::HttpFilter for ...` block");
+
+    /// Metrics to define when the filter is configured, so they show in Envoy's
+    /// stats (at zero) before the first request. A metric not listed here is
+    /// defined on first use.
+    const METRICS: &'static [&'static Metric] = &[];
+
+    /// The most body bytes a body hook buffers. A larger request body is
+    /// answered with 413; a larger response body passes through unread (and a
+    /// warning is logged).
+    const BODY_LIMIT: usize = 1 << 20;
 
     /// The configuration to use when Envoy passes none. `None` (the default)
     /// refuses an empty configuration.
@@ -27,10 +57,16 @@ pub trait HttpFilter: Default + 'static {
         None
     }
 
-    /// Checks a parsed configuration beyond what its type says. An `Err`
-    /// refuses it, exactly like a parse error.
+    /// Checks a parsed configuration beyond what its type says (called for the
+    /// global configuration and each rule's). An `Err` refuses it, exactly like
+    /// a parse error.
     fn validate(_config: &Self::Config) -> Result<(), crate::ConfigError> {
         Ok(())
+    }
+
+    /// How often [`on_tick`](Self::on_tick) runs, given the global configuration. `None`: never.
+    fn tick_period(_config: &Self::Config) -> Option<Duration> {
+        None
     }
 
     /// Called when the request headers arrive.
@@ -38,10 +74,50 @@ pub trait HttpFilter: Default + 'static {
         Ok(Action::Continue)
     }
 
+    /// Called once with the whole request body (up to [`BODY_LIMIT`](Self::BODY_LIMIT)),
+    /// when there is one; implementing it makes weir buffer the body.
+    fn on_request_body(&mut self, _cx: &mut Request<'_, Self::Config>) -> Result {
+        Ok(Action::Continue)
+    }
+
+    /// Called when the request trailers arrive (gRPC and chunked requests).
+    fn on_request_trailers(&mut self, _cx: &mut Request<'_, Self::Config>) -> Result {
+        Ok(Action::Continue)
+    }
+
     /// Called when the response headers arrive.
     fn on_response_headers(&mut self, _cx: &mut Response<'_, Self::Config>) -> Result {
         Ok(Action::Continue)
     }
+
+    /// Called once with the whole response body (up to [`BODY_LIMIT`](Self::BODY_LIMIT)),
+    /// when there is one; implementing it makes weir buffer the body.
+    fn on_response_body(&mut self, _cx: &mut Response<'_, Self::Config>) -> Result {
+        Ok(Action::Continue)
+    }
+
+    /// Called when the response trailers arrive (e.g. `grpc-status`).
+    fn on_response_trailers(&mut self, _cx: &mut Response<'_, Self::Config>) -> Result {
+        Ok(Action::Continue)
+    }
+
+    /// Called with the answer to a [`Callout`](crate::Callout) this request made
+    /// (or with no status, when it failed or timed out). `Continue` resumes the
+    /// paused request or response; a local reply rejects it; `Pause` keeps it
+    /// waiting (e.g. for another callout). The default resumes.
+    fn on_callout_response(
+        &mut self,
+        _cx: &mut Callback<'_, Self::Config>,
+        _response: CalloutResponse,
+    ) -> Result {
+        Ok(Action::Continue)
+    }
+
+    /// Called when the request is over (Envoy's access-log time), e.g. to record metrics.
+    fn on_log(&mut self, _cx: &mut Log<'_, Self::Config>) {}
+
+    /// Called every [`tick_period`](Self::tick_period), outside any request.
+    fn on_tick(_cx: &mut Tick<'_, Self::Config>) {}
 }
 
 /// What the proxy does after a hook.
@@ -95,148 +171,5 @@ impl From<&str> for Error {
 impl From<String> for Error {
     fn from(e: String) -> Self {
         Error(e.into())
-    }
-}
-
-/// A reply the filter sends itself, instead of the upstream's.
-///
-/// ```
-/// let deny = weir::LocalReply::new(403).body("denied\n").header("x-denied-by", "policy");
-/// # let _ = deny;
-/// ```
-#[derive(Clone, Debug)]
-pub struct LocalReply {
-    status: u32,
-    body: Vec<u8>,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
-    grpc_status: Option<u32>,
-    details: String,
-    invalid: Option<InvalidHeader>,
-}
-
-impl LocalReply {
-    /// A reply with this HTTP status and an empty body.
-    pub fn new(status: u16) -> Self {
-        LocalReply {
-            status: status.into(),
-            body: Vec::new(),
-            headers: Vec::new(),
-            grpc_status: None,
-            details: String::new(),
-            invalid: None,
-        }
-    }
-
-    /// Sets the body.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
-        self
-    }
-
-    /// Adds a header; an illegal one makes sending the reply fail with [`InvalidHeader`].
-    pub fn header(mut self, name: impl AsHeaderName, value: impl AsHeaderValue) -> Self {
-        match (name.header_name(), value.header_value()) {
-            (Ok(n), Ok(v)) => self.headers.push((n.to_vec(), v.to_vec())),
-            (Err(e), _) | (_, Err(e)) => self.invalid = self.invalid.take().or(Some(e)),
-        }
-        self
-    }
-
-    /// Answers as gRPC with this status code (e.g. 7, PERMISSION_DENIED);
-    /// the body becomes the `grpc-message`.
-    pub fn grpc_status(mut self, code: u32) -> Self {
-        self.grpc_status = Some(code);
-        self
-    }
-
-    /// The response-code details Envoy records in its access log
-    /// (`%RESPONSE_CODE_DETAILS%`); letters, digits and `_` only.
-    pub fn details(mut self, details: &str) -> Self {
-        self.details = details
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        self
-    }
-
-    fn send(self) -> Result {
-        if let Some(e) = self.invalid {
-            return Err(e.into());
-        }
-        let headers: Vec<(&[u8], &[u8])> =
-            self.headers.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-        if host::send_local_reply(self.status, &self.details, &self.body, &headers, self.grpc_status) {
-            Ok(Action::Pause)
-        } else {
-            Err(Error::new(format_args!("the proxy refused a local reply with status {}", self.status)))
-        }
-    }
-}
-
-/// What `on_request_headers` is handed: the configuration and the request headers.
-pub struct Request<'a, C> {
-    pub(crate) config: &'a C,
-    pub(crate) headers: Headers,
-    pub(crate) end_of_stream: bool,
-}
-
-impl<'a, C> Request<'a, C> {
-    pub(crate) fn new(config: &'a C, end_of_stream: bool) -> Self {
-        Request { config, headers: Headers::new(Map::RequestHeaders), end_of_stream }
-    }
-
-    /// The filter's configuration (borrowed for the whole hook, so it can be
-    /// held while headers are written).
-    pub fn config(&self) -> &'a C {
-        self.config
-    }
-
-    /// The request headers, including `:method`, `:path`, `:authority` and `:scheme`.
-    pub fn headers(&mut self) -> &mut Headers {
-        &mut self.headers
-    }
-
-    /// True when the request has no body.
-    pub fn end_of_stream(&self) -> bool {
-        self.end_of_stream
-    }
-
-    /// Sends `reply` to the client instead of forwarding the request.
-    pub fn reply(&mut self, reply: LocalReply) -> Result {
-        reply.send()
-    }
-}
-
-/// What `on_response_headers` is handed: the configuration and the response headers.
-pub struct Response<'a, C> {
-    pub(crate) config: &'a C,
-    pub(crate) headers: Headers,
-    pub(crate) end_of_stream: bool,
-}
-
-impl<'a, C> Response<'a, C> {
-    pub(crate) fn new(config: &'a C, end_of_stream: bool) -> Self {
-        Response { config, headers: Headers::new(Map::ResponseHeaders), end_of_stream }
-    }
-
-    /// The filter's configuration (borrowed for the whole hook, so it can be
-    /// held while headers are written).
-    pub fn config(&self) -> &'a C {
-        self.config
-    }
-
-    /// The response headers, including `:status`.
-    pub fn headers(&mut self) -> &mut Headers {
-        &mut self.headers
-    }
-
-    /// True when the response has no body.
-    pub fn end_of_stream(&self) -> bool {
-        self.end_of_stream
-    }
-
-    /// Replaces the upstream's response with `reply`.
-    pub fn reply(&mut self, reply: LocalReply) -> Result {
-        reply.send()
     }
 }

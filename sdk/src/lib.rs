@@ -19,6 +19,7 @@
 //! #[derive(Default)]
 //! struct AddHeader;
 //!
+//! #[weir::filter]
 //! impl HttpFilter for AddHeader {
 //!     type Config = Config;
 //!
@@ -39,27 +40,54 @@
 //! assert_eq!(exchange.response_header("hello").unwrap(), "hello details");
 //! ```
 //!
-//! Build the module with `cargo xtask build`; see the repository README.
+//! What else a filter can do, each from its hook's context (`cx`):
+//! local replies ([`LocalReply`], including gRPC status), request and response
+//! bodies ([`Body`]) and trailers, properties ([`Properties`]), HTTP callouts
+//! ([`Callout`]), metrics ([`metrics`]), shared data ([`shared`]) and ticks
+//! ([`HttpFilter::on_tick`]), and per-route configuration ([`rules`]), all
+//! testable natively with [`testing`].
+//!
+//! Build the module with `cargo xtask build`; see `docs/filter-guide.md`.
 #![deny(missing_docs)]
 
+mod body;
+mod callout;
 pub mod config;
+mod context;
 mod filter;
 pub mod header;
+pub mod hooks;
 mod host;
 pub mod log;
+pub mod metrics;
+mod property;
+mod reply;
+pub mod rules;
 mod runtime;
+pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
+pub use body::Body;
+pub use callout::{Callout, CalloutResponse};
 pub use config::ConfigError;
-pub use filter::{Action, Error, HttpFilter, LocalReply, Request, Response, Result};
+pub use context::{Callback, Log, Request, Response, Tick};
+pub use filter::{Action, Error, HttpFilter, Result};
 pub use header::{HeaderName, HeaderValue, Headers, InvalidHeader, Value};
+pub use property::Properties;
+pub use reply::LocalReply;
+
+/// Records which hooks an `impl HttpFilter` block implements (see [`hooks`]).
+///
+/// Put it on every filter's impl block; without it the filter does not compile.
+pub use weir_macros::filter;
 
 /// Exports a filter type as the proxy-wasm module's plugin.
 ///
 /// Use it once, at the crate root of a `cdylib` filter crate. The filter's name
-/// in Envoy's log lines is the crate's package name. On native targets it
-/// expands to nothing but a type check, so the same crate runs its tests natively.
+/// in Envoy's log lines is the crate's package name. It also writes the
+/// `weir.hooks` custom section (see [`hooks`]). On native targets it expands to
+/// nothing but a type check, so the same crate runs its tests natively.
 #[macro_export]
 macro_rules! export {
     ($filter:ty) => {
@@ -67,10 +95,16 @@ macro_rules! export {
         $crate::__private::proxy_wasm::main! {{
             $crate::__private::start::<$filter>(env!("CARGO_PKG_NAME"));
         }}
+        #[cfg(target_arch = "wasm32")]
+        #[link_section = "weir.hooks"]
+        #[used]
+        static __WEIR_HOOKS: [u8; 4] =
+            $crate::hooks::section(<$filter as $crate::HttpFilter>::HOOKS);
         #[cfg(not(target_arch = "wasm32"))]
         const _: () = {
             fn _is_filter<F: $crate::HttpFilter>() {}
             let _ = _is_filter::<$filter>;
+            let _ = <$filter as $crate::HttpFilter>::HOOKS;
         };
     };
 }

@@ -2,13 +2,19 @@
 //!
 //! The harness drives the same runtime the wasm module uses, against an
 //! in-memory host with Envoy's header semantics. A configuration Envoy would
-//! refuse is refused here with the same message.
+//! refuse is refused here with the same message. Each [`TestFilter::send`]
+//! runs one request through every hook the filter has (headers, body,
+//! trailers, both ways, callouts answered by [`TestFilter::answer_callouts`],
+//! then `on_log`) and returns an [`Exchange`] to assert on: the headers it
+//! forwarded, the local reply, its logs, its callouts; metrics and shared data
+//! outlive the request and are read from the [`TestFilter`].
 //!
 //! ```
 //! use weir::testing::{TestFilter, TestRequest};
 //!
 //! #[derive(Default)]
 //! struct Hello;
+//! #[weir::filter]
 //! impl weir::HttpFilter for Hello {
 //!     type Config = ();
 //!     fn default_config() -> Option<()> { Some(()) }
@@ -23,29 +29,40 @@
 //! assert_eq!(exchange.status(), 200);
 //! assert_eq!(exchange.response_header("hello").unwrap(), "world");
 //! ```
+//!
+//! Host state lives in thread-locals (each test runs on its own thread):
+//! use one `TestFilter` per test.
+
+use std::time::Duration;
 
 use crate::filter::{Action, HttpFilter};
 use crate::header::Value;
-use crate::host::native::{self, SentReply};
-use crate::host::Map;
+use crate::host::native::{self, SentCallout, SentReply};
+use crate::host::{Buffer, Direction, Map, MetricKind};
 use crate::log::Level;
-use crate::runtime::Plugin;
+use crate::runtime::{Plugin, Stream};
 use crate::ConfigError;
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+type Responder = Box<dyn FnMut(&Call) -> Option<TestResponse>>;
 
 /// A configured filter, ready to take requests.
 pub struct TestFilter<F: HttpFilter> {
     plugin: Plugin<F>,
+    responder: Option<Responder>,
+    refuse: bool,
 }
 
 impl<F: HttpFilter> TestFilter<F> {
     /// Configures the filter with `json` (empty for "no configuration"), as Envoy would.
+    /// Metrics, shared data and the tick period start empty.
     pub fn configure(json: &str) -> Result<Self, ConfigError> {
         let name = std::any::type_name::<F>().rsplit("::").next().unwrap_or("filter");
+        native::lasting(|l| *l = Default::default());
+        native::with(|s| *s = Default::default());
         let mut plugin = Plugin::new(name);
         plugin.configure(json.as_bytes())?;
-        Ok(TestFilter { plugin })
+        Ok(TestFilter { plugin, responder: None, refuse: false })
     }
 
     /// Replaces the configuration, as a configuration update in Envoy would.
@@ -53,33 +70,155 @@ impl<F: HttpFilter> TestFilter<F> {
         self.plugin.configure(json.as_bytes())
     }
 
+    /// Answers every callout with `answer(call)`: `Some(response)` is the
+    /// upstream's answer, `None` a failure or timeout. Without it, every
+    /// callout fails as if the cluster timed out.
+    pub fn answer_callouts(&mut self, answer: impl FnMut(&Call) -> Option<TestResponse> + 'static) -> &mut Self {
+        self.responder = Some(Box::new(answer));
+        self
+    }
+
+    /// Makes the host refuse callouts (as Envoy does for an unknown cluster).
+    pub fn refuse_callouts(&mut self) -> &mut Self {
+        self.refuse = true;
+        self
+    }
+
     /// Sends one request through the filter and, unless the filter answered it
-    /// itself, the request's canned upstream response back through it.
+    /// itself or held it, the request's canned upstream response back through it.
     pub fn send(&mut self, request: TestRequest) -> Exchange {
-        native::with(|s| *s = Default::default());
-        native::with(|s| s.maps[Map::RequestHeaders as usize] = request.headers);
-        let mut stream = self.plugin.stream();
-        let request_action = stream.request_headers(request.body_empty);
-        let upstream = native::with(|s| {
-            (s.reply.is_none() && request_action == Action::Continue)
-                .then(|| s.maps[Map::RequestHeaders as usize].clone())
+        native::with(|s| {
+            *s = Default::default();
+            s.refuse_callouts = self.refuse;
+            s.maps[Map::RequestHeaders as usize] = request.headers.clone();
+            s.properties = request.properties(self.plugin.name);
         });
-        let mut response_action = None;
-        if upstream.is_some() {
-            native::with(|s| s.maps[Map::ResponseHeaders as usize] = request.response.headers);
-            response_action = Some(stream.response_headers(request.response.body_empty));
+        let mut stream = self.plugin.stream();
+        let mut callouts = Vec::new();
+        let (has_body, has_trailers) = (!request.body.is_empty(), !request.trailers.is_empty());
+
+        let request_action = stream.request_headers(!has_body && !has_trailers);
+        let mut open = self.settle(&mut stream, request_action, Direction::Request, &mut callouts);
+        if open && has_body {
+            native::with(|s| s.buffers[Buffer::RequestBody as usize] = request.body.clone());
+            let a = stream.request_body(request.body.len(), !has_trailers);
+            open = self.settle(&mut stream, if has_trailers { Action::Continue } else { a }, Direction::Request, &mut callouts);
         }
+        if open && has_trailers {
+            native::with(|s| s.maps[Map::RequestTrailers as usize] = request.trailers.clone());
+            let a = stream.request_trailers();
+            open = self.settle(&mut stream, a, Direction::Request, &mut callouts);
+        }
+        let upstream = open.then(|| {
+            native::with(|s| Forwarded {
+                headers: s.maps[Map::RequestHeaders as usize].clone(),
+                body: s.buffers[Buffer::RequestBody as usize].clone(),
+                trailers: s.maps[Map::RequestTrailers as usize].clone(),
+            })
+        });
+
+        let mut response_action = None;
+        if open {
+            let response = &request.response;
+            let (has_body, has_trailers) = (!response.body.is_empty(), !response.trailers.is_empty());
+            native::with(|s| {
+                s.maps[Map::ResponseHeaders as usize] = response.headers.clone();
+                let status = find(&response.headers, ":status").map_or(Vec::new(), |v| v.0);
+                s.properties.push(("response.code".into(), status));
+            });
+            let a = stream.response_headers(!has_body && !has_trailers);
+            response_action = Some(a);
+            let mut open = self.settle(&mut stream, a, Direction::Response, &mut callouts);
+            if open && has_body {
+                native::with(|s| s.buffers[Buffer::ResponseBody as usize] = response.body.clone());
+                let a = stream.response_body(response.body.len(), !has_trailers);
+                open = self.settle(&mut stream, if has_trailers { Action::Continue } else { a }, Direction::Response, &mut callouts);
+            }
+            if open && has_trailers {
+                native::with(|s| s.maps[Map::ResponseTrailers as usize] = response.trailers.clone());
+                let a = stream.response_trailers();
+                self.settle(&mut stream, a, Direction::Response, &mut callouts);
+            }
+        }
+        stream.log();
         native::with(|s| {
             let state = std::mem::take(s);
             Exchange {
                 upstream,
                 response: state.maps[Map::ResponseHeaders as usize].clone(),
+                response_body: state.buffers[Buffer::ResponseBody as usize].clone(),
+                response_trailers: state.maps[Map::ResponseTrailers as usize].clone(),
                 reply: state.reply,
                 logs: state.logs,
+                callouts,
                 request_action,
                 response_action,
             }
         })
+    }
+
+    /// Answers the callouts a hook made, then says whether the stream goes on:
+    /// the hook continued, or a callout's hook resumed it, and nobody replied.
+    fn settle(&mut self, stream: &mut Stream<F>, action: Action, direction: Direction, log: &mut Vec<Call>) -> bool {
+        loop {
+            let next = native::with(|s| {
+                (s.reply.is_none() && !s.pending.is_empty()).then(|| s.pending.remove(0))
+            });
+            let Some(token) = next else { break };
+            let Some(sent) = native::with(|s| s.callouts.iter().find(|c| c.token == token).cloned()) else { break };
+            let call = Call(sent);
+            let answer = self.responder.as_mut().and_then(|r| r(&call));
+            log.push(call);
+            let body = answer.as_ref().map_or(Vec::new(), |a| a.body.clone());
+            native::with(|s| {
+                s.maps[Map::HttpCallResponseHeaders as usize] = answer.map_or(Vec::new(), |a| a.headers);
+                s.buffers[Buffer::HttpCallResponseBody as usize] = body.clone();
+            });
+            stream.callout_response(token, body.len());
+        }
+        native::with(|s| {
+            let resumed = s.resumed.contains(&direction);
+            s.resumed.clear();
+            s.reply.is_none() && (action == Action::Continue || resumed)
+        })
+    }
+
+    /// Runs the tick hook once, as Envoy does every [`tick_period`](Self::tick_period);
+    /// returns what it logged.
+    pub fn tick(&mut self) -> Vec<(Level, String)> {
+        native::with(|s| s.logs.clear());
+        self.plugin.tick();
+        native::with(|s| std::mem::take(&mut s.logs))
+            .into_iter()
+            .map(|(l, m)| (level(l), m))
+            .collect()
+    }
+
+    /// The tick period the filter asked for at configure, if any.
+    pub fn tick_period(&self) -> Option<Duration> {
+        native::lasting(|l| l.tick_period)
+    }
+
+    /// A counter's or gauge's value, `None` when the filter never defined it.
+    pub fn metric(&self, name: &str) -> Option<u64> {
+        let (kind, id) = native::metric_id(name)?;
+        (kind != MetricKind::Histogram).then(|| native::lasting(|l| l.counters.get(&id).copied().unwrap_or(0) as u64))
+    }
+
+    /// Every value a histogram recorded, in order; empty when it recorded none.
+    pub fn histogram(&self, name: &str) -> Vec<u64> {
+        let Some((_, id)) = native::metric_id(name) else { return Vec::new() };
+        native::lasting(|l| l.histograms.get(&id).cloned().unwrap_or_default())
+    }
+
+    /// The shared data under `key`.
+    pub fn shared(&self, key: &str) -> Option<Vec<u8>> {
+        native::lasting(|l| l.shared.get(key).map(|(v, _)| v.clone()))
+    }
+
+    /// Stores shared data under `key`, as another worker would.
+    pub fn set_shared(&mut self, key: &str, value: &[u8]) {
+        native::shared_set(key, value, 0);
     }
 }
 
@@ -87,12 +226,16 @@ impl<F: HttpFilter> TestFilter<F> {
 #[derive(Clone, Debug)]
 pub struct TestRequest {
     headers: Pairs,
-    body_empty: bool,
+    body: Vec<u8>,
+    trailers: Pairs,
+    source: String,
+    route: Option<String>,
     response: TestResponse,
 }
 
 impl TestRequest {
-    /// A request with this method and path, `:authority: example.com`, `:scheme: http`.
+    /// A request with this method and path, `:authority: example.com`,
+    /// `:scheme: http`, from `127.0.0.1:40000`.
     pub fn new(method: &str, path: &str) -> Self {
         TestRequest {
             headers: vec![
@@ -101,7 +244,10 @@ impl TestRequest {
                 (b":method".to_vec(), method.as_bytes().to_vec()),
                 (b":scheme".to_vec(), b"http".to_vec()),
             ],
-            body_empty: true,
+            body: Vec::new(),
+            trailers: Vec::new(),
+            source: "127.0.0.1:40000".into(),
+            route: None,
             response: TestResponse::new(200),
         }
     }
@@ -111,23 +257,38 @@ impl TestRequest {
         Self::new("GET", path)
     }
 
-    /// Adds a header; the value may be any bytes, as on the wire.
+    /// Adds a header (a pseudo-header such as `:authority` replaces the one
+    /// there); the value may be any bytes, as on the wire.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         let name = name.to_ascii_lowercase().into_bytes();
-        let value = value.as_ref().to_vec();
-        match name.as_slice() {
-            b":authority" | b":path" | b":method" | b":scheme" => {
-                self.headers.retain(|(k, _)| *k != name);
-            }
-            _ => {}
+        if name.starts_with(b":") {
+            self.headers.retain(|(k, _)| *k != name);
         }
-        self.headers.push((name, value));
+        self.headers.push((name, value.as_ref().to_vec()));
         self
     }
 
-    /// Marks the request as carrying a body (so headers are not end of stream).
-    pub fn with_body(mut self) -> Self {
-        self.body_empty = false;
+    /// Gives the request a body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Adds a request trailer.
+    pub fn trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.trailers.push((name.to_ascii_lowercase().into_bytes(), value.as_ref().to_vec()));
+        self
+    }
+
+    /// The downstream address (`source.address`), e.g. `"10.1.2.3:5000"`.
+    pub fn source(mut self, address: &str) -> Self {
+        self.source = address.into();
+        self
+    }
+
+    /// The name of the route the request matches (`xds.route_name`).
+    pub fn route(mut self, name: &str) -> Self {
+        self.route = Some(name.into());
         self
     }
 
@@ -136,13 +297,30 @@ impl TestRequest {
         self.response = response;
         self
     }
+
+    fn properties(&self, plugin: &str) -> Vec<(String, Vec<u8>)> {
+        let mut p = Vec::new();
+        for (key, header) in [("path", ":path"), ("method", ":method"), ("host", ":authority"), ("scheme", ":scheme")] {
+            if let Some(v) = find(&self.headers, header) {
+                p.push((format!("request.{key}"), v.0));
+            }
+        }
+        p.push(("source.address".into(), self.source.clone().into_bytes()));
+        if let Some(route) = &self.route {
+            p.push(("xds.route_name".into(), route.clone().into_bytes()));
+        }
+        p.push(("plugin_name".into(), plugin.as_bytes().to_vec()));
+        p.push(("plugin_root_id".into(), plugin.as_bytes().to_vec()));
+        p
+    }
 }
 
-/// The upstream's canned response.
+/// The upstream's canned response (also a callout's answer).
 #[derive(Clone, Debug)]
 pub struct TestResponse {
     headers: Pairs,
-    body_empty: bool,
+    body: Vec<u8>,
+    trailers: Pairs,
 }
 
 impl TestResponse {
@@ -150,7 +328,8 @@ impl TestResponse {
     pub fn new(status: u16) -> Self {
         TestResponse {
             headers: vec![(b":status".to_vec(), status.to_string().into_bytes())],
-            body_empty: true,
+            body: Vec::new(),
+            trailers: Vec::new(),
         }
     }
 
@@ -159,15 +338,68 @@ impl TestResponse {
         self.headers.push((name.to_ascii_lowercase().into_bytes(), value.as_ref().to_vec()));
         self
     }
+
+    /// Gives the response a body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Adds a response trailer (e.g. `grpc-status`).
+    pub fn trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
+        self.trailers.push((name.to_ascii_lowercase().into_bytes(), value.as_ref().to_vec()));
+        self
+    }
+}
+
+/// An HTTP callout the filter made.
+#[derive(Clone, Debug)]
+pub struct Call(SentCallout);
+
+impl Call {
+    /// The cluster it went to.
+    pub fn upstream(&self) -> &str {
+        &self.0.upstream
+    }
+
+    /// A header it carried (`:method`, `:path` and `:authority` included).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.0.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Its `:path`.
+    pub fn path(&self) -> &str {
+        self.header(":path").unwrap_or("")
+    }
+
+    /// Its body.
+    pub fn body(&self) -> &[u8] {
+        &self.0.body
+    }
+
+    /// The timeout it was sent with.
+    pub fn timeout(&self) -> Duration {
+        self.0.timeout
+    }
+}
+
+#[derive(Debug)]
+struct Forwarded {
+    headers: Pairs,
+    body: Vec<u8>,
+    trailers: Pairs,
 }
 
 /// What happened to one request.
 #[derive(Debug)]
 pub struct Exchange {
-    upstream: Option<Pairs>,
+    upstream: Option<Forwarded>,
     response: Pairs,
+    response_body: Vec<u8>,
+    response_trailers: Pairs,
     reply: Option<SentReply>,
     logs: Vec<(u32, String)>,
+    callouts: Vec<Call>,
     request_action: Action,
     response_action: Option<Action>,
 }
@@ -177,11 +409,20 @@ fn find(pairs: &Pairs, name: &str) -> Option<Value> {
     pairs.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| Value(v.clone()))
 }
 
+fn level(l: u32) -> Level {
+    const LEVELS: [Level; 6] = [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Critical];
+    LEVELS.get(l as usize).copied().unwrap_or(Level::Critical)
+}
+
 impl Exchange {
-    /// The status the client gets: the local reply's, or the upstream's.
+    /// The status the client gets: the local reply's, or the upstream's
+    /// (0 when the request was held and nobody answered).
     pub fn status(&self) -> u16 {
         if let Some(reply) = &self.reply {
             return reply.status as u16;
+        }
+        if self.upstream.is_none() {
+            return 0;
         }
         find(&self.response, ":status")
             .and_then(|v| v.to_str().and_then(|s| s.parse().ok()))
@@ -202,9 +443,29 @@ impl Exchange {
         pairs.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), Value(v.clone()))).collect()
     }
 
+    /// The body the client gets: the local reply's, or the upstream's as the filter left it.
+    pub fn response_body(&self) -> &[u8] {
+        self.reply.as_ref().map_or(&self.response_body, |r| &r.body)
+    }
+
+    /// A response trailer as the filter left it.
+    pub fn response_trailer(&self, name: &str) -> Option<Value> {
+        find(&self.response_trailers, name)
+    }
+
     /// A header of the request as forwarded upstream; `None` when it was not forwarded.
     pub fn upstream_header(&self, name: &str) -> Option<Value> {
-        self.upstream.as_ref().and_then(|h| find(h, name))
+        self.upstream.as_ref().and_then(|u| find(&u.headers, name))
+    }
+
+    /// The request body as forwarded upstream (empty when not forwarded).
+    pub fn upstream_body(&self) -> &[u8] {
+        self.upstream.as_ref().map_or(&[], |u| &u.body)
+    }
+
+    /// A request trailer as forwarded upstream.
+    pub fn upstream_trailer(&self, name: &str) -> Option<Value> {
+        self.upstream.as_ref().and_then(|u| find(&u.trailers, name))
     }
 
     /// True when the request went on to the upstream.
@@ -222,9 +483,19 @@ impl Exchange {
         self.reply.as_ref().and_then(|r| r.grpc_status)
     }
 
+    /// The response-code details of the local reply, when the filter sent one.
+    pub fn reply_details(&self) -> Option<&str> {
+        self.reply.as_ref().map(|r| r.details.as_str())
+    }
+
     /// True when the filter answered the request itself.
     pub fn replied_locally(&self) -> bool {
         self.reply.is_some()
+    }
+
+    /// The callouts the filter made, in order.
+    pub fn callouts(&self) -> &[Call] {
+        &self.callouts
     }
 
     /// What the request-headers hook returned.
@@ -239,11 +510,11 @@ impl Exchange {
 
     /// Every line the filter logged, with its level.
     pub fn logs(&self) -> Vec<(Level, &str)> {
-        const LEVELS: [Level; 6] =
-            [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Critical];
-        self.logs
-            .iter()
-            .map(|(l, m)| (LEVELS.get(*l as usize).copied().unwrap_or(Level::Critical), m.as_str()))
-            .collect()
+        self.logs.iter().map(|(l, m)| (level(*l), m.as_str())).collect()
+    }
+
+    /// True when some logged line contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.logs.iter().any(|(_, m)| m.contains(text))
     }
 }

@@ -21,6 +21,7 @@ pub struct Config {
 #[derive(Default)]
 pub struct AddHeader;
 
+#[weir::filter]
 impl HttpFilter for AddHeader {
     type Config = Config;
 

@@ -17,13 +17,47 @@ pub(crate) use native::*;
 /// The proxy's header maps, numbered as the ABI numbers them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
-#[allow(dead_code)] // trailers and callout maps are for hooks still to come
 pub(crate) enum Map {
     RequestHeaders = 0,
     RequestTrailers = 1,
     ResponseHeaders = 2,
     ResponseTrailers = 3,
     HttpCallResponseHeaders = 6,
+}
+
+/// The proxy's byte buffers, numbered as the ABI numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Buffer {
+    RequestBody = 0,
+    ResponseBody = 1,
+    HttpCallResponseBody = 4,
+}
+
+/// Which way a paused stream goes on (the ABI's `StreamType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Direction {
+    Request = 0,
+    Response = 1,
+}
+
+/// The metric kinds, numbered as the ABI numbers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum MetricKind {
+    Counter = 0,
+    Gauge = 1,
+    Histogram = 2,
+}
+
+/// What `shared_set` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // the native host never fails
+pub(crate) enum SetStatus {
+    Ok,
+    CasMismatch,
+    Failed,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]

@@ -1,9 +1,13 @@
-//! An in-memory host for native tests: header maps, logs and the local reply,
-//! with Envoy's semantics (lowercase names, `get` returns the first value,
-//! `set` replaces every value). [`crate::testing`] fills and reads it.
+//! An in-memory host for native tests: header maps, buffers, properties, logs,
+//! local replies, callouts, metrics and shared data, with Envoy's semantics
+//! (lowercase names, `get` returns the first value, `set` replaces every value).
+//! [`crate::testing`] fills and reads it.
 
-use super::Map;
+use super::{Buffer, Direction, Map, MetricKind, SetStatus};
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// A local reply the filter sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -15,20 +19,64 @@ pub(crate) struct SentReply {
     pub grpc_status: Option<u32>,
 }
 
+/// An HTTP call the filter dispatched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SentCallout {
+    pub token: u32,
+    pub upstream: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+}
+
+/// What one request leaves in the host; reset for every request.
 #[derive(Default)]
 pub(crate) struct State {
     pub maps: [Vec<(Vec<u8>, Vec<u8>)>; 8],
+    pub buffers: [Vec<u8>; 5],
+    pub properties: Vec<(String, Vec<u8>)>,
     pub logs: Vec<(u32, String)>,
     pub reply: Option<SentReply>,
+    pub callouts: Vec<SentCallout>,
+    /// Calls not answered yet, oldest first.
+    pub pending: Vec<u32>,
+    pub resumed: Vec<Direction>,
+    pub refuse_callouts: bool,
+}
+
+/// What outlives one request: metric values, shared data, the tick period.
+#[derive(Default)]
+pub(crate) struct Lasting {
+    pub counters: HashMap<u32, i64>,
+    pub histograms: HashMap<u32, Vec<u64>>,
+    pub shared: HashMap<String, (Vec<u8>, u32)>,
+    pub tick_period: Option<Duration>,
+    pub next_token: u32,
 }
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
+    static LASTING: RefCell<Lasting> = RefCell::new(Lasting::default());
 }
 
-/// Runs `f` on this thread's host state.
+/// Metric names by id, shared by every test thread: a metric's handle caches
+/// its id in a `static`, so one name must have one id in every thread.
+static METRIC_NAMES: Mutex<Vec<(MetricKind, String)>> = Mutex::new(Vec::new());
+
+/// Runs `f` on this thread's per-request host state.
 pub(crate) fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     STATE.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// Runs `f` on this thread's lasting host state.
+pub(crate) fn lasting<R>(f: impl FnOnce(&mut Lasting) -> R) -> R {
+    LASTING.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// The id of the metric called `name`, if one was defined.
+pub(crate) fn metric_id(name: &str) -> Option<(MetricKind, u32)> {
+    let names = METRIC_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    names.iter().position(|(_, n)| n == name).map(|i| (names[i].0, i as u32))
 }
 
 fn lower(name: &[u8]) -> Vec<u8> {
@@ -95,4 +143,103 @@ pub(crate) fn send_local_reply(
     };
     with(|s| s.reply = Some(reply));
     true
+}
+
+pub(crate) fn buffer_get(buffer: Buffer, start: usize, max: usize) -> Vec<u8> {
+    with(|s| {
+        let b = &s.buffers[buffer as usize];
+        let start = start.min(b.len());
+        b[start..start.saturating_add(max).min(b.len())].to_vec()
+    })
+}
+
+pub(crate) fn buffer_set(buffer: Buffer, start: usize, size: usize, bytes: &[u8]) -> bool {
+    with(|s| {
+        let b = &mut s.buffers[buffer as usize];
+        let start = start.min(b.len());
+        let end = start.saturating_add(size).min(b.len());
+        b.splice(start..end, bytes.iter().copied());
+    });
+    true
+}
+
+pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let key = path.join(".");
+    with(|s| s.properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
+}
+
+pub(crate) fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
+    let mut names = METRIC_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    match names.iter().position(|(_, n)| n == name) {
+        Some(i) if names[i].0 == kind => Some(i as u32),
+        Some(_) => None,
+        None => {
+            names.push((kind, name.to_owned()));
+            Some(names.len() as u32 - 1)
+        }
+    }
+}
+
+pub(crate) fn increment_metric(id: u32, delta: i64) -> bool {
+    lasting(|l| *l.counters.entry(id).or_default() += delta);
+    true
+}
+
+pub(crate) fn record_metric(id: u32, value: u64) -> bool {
+    let kind = METRIC_NAMES.lock().unwrap_or_else(|e| e.into_inner()).get(id as usize).map(|m| m.0);
+    lasting(|l| match kind {
+        Some(MetricKind::Histogram) => l.histograms.entry(id).or_default().push(value),
+        _ => {
+            l.counters.insert(id, value as i64);
+        }
+    });
+    true
+}
+
+
+pub(crate) fn shared_get(key: &str) -> Option<(Vec<u8>, u32)> {
+    lasting(|l| l.shared.get(key).cloned())
+}
+
+pub(crate) fn shared_set(key: &str, value: &[u8], cas: u32) -> SetStatus {
+    lasting(|l| {
+        let current = l.shared.get(key).map_or(0, |(_, c)| *c);
+        if cas != 0 && cas != current {
+            return SetStatus::CasMismatch;
+        }
+        l.shared.insert(key.to_owned(), (value.to_vec(), current + 1));
+        SetStatus::Ok
+    })
+}
+
+pub(crate) fn set_tick_period(millis: u32) -> bool {
+    lasting(|l| l.tick_period = (millis > 0).then(|| Duration::from_millis(millis.into())));
+    true
+}
+
+pub(crate) fn resume(direction: Direction) -> bool {
+    with(|s| s.resumed.push(direction));
+    true
+}
+
+pub(crate) fn http_call(upstream: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Option<u32> {
+    if with(|s| s.refuse_callouts) {
+        return None;
+    }
+    let token = lasting(|l| {
+        l.next_token += 1;
+        l.next_token
+    });
+    let call = SentCallout {
+        token,
+        upstream: upstream.to_owned(),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        body: body.to_vec(),
+        timeout,
+    };
+    with(|s| {
+        s.callouts.push(call);
+        s.pending.push(token);
+    });
+    Some(token)
 }

@@ -4,7 +4,7 @@
 //! names as UTF-8; the header-map and local-reply calls are declared here so that
 //! nothing the host returns can trap the VM. Everything else goes through proxy-wasm.
 
-use super::Map;
+use super::{Buffer, Direction, Map, MetricKind, SetStatus};
 use std::ptr::null_mut;
 
 const OK: u32 = 0;
@@ -143,4 +143,113 @@ pub(crate) fn send_local_reply(
             grpc,
         ) == OK
     }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_buffer_bytes(buffer: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
+    fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(id: u32, value: u64) -> u32;
+    fn proxy_get_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+        cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_continue_stream(stream: u32) -> u32;
+}
+
+const CAS_MISMATCH: u32 = 8;
+
+pub(crate) fn buffer_get(buffer: Buffer, start: usize, max: usize) -> Vec<u8> {
+    if max == 0 {
+        return Vec::new();
+    }
+    let (mut data, mut len) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_buffer_bytes(buffer as u32, start, max, &mut data, &mut len) {
+            OK => take(data, len),
+            _ => Vec::new(),
+        }
+    }
+}
+
+pub(crate) fn buffer_set(buffer: Buffer, start: usize, size: usize, bytes: &[u8]) -> bool {
+    unsafe { proxy_set_buffer_bytes(buffer as u32, start, size, bytes.as_ptr(), bytes.len()) == OK }
+}
+
+pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let mut key = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    let (mut data, mut len) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_property(key.as_ptr(), key.len(), &mut data, &mut len) {
+            OK => Some(take(data, len)),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
+    let mut id = 0;
+    unsafe { (proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) == OK).then_some(id) }
+}
+
+pub(crate) fn increment_metric(id: u32, delta: i64) -> bool {
+    unsafe { proxy_increment_metric(id, delta) == OK }
+}
+
+pub(crate) fn record_metric(id: u32, value: u64) -> bool {
+    unsafe { proxy_record_metric(id, value) == OK }
+}
+
+
+pub(crate) fn shared_get(key: &str) -> Option<(Vec<u8>, u32)> {
+    let (mut data, mut len, mut cas) = (null_mut(), 0, 0);
+    unsafe {
+        match proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut len, &mut cas) {
+            OK => Some((take(data, len), cas)),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn shared_set(key: &str, value: &[u8], cas: u32) -> SetStatus {
+    unsafe {
+        match proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) {
+            OK => SetStatus::Ok,
+            CAS_MISMATCH => SetStatus::CasMismatch,
+            _ => SetStatus::Failed,
+        }
+    }
+}
+
+pub(crate) fn set_tick_period(millis: u32) -> bool {
+    unsafe { proxy_set_tick_period_milliseconds(millis) == OK }
+}
+
+pub(crate) fn resume(direction: Direction) -> bool {
+    unsafe { proxy_continue_stream(direction as u32) == OK }
+}
+
+/// Dispatches an HTTP call through proxy-wasm, so its dispatcher routes the
+/// answer to the calling request's context. Returns the call's token.
+pub(crate) fn http_call(
+    upstream: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    let body = (!body.is_empty()).then_some(body);
+    proxy_wasm::hostcalls::dispatch_http_call(upstream, headers.to_vec(), body, Vec::new(), timeout).ok()
 }

@@ -1,0 +1,64 @@
+//! The hook bits of the `weir.hooks` custom section: which hooks a filter implements.
+//!
+//! `#[weir::filter]` writes [`HttpFilter::HOOKS`](crate::HttpFilter::HOOKS) from
+//! the methods an impl block defines; [`export!`](crate::export) stores it,
+//! little-endian, in a wasm custom section named `weir.hooks`; `cargo xtask build`
+//! removes the `proxy_on_*` exports whose bit is clear, so Envoy never enters
+//! the VM for a hook the filter does not have. A module without the section
+//! keeps every export.
+
+/// `proxy_on_request_headers`: [`on_request_headers`](crate::HttpFilter::on_request_headers).
+pub const REQUEST_HEADERS: u32 = 1 << 0;
+/// `proxy_on_request_body`: [`on_request_body`](crate::HttpFilter::on_request_body).
+pub const REQUEST_BODY: u32 = 1 << 1;
+/// `proxy_on_request_trailers`: [`on_request_trailers`](crate::HttpFilter::on_request_trailers).
+pub const REQUEST_TRAILERS: u32 = 1 << 2;
+/// `proxy_on_response_headers`: [`on_response_headers`](crate::HttpFilter::on_response_headers).
+pub const RESPONSE_HEADERS: u32 = 1 << 3;
+/// `proxy_on_response_body`: [`on_response_body`](crate::HttpFilter::on_response_body).
+pub const RESPONSE_BODY: u32 = 1 << 4;
+/// `proxy_on_response_trailers`: [`on_response_trailers`](crate::HttpFilter::on_response_trailers).
+pub const RESPONSE_TRAILERS: u32 = 1 << 5;
+/// `proxy_on_log`: [`on_log`](crate::HttpFilter::on_log).
+pub const LOG: u32 = 1 << 6;
+/// `proxy_on_http_call_response`: [`on_callout_response`](crate::HttpFilter::on_callout_response).
+pub const HTTP_CALL_RESPONSE: u32 = 1 << 7;
+/// `proxy_on_tick`: [`on_tick`](crate::HttpFilter::on_tick).
+pub const TICK: u32 = 1 << 8;
+/// `proxy_on_queue_ready`: weir has no queue hook yet, so no filter sets it.
+pub const QUEUE_READY: u32 = 1 << 9;
+/// Every hook: what a module without the section is treated as.
+pub const ALL: u32 = (1 << 10) - 1;
+
+/// The hooks the module must export for a filter implementing `hooks`: a
+/// buffered body ends at the trailers when there are some, so a body hook needs
+/// the trailers hook of its direction too.
+pub const fn exported(hooks: u32) -> u32 {
+    let mut out = hooks;
+    if hooks & REQUEST_BODY != 0 {
+        out |= REQUEST_TRAILERS;
+    }
+    if hooks & RESPONSE_BODY != 0 {
+        out |= RESPONSE_TRAILERS;
+    }
+    out
+}
+
+/// The section's contents for a filter implementing `hooks`.
+#[doc(hidden)]
+pub const fn section(hooks: u32) -> [u8; 4] {
+    exported(hooks).to_le_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_hooks_keep_their_trailers() {
+        assert_eq!(exported(REQUEST_HEADERS), REQUEST_HEADERS);
+        assert_eq!(exported(REQUEST_BODY), REQUEST_BODY | REQUEST_TRAILERS);
+        assert_eq!(exported(RESPONSE_BODY | LOG), RESPONSE_BODY | RESPONSE_TRAILERS | LOG);
+        assert_eq!(section(ALL), [0xff, 0x03, 0, 0]);
+    }
+}

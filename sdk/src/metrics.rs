@@ -1,0 +1,138 @@
+//! Metrics: counters, gauges and histograms, declared as `static`s and recorded by handle.
+//!
+//! ```
+//! use weir::metrics::{Counter, Histogram};
+//!
+//! static DENIED: Counter = Counter::new("access_control_denied");
+//! static BODY_BYTES: Histogram = Histogram::new("my_filter_body_bytes");
+//!
+//! // In a hook:
+//! DENIED.inc();
+//! BODY_BYTES.record(512);
+//! ```
+//!
+//! Envoy shows them in its stats with a `wasmcustom.` prefix
+//! (`wasmcustom.access_control_denied`). A metric is defined with the host
+//! once, when the filter is configured if it is in
+//! [`HttpFilter::METRICS`](crate::HttpFilter::METRICS), else on first use; after
+//! that, recording is one host call with a cached id. A host that refuses a
+//! metric makes recording a no-op: metrics never fail a request.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::host::{self, MetricKind};
+
+const UNDEFINED: u32 = u32::MAX;
+
+/// One metric as the host knows it; the common part of [`Counter`], [`Gauge`]
+/// and [`Histogram`]. List them in [`HttpFilter::METRICS`](crate::HttpFilter::METRICS)
+/// with `.metric()`.
+pub struct Metric {
+    kind: MetricKind,
+    name: &'static str,
+    id: AtomicU32,
+}
+
+impl Metric {
+    const fn new(kind: MetricKind, name: &'static str) -> Self {
+        Metric { kind, name, id: AtomicU32::new(UNDEFINED) }
+    }
+
+    /// The metric's name, as given.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Defines the metric with the host, once; its id afterwards.
+    pub(crate) fn id(&self) -> Option<u32> {
+        match self.id.load(Ordering::Relaxed) {
+            UNDEFINED => {
+                let id = host::define_metric(self.kind, self.name)?;
+                self.id.store(id, Ordering::Relaxed);
+                Some(id)
+            }
+            id => Some(id),
+        }
+    }
+}
+
+/// A count that only goes up (Envoy counter).
+#[repr(transparent)]
+pub struct Counter(Metric);
+
+impl Counter {
+    /// A counter called `name` (Envoy stat `wasmcustom.<name>`).
+    pub const fn new(name: &'static str) -> Self {
+        Counter(Metric::new(MetricKind::Counter, name))
+    }
+
+    /// The metric, for [`HttpFilter::METRICS`](crate::HttpFilter::METRICS).
+    pub const fn metric(&self) -> &Metric {
+        &self.0
+    }
+
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        if let Some(id) = self.0.id() {
+            host::increment_metric(id, n.min(i64::MAX as u64) as i64);
+        }
+    }
+}
+
+/// A value that goes up and down (Envoy gauge).
+#[repr(transparent)]
+pub struct Gauge(Metric);
+
+impl Gauge {
+    /// A gauge called `name` (Envoy stat `wasmcustom.<name>`).
+    pub const fn new(name: &'static str) -> Self {
+        Gauge(Metric::new(MetricKind::Gauge, name))
+    }
+
+    /// The metric, for [`HttpFilter::METRICS`](crate::HttpFilter::METRICS).
+    pub const fn metric(&self) -> &Metric {
+        &self.0
+    }
+
+    /// Sets the value.
+    pub fn set(&self, value: u64) {
+        if let Some(id) = self.0.id() {
+            host::record_metric(id, value);
+        }
+    }
+
+    /// Adds `delta` (negative to subtract).
+    pub fn add(&self, delta: i64) {
+        if let Some(id) = self.0.id() {
+            host::increment_metric(id, delta);
+        }
+    }
+}
+
+/// A distribution of values (Envoy histogram), e.g. sizes or latencies.
+#[repr(transparent)]
+pub struct Histogram(Metric);
+
+impl Histogram {
+    /// A histogram called `name` (Envoy stat `wasmcustom.<name>`).
+    pub const fn new(name: &'static str) -> Self {
+        Histogram(Metric::new(MetricKind::Histogram, name))
+    }
+
+    /// The metric, for [`HttpFilter::METRICS`](crate::HttpFilter::METRICS).
+    pub const fn metric(&self) -> &Metric {
+        &self.0
+    }
+
+    /// Records one value.
+    pub fn record(&self, value: u64) {
+        if let Some(id) = self.0.id() {
+            host::record_metric(id, value);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Properties: typed getters for the request attributes Envoy knows (path, source address, route…).
+
+use std::net::SocketAddr;
+
+use crate::header::Value;
+use crate::host;
+
+/// The request's attributes, read from the host on each call (one host call each).
+///
+/// Every getter returns `None` when the host has no such attribute; text comes
+/// back as a [`Value`] (bytes with a UTF-8 view), never as a panic.
+#[derive(Clone, Copy, Debug)]
+pub struct Properties(());
+
+impl Properties {
+    pub(crate) fn new() -> Self {
+        Properties(())
+    }
+
+    /// Any attribute by its path, e.g. `&["connection", "mtls"]`, as the host's bytes.
+    pub fn get(&self, path: &[&str]) -> Option<Value> {
+        host::property(path).map(Value)
+    }
+
+    /// The request path with its query (`request.path`).
+    pub fn path(&self) -> Option<Value> {
+        self.get(&["request", "path"])
+    }
+
+    /// The request method (`request.method`).
+    pub fn method(&self) -> Option<Value> {
+        self.get(&["request", "method"])
+    }
+
+    /// The host the request is for, with any port (`request.host`).
+    pub fn authority(&self) -> Option<Value> {
+        self.get(&["request", "host"])
+    }
+
+    /// `http` or `https` (`request.scheme`).
+    pub fn scheme(&self) -> Option<Value> {
+        self.get(&["request", "scheme"])
+    }
+
+    /// The downstream peer's address (`source.address`), when it is an IP socket.
+    pub fn source_address(&self) -> Option<SocketAddr> {
+        self.get(&["source", "address"])?.to_str()?.parse().ok()
+    }
+
+    /// The name of the route the request matched (`xds.route_name`).
+    pub fn route_name(&self) -> Option<Value> {
+        self.get(&["xds", "route_name"])
+    }
+
+    /// The plugin's configured name (`plugin_name`).
+    pub fn plugin_name(&self) -> Option<Value> {
+        self.get(&["plugin_name"])
+    }
+
+    /// The plugin's root id (`plugin_root_id`).
+    pub fn root_id(&self) -> Option<Value> {
+        self.get(&["plugin_root_id"])
+    }
+}

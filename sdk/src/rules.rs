@@ -1,0 +1,299 @@
+//! Per-route rules: one configuration with overrides by route name, host or path prefix.
+//!
+//! The format is Higress's `_rules_`: the top-level object is the global
+//! configuration, and each entry of `_rules_` names what it matches and the
+//! fields it overrides:
+//!
+//! ```json
+//! {
+//!   "deny_header": "x-block",
+//!   "_rules_": [
+//!     {"_match_route_": ["admin"], "deny_header": "x-admin-block"},
+//!     {"_match_domain_": ["*.internal.example.com", "api.example.com"], "deny_header": "x-api-block"},
+//!     {"_match_path_prefix_": ["/healthz"], "deny_header": "x-never-sent"}
+//!   ]
+//! }
+//! ```
+//!
+//! - A rule's configuration is the global object with the rule's own fields
+//!   put over it (a shallow merge), parsed and validated like the global one.
+//! - `_match_route_` lists Envoy route names (exact); `_match_domain_` lists
+//!   hosts, exact or `*.suffix`, compared without the port and ignoring ASCII
+//!   case; `_match_path_prefix_` lists prefixes of the request path. A rule
+//!   matches when every list it gives has a match; the first matching rule wins.
+//! - When the top-level object holds nothing but `_rules_`, there is no global
+//!   configuration, and a request that matches no rule skips the filter.
+//! - The rule is picked once per request, on its first hook, reading only the
+//!   attributes some rule needs; a configuration without `_rules_` costs nothing.
+//!
+//! Errors inside `_rules_` name the field (`_rules_[1].deny_header`); line and
+//! column are given for errors outside it.
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::config::{self, ConfigError};
+use crate::host;
+
+const ROUTE: &str = "_match_route_";
+const DOMAIN: &str = "_match_domain_";
+const PATH_PREFIX: &str = "_match_path_prefix_";
+
+/// A parsed configuration: the global one (if any) and the rules over it.
+#[derive(Debug)]
+pub(crate) struct RuleSet<C> {
+    pub(crate) global: Option<C>,
+    rules: Vec<Rule<C>>,
+}
+
+#[derive(Debug)]
+struct Rule<C> {
+    routes: Vec<String>,
+    domains: Vec<String>,
+    path_prefixes: Vec<String>,
+    config: C,
+}
+
+/// Which configuration a request uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// No rule matched and there is no global configuration: skip the filter.
+    Skip,
+    Global,
+    Rule(usize),
+}
+
+impl<C: DeserializeOwned> RuleSet<C> {
+    /// A rule set with only a global configuration.
+    pub(crate) fn global(config: C) -> Self {
+        RuleSet { global: Some(config), rules: Vec::new() }
+    }
+
+    /// Parses `bytes`; `check` validates each configuration (global and per rule).
+    pub(crate) fn parse(bytes: &[u8], check: impl Fn(&C) -> Result<(), ConfigError>) -> Result<Self, ConfigError> {
+        if !contains(bytes, b"\"_rules_\"") {
+            let config = config::parse::<C>(bytes)?;
+            check(&config)?;
+            return Ok(Self::global(config));
+        }
+        let value: Value = config::parse(bytes)?;
+        let Value::Object(mut top) = value else {
+            return Err(ConfigError::new("the configuration must be a JSON object"));
+        };
+        let rules = match top.remove("_rules_") {
+            Some(Value::Array(rules)) => rules,
+            _ => return Err(ConfigError::at("_rules_", "expected an array of rule objects")),
+        };
+        let global = if top.is_empty() {
+            None
+        } else {
+            let config = from_value::<C>(Value::Object(top.clone()), "")?;
+            check(&config).map_err(|e| e.under(""))?;
+            Some(config)
+        };
+        let mut parsed = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.into_iter().enumerate() {
+            let at = format!("_rules_[{i}]");
+            let Value::Object(mut fields) = rule else {
+                return Err(ConfigError::at(at, "expected a rule object"));
+            };
+            let routes = take_list(&mut fields, ROUTE, &at)?;
+            let domains = take_list(&mut fields, DOMAIN, &at)?;
+            let path_prefixes = take_list(&mut fields, PATH_PREFIX, &at)?;
+            if routes.is_empty() && domains.is_empty() && path_prefixes.is_empty() {
+                return Err(ConfigError::at(
+                    at,
+                    format!("a rule needs a non-empty `{ROUTE}`, `{DOMAIN}` or `{PATH_PREFIX}`"),
+                ));
+            }
+            let mut merged = top.clone();
+            merged.extend(fields);
+            let config = from_value::<C>(Value::Object(merged), &at)?;
+            check(&config).map_err(|e| e.under(&at))?;
+            let domains = domains.into_iter().map(|d| d.to_ascii_lowercase()).collect();
+            parsed.push(Rule { routes, domains, path_prefixes, config });
+        }
+        Ok(RuleSet { global, rules: parsed })
+    }
+}
+
+impl<C> RuleSet<C> {
+    /// Picks the configuration for the current request, reading from the host
+    /// only the attributes the rules need.
+    pub(crate) fn pick(&self) -> Pick {
+        if self.rules.is_empty() {
+            return if self.global.is_some() { Pick::Global } else { Pick::Skip };
+        }
+        let need = |f: fn(&Rule<C>) -> bool| self.rules.iter().any(f);
+        let route = need(|r| !r.routes.is_empty()).then(|| host::property(&["xds", "route_name"])).flatten();
+        let host = need(|r| !r.domains.is_empty()).then(|| host::property(&["request", "host"])).flatten();
+        let path = need(|r| !r.path_prefixes.is_empty()).then(|| host::property(&["request", "path"])).flatten();
+        self.pick_for(route.as_deref(), host.as_deref(), path.as_deref())
+    }
+
+    /// Picks the configuration for a request with these attributes.
+    pub(crate) fn pick_for(&self, route: Option<&[u8]>, host: Option<&[u8]>, path: Option<&[u8]>) -> Pick {
+        let host = host.map(strip_port);
+        for (i, rule) in self.rules.iter().enumerate() {
+            let route_ok = rule.routes.is_empty()
+                || route.is_some_and(|r| rule.routes.iter().any(|x| x.as_bytes() == r));
+            let domain_ok = rule.domains.is_empty()
+                || host.is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
+            let path_ok = rule.path_prefixes.is_empty()
+                || path.is_some_and(|p| rule.path_prefixes.iter().any(|x| p.starts_with(x.as_bytes())));
+            if route_ok && domain_ok && path_ok {
+                return Pick::Rule(i);
+            }
+        }
+        if self.global.is_some() {
+            Pick::Global
+        } else {
+            Pick::Skip
+        }
+    }
+
+    /// The configuration `pick` chose.
+    pub(crate) fn get(&self, pick: Pick) -> Option<&C> {
+        match pick {
+            Pick::Skip => None,
+            Pick::Global => self.global.as_ref(),
+            Pick::Rule(i) => self.rules.get(i).map(|r| &r.config),
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn from_value<C: DeserializeOwned>(value: Value, at: &str) -> Result<C, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        match (at.is_empty(), path == ".") {
+            (true, true) => ConfigError::new(message),
+            (true, false) => ConfigError::at(path, message),
+            (false, true) => ConfigError::at(at, message),
+            (false, false) => ConfigError::at(format!("{at}.{path}"), message),
+        }
+    })
+}
+
+fn take_list(fields: &mut Map<String, Value>, key: &str, at: &str) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = fields.remove(key) else { return Ok(Vec::new()) };
+    let bad = || ConfigError::at(format!("{at}.{key}"), "expected an array of strings");
+    let Value::Array(items) = value else { return Err(bad()) };
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s),
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+/// `host` without a trailing `:port` (IPv6 literals keep their brackets).
+fn strip_port(host: &[u8]) -> &[u8] {
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) if host[i + 1..].iter().all(u8::is_ascii_digit) && !host[..i].ends_with(b":") => {
+            if host.first() == Some(&b'[') && host[..i].last() != Some(&b']') {
+                host
+            } else {
+                &host[..i]
+            }
+        }
+        _ => host,
+    }
+}
+
+/// `pattern` is lowercase: exact, `*` (any host) or `*.suffix` (any subdomain).
+fn domain_matches(pattern: &str, host: &[u8]) -> bool {
+    let pattern = pattern.as_bytes();
+    match pattern {
+        b"*" => true,
+        [b'*', suffix @ ..] => {
+            host.len() > suffix.len() && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        }
+        _ => host.eq_ignore_ascii_case(pattern),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct C {
+        v: u32,
+        #[serde(default)]
+        w: u32,
+    }
+
+    fn set(json: &str) -> RuleSet<C> {
+        RuleSet::parse(json.as_bytes(), |_| Ok(())).unwrap()
+    }
+
+    #[test]
+    fn no_rules_is_the_global_config() {
+        let s = set(r#"{"v": 1}"#);
+        assert_eq!(s.pick(), Pick::Global);
+        assert_eq!(s.get(Pick::Global), Some(&C { v: 1, w: 0 }));
+    }
+
+    #[test]
+    fn rules_override_fields_and_match_in_order() {
+        let s = set(
+            r#"{"v": 1, "w": 9, "_rules_": [
+                {"_match_route_": ["admin"], "v": 2},
+                {"_match_domain_": ["*.example.com", "api.test"], "v": 3},
+                {"_match_path_prefix_": ["/static/"], "v": 4},
+                {"_match_domain_": ["both.test"], "_match_path_prefix_": ["/x"], "v": 5}
+            ]}"#,
+        );
+        let v = |route: Option<&str>, host: Option<&str>, path: Option<&str>| {
+            let pick = s.pick_for(route.map(str::as_bytes), host.map(str::as_bytes), path.map(str::as_bytes));
+            s.get(pick).map(|c| (c.v, c.w))
+        };
+        assert_eq!(v(Some("admin"), Some("a.example.com"), Some("/")), Some((2, 9)));
+        assert_eq!(v(Some("other"), Some("A.Example.COM:8080"), Some("/")), Some((3, 9)));
+        assert_eq!(v(None, Some("example.com"), Some("/")), Some((1, 9)));
+        assert_eq!(v(None, Some("api.test:443"), None), Some((3, 9)));
+        assert_eq!(v(None, Some("x"), Some("/static/a.css")), Some((4, 9)));
+        assert_eq!(v(None, Some("both.test"), Some("/y")), Some((1, 9)));
+        assert_eq!(v(None, Some("both.test"), Some("/x/1")), Some((5, 9)));
+        assert_eq!(v(None, None, None), Some((1, 9)));
+    }
+
+    #[test]
+    fn rules_only_skips_unmatched_requests() {
+        let s = set(r#"{"_rules_": [{"_match_path_prefix_": ["/a"], "v": 7}]}"#);
+        assert_eq!(s.pick_for(None, None, Some(b"/a")), Pick::Rule(0));
+        assert_eq!(s.pick_for(None, None, Some(b"/b")), Pick::Skip);
+    }
+
+    #[test]
+    fn rule_errors_name_the_field() {
+        let err = |json: &str| RuleSet::<C>::parse(json.as_bytes(), |_| Ok(())).unwrap_err().to_string();
+        assert!(err(r#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": "x"}]}"#)
+            .starts_with("field `_rules_[0].v`: invalid type: string"));
+        assert!(err(r#"{"v": 1, "_rules_": [{"v": 2}]}"#).contains("a rule needs"));
+        assert!(err(r#"{"v": 1, "_rules_": [{"_match_route_": "a"}]}"#)
+            .starts_with("field `_rules_[0]._match_route_`: expected an array"));
+        assert!(err(r#"{"v": 1, "_rules_": {}}"#).starts_with("field `_rules_`"));
+        assert!(err(r#"{"_rules_": [], "v": "1"}"#).starts_with("field `v`"));
+        let checked = RuleSet::<C>::parse(
+            br#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": 0}]}"#,
+            |c| if c.v == 0 { Err(ConfigError::at("v", "must not be 0")) } else { Ok(()) },
+        );
+        assert_eq!(checked.unwrap_err().to_string(), "field `_rules_[0].v`: must not be 0");
+    }
+
+    #[test]
+    fn ports_are_stripped_but_ipv6_kept() {
+        assert_eq!(strip_port(b"a.test:80"), b"a.test");
+        assert_eq!(strip_port(b"a.test"), b"a.test");
+        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
+        assert_eq!(strip_port(b"[::1]"), b"[::1]");
+        assert_eq!(strip_port(b"::1"), b"::1");
+    }
+}
