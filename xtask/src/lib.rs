@@ -4,6 +4,7 @@
 pub mod abi;
 pub mod bench;
 pub mod build;
+pub mod configure;
 pub mod deploy;
 pub mod doctor;
 pub mod envoy;
