@@ -1,12 +1,189 @@
-//! `cargo xtask push`: not implemented yet (see its issue).
+//! `cargo xtask push`: packs a filter's module as an OCI artifact and pushes it to a registry or an OCI layout.
+
+use crate::oci::artifact::{self, Format, Metadata};
+use crate::oci::credentials::{self, CredentialArgs};
+use crate::oci::layout::Layout;
+use crate::oci::reference::Target;
+use crate::oci::registry::{Registry, TransportArgs};
+use crate::oci::transfer::{self, PushReport, Store};
+use crate::project;
+use anyhow::{bail, Context, Result};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+const EXAMPLES: &str = "Examples:
+  cargo xtask push add-header oci:target/oci:v1
+      build add-header and write it to an OCI layout (`skopeo inspect oci:target/oci:v1`)
+  cargo xtask push add-header localhost:5000/add-header:v1 --plain-http
+      push to a local registry without TLS
+  echo \"$TOKEN\" | cargo xtask push add-header registry.example.com/team/add-header:v1 \\
+      --username ci --password-stdin --format asm
+      the seed's ORAS layout, for ASM
+  cargo xtask push my.wasm registry.example.com/team/my:v1 --registry-config myconfig.json --json
+
+Formats:
+  universal  two layers (runtime config + module): Istio, Envoy Gateway, Higress [default]
+  asm        the seed's `oras push` layout: wasm config + one module layer
+  compat     an OCI image whose tar+gzip layer holds plugin.wasm (annotated variant=compat)
+
+Credentials, first found wins: --username with --password-stdin; --registry-config FILE;
+$DOCKER_CONFIG/config.json or ~/.docker/config.json (credHelpers, credsStore, auths); anonymous.";
 
 /// Options of `cargo xtask push`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(about = "Push a filter's module to an OCI registry or layout", after_help = EXAMPLES)]
+pub struct Args {
+    /// A filter under filters/ (built first), or a .wasm file.
+    #[arg(value_name = "FILTER|FILE.wasm")]
+    pub input: String,
+    /// Where to: HOST[:PORT]/REPO[:TAG], or oci:DIR[:TAG] for an OCI image layout directory.
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// How to pack the module.
+    #[arg(long, value_enum, default_value_t = Format::Universal)]
+    pub format: Format,
+    /// Root ids for the runtime config (repeatable); default: the filter's, or the file's stem.
+    #[arg(long = "root-id", value_name = "ID")]
+    pub root_ids: Vec<String>,
+    /// Print one JSON object on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
 
 impl Args {
     /// Runs the subcommand.
-    pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask push` is not implemented yet")
+    pub fn run(self) -> Result<()> {
+        let target = Target::parse(&self.reference)?;
+        let (module, meta) = self.module()?;
+        let artifact = artifact::pack(self.format, &module, &meta)?;
+        let progress = progress_bar(self.json, artifact.blobs.iter().map(|b| b.bytes.len() as u64).sum());
+        let report = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(async {
+                let (store, tag) = match target {
+                    Target::Layout(reference) => {
+                        let layout = Layout::create(&reference.dir)?;
+                        let tag = reference.tag_or_default().to_owned();
+                        (Store::Layout { layout, reference }, tag)
+                    }
+                    Target::Registry(reference) => {
+                        if reference.digest.is_some() {
+                            bail!("cannot push to a digest ({reference}): name a tag, e.g. {}:v1", reference.repository_url());
+                        }
+                        let login = credentials::resolve(&self.credentials, &reference.host)?;
+                        let tag = reference.tag_or_default().to_owned();
+                        let registry = Registry::new(reference, &self.transport, &login, progress.clone())?;
+                        registry.authenticate(true).await?;
+                        (Store::Registry(registry), tag)
+                    }
+                };
+                transfer::push(&store, &artifact, &tag, module.len() as u64)
+                    .await
+                    .with_context(|| format!("push to {} did not complete; no tag was written, run it again", store.name()))
+            });
+        progress.finish_and_clear();
+        let report = report?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_summary(&report);
+        }
+        Ok(())
+    }
+
+    /// The module's bytes and what the artifact says about it.
+    fn module(&self) -> Result<(Vec<u8>, Metadata)> {
+        let as_file = Path::new(&self.input);
+        let (path, title, root_ids, source, revision) = if self.input.ends_with(".wasm") || as_file.is_file() {
+            let stem = as_file.file_stem().and_then(|s| s.to_str()).unwrap_or("module").to_owned();
+            (as_file.to_path_buf(), stem.clone(), vec![stem], None, None)
+        } else {
+            let filter = project::filter(&self.input)?;
+            let path = crate::build::module_for(&filter.name)?;
+            let source = repository_url(&filter.dir.join("Cargo.toml")).or_else(|| repository_url(&project::root().join("Cargo.toml")));
+            (path, filter.name.clone(), vec![filter.root_id().to_owned()], source, git_revision())
+        };
+        let module = std::fs::read(&path).with_context(|| format!("cannot read the module {}", path.display()))?;
+        if !module.starts_with(b"\0asm") {
+            bail!("{} is not a wasm module (no \\0asm header); build one with `cargo xtask build`", path.display());
+        }
+        let abi_versions = crate::abi::abi_versions(&module);
+        if abi_versions.is_empty() {
+            bail!("{} exports no proxy_abi_version_* function, so Envoy would not load it; `cargo xtask validate {}` says more", path.display(), path.display());
+        }
+        let root_ids = if self.root_ids.is_empty() { root_ids } else { self.root_ids.clone() };
+        Ok((module, Metadata { title, root_ids, abi_versions, source, revision, epoch: source_date_epoch()? }))
+    }
+}
+
+fn progress_bar(json: bool, total: u64) -> indicatif::ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn print_summary(r: &PushReport) {
+    let size = |n: u64| crate::build::human_bytes(n);
+    println!("pushed {} ({}, module {})", r.reference, r.format, size(r.module_size));
+    println!("  pinned    {}", r.pinned);
+    for b in &r.blobs {
+        let what = if b.uploaded { "uploaded" } else { "already there" };
+        println!("  {:<14} {} {:>9}  {what}", b.role, &b.digest[..b.digest.len().min(19)], size(b.size));
+    }
+    println!("  manifest  {} (tag written last)", size(r.manifest_size));
+    println!("  sent {} of blobs, skipped {}", size(r.uploaded_bytes), size(r.skipped_bytes));
+    if let Some(c) = &r.credentials {
+        println!("  as        {c}");
+    }
+}
+
+/// `repository = "..."` from a Cargo.toml (`[package]` or `[workspace.package]`).
+fn repository_url(cargo_toml: &PathBuf) -> Option<String> {
+    let text = std::fs::read_to_string(cargo_toml).ok()?;
+    text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("repository")?.trim_start().strip_prefix('=')?.trim();
+        let url = value.strip_prefix('"')?.split('"').next()?;
+        (!url.is_empty()).then(|| url.to_owned())
+    })
+}
+
+/// `git rev-parse HEAD` of the workspace, when it is a git checkout.
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(project::root()).output().ok()?;
+    let rev = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && rev.len() == 40).then_some(rev)
+}
+
+/// `SOURCE_DATE_EPOCH`, the only clock a push reads.
+fn source_date_epoch() -> Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("SOURCE_DATE_EPOCH is `{v}`, not whole seconds since 1970; unset it or set e.g. SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)")),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_comes_from_the_workspace_manifest() {
+        let url = repository_url(&project::root().join("Cargo.toml"));
+        assert!(url.as_deref().is_some_and(|u| u.starts_with("https://")), "{url:?}");
     }
 }
