@@ -1,5 +1,7 @@
 //! Helpers shared by the end-to-end tests: built modules and a real Envoy running them.
 
+pub mod registry;
+
 use std::path::PathBuf;
 
 use xtask::envoy::{Bootstrap, Code, Envoy, WasmFilter};

@@ -135,14 +135,15 @@ fn progress_bar(json: bool, total: u64) -> indicatif::ProgressBar {
 
 fn print_summary(r: &PushReport) {
     let size = |n: u64| crate::build::human_bytes(n);
+    let (done, sent) = if r.reference.starts_with("oci:") { ("written", "wrote") } else { ("uploaded", "sent") };
     println!("pushed {} ({}, module {})", r.reference, r.format, size(r.module_size));
     println!("  pinned    {}", r.pinned);
     for b in &r.blobs {
-        let what = if b.uploaded { "uploaded" } else { "already there" };
+        let what = if b.uploaded { done } else { "already there" };
         println!("  {:<14} {} {:>9}  {what}", b.role, &b.digest[..b.digest.len().min(19)], size(b.size));
     }
     println!("  manifest  {} (tag written last)", size(r.manifest_size));
-    println!("  sent {} of blobs, skipped {}", size(r.uploaded_bytes), size(r.skipped_bytes));
+    println!("  {sent} {} of blobs, skipped {}", size(r.uploaded_bytes), size(r.skipped_bytes));
     if let Some(c) = &r.credentials {
         println!("  as        {c}");
     }

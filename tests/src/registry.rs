@@ -1,0 +1,440 @@
+//! A real registry for the push/pull tests: CNCF distribution on a free loopback port (with or
+//! without htpasswd), a fault-injecting proxy in front of it, the xtask binary, and the peers
+//! nobody here wrote (oras-py, skopeo).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Panics unless `tool` runs: the tests need the real thing, never a silent skip.
+pub fn need(tool: &str) {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(found, "`{tool}` is not installed: run `cargo xtask setup`");
+}
+
+/// Panics unless python3 can `import oras.client` (oras-py).
+pub fn need_oras_py() {
+    let ok = Command::new("python3").args(["-c", "import oras.client"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    assert!(ok, "oras-py is not installed (python3 -c 'import oras.client' fails): run `cargo xtask setup`");
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+/// A running `docker-registry serve`, stopped (by its pid) when dropped.
+pub struct Registry {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Where it stores blobs (`docker/registry/v2/...`).
+    pub storage: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// A registry anyone may push to.
+    pub fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// A registry that wants `user`/`password` (htpasswd, bcrypt, basic auth over HTTP).
+    pub fn start_with_login(user: &str, password: &str) -> Self {
+        Self::spawn(Some((user, password)))
+    }
+
+    fn spawn(login: Option<(&str, &str)>) -> Self {
+        need("docker-registry");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = dir.path().join("storage");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: weir-test\n",
+            storage.display()
+        );
+        if let Some((user, password)) = login {
+            need("htpasswd");
+            let file = dir.path().join("htpasswd");
+            // -i: the password comes on stdin, not in htpasswd's arguments.
+            let mut h = Command::new("htpasswd").args(["-iBc"]).arg(&file).arg(user).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("run htpasswd");
+            h.stdin.take().expect("stdin").write_all(password.as_bytes()).expect("write password");
+            let out = h.wait_with_output().expect("htpasswd");
+            assert!(out.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n", file.display()));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = dir.path().join("registry.log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("start docker-registry");
+        let mut r = Registry { child, port, storage, log, _dir: dir };
+        r.wait_ready();
+        r
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("docker-registry exited ({status}):\n{}", self.log_text());
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut line = String::new();
+                if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("HTTP/1.1") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not answer on port {} within 20 s:\n{}", self.port, self.log_text());
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Everything the registry logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Blob upload requests seen so far (POST/PATCH/PUT to `/blobs/uploads/`, from the access log).
+    pub fn upload_requests(&self) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| {
+                ["\"POST /v2/", "\"PUT /v2/", "\"PATCH /v2/"].iter().any(|m| l.contains(m)) && l.contains("/blobs/uploads/")
+            })
+            .count()
+    }
+
+    /// The file holding blob `digest` (`sha256:...`) in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage.join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the fault proxy does to the requests it sees.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Answer 503 to this many of the next upload requests (POST/PATCH/PUT to `/blobs/uploads/`).
+    pub fail_uploads: usize,
+    /// Drop the connection half-way through the body of this many of the next blob PUTs.
+    pub drop_uploads: usize,
+    /// Accept connections and never answer.
+    pub stall: bool,
+    /// 503s answered so far.
+    pub answered_503: usize,
+    /// Connections dropped mid-blob so far.
+    pub dropped: usize,
+}
+
+/// A small HTTP proxy in front of a real registry that injects [`Faults`]; everything else
+/// goes through untouched (one request per connection).
+pub struct FaultProxy {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    faults: Arc<Mutex<Faults>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `127.0.0.1:upstream`.
+    pub fn start(upstream: u16, faults: Faults) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let faults = Arc::new(Mutex::new(faults));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f, s) = (faults.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (f, s) = (f.clone(), s.clone());
+                std::thread::spawn(move || serve(conn, upstream, &f, &s));
+            }
+        });
+        FaultProxy { port, faults, stop }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The faults now (with the counts of what was injected).
+    pub fn faults(&self) -> Faults {
+        self.faults.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the faults to inject from now on (the counts carry over).
+    pub fn set(&self, new: Faults) {
+        if let Ok(mut f) = self.faults.lock() {
+            let (a, d) = (f.answered_503, f.dropped);
+            *f = Faults { answered_503: a, dropped: d, ..new };
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &AtomicBool) {
+    let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > 1 << 16 {
+            return;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    let upload = path.contains("/blobs/uploads/") && matches!(method, "POST" | "PUT" | "PATCH");
+    let action = {
+        let Ok(mut f) = faults.lock() else { return };
+        if f.stall {
+            "stall"
+        } else if upload && f.fail_uploads > 0 {
+            f.fail_uploads -= 1;
+            f.answered_503 += 1;
+            "503"
+        } else if upload && method == "PUT" && length > 1 && f.drop_uploads > 0 {
+            f.drop_uploads -= 1;
+            f.dropped += 1;
+            "drop"
+        } else {
+            "forward"
+        }
+    };
+    match action {
+        "stall" => {
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        "503" => {
+            // Read the body first, so the client sees the answer rather than a reset.
+            let mut have = buf.len() - head_end;
+            while have < length {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => have += n,
+                }
+            }
+            let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: close\r\n\r\nfault proxy says no");
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        "drop" => {
+            let mut have = buf.len() - head_end;
+            while have < length / 2 {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => have += n,
+                }
+            }
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        _ => forward(client, upstream, &buf, head_end),
+    }
+}
+
+/// Sends the request on with `Connection: close`, then pipes both ways until the registry is done.
+fn forward(mut client: TcpStream, upstream: u16, buf: &[u8], head_end: usize) {
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let mut lines: Vec<&str> = head.split("\r\n").filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    lines.push("Connection: close");
+    let new_head = format!("{}\r\n\r\n", lines.join("\r\n"));
+    if up.write_all(new_head.as_bytes()).is_err() || up.write_all(&buf[head_end..]).is_err() {
+        return;
+    }
+    let (Ok(mut client_r), Ok(mut up_w)) = (client.try_clone(), up.try_clone()) else { return };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_r, &mut up_w);
+    });
+    let _ = std::io::copy(&mut up, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = up.shutdown(Shutdown::Both);
+}
+
+/// What one run of the xtask binary printed.
+pub struct Run {
+    /// Its exit status.
+    pub status: ExitStatus,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Both streams, for assertions and failure messages.
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// The xtask binary, built (once per test process) so it matches the source.
+pub fn xtask_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--package", "xtask", "--bin", "xtask"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the xtask binary");
+        assert!(status.success(), "cargo build --package xtask failed");
+        // target/debug/deps/registry-HASH -> target/debug/xtask
+        let exe = std::env::current_exe().expect("test binary path");
+        let dir = exe.parent().and_then(Path::parent).expect("target dir");
+        dir.join("xtask")
+    })
+}
+
+/// Runs `xtask ARGS` with `stdin`, isolated from the machine's docker logins.
+pub fn xtask(args: &[&str], stdin: Option<&str>) -> Run {
+    xtask_env(args, stdin, &[])
+}
+
+/// [`xtask`] with extra environment variables.
+pub fn xtask_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(xtask_bin());
+    cmd.args(args)
+        .env("DOCKER_CONFIG", empty.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run xtask");
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let out = child.wait_with_output().expect("wait for xtask");
+    Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A proxy-wasm-shaped module of about `size` bytes (an ABI export and a data segment of
+/// incompressible bytes seeded by `seed`), so every test has its own digest.
+pub fn module(size: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut data = String::with_capacity(size * 3);
+    for _ in 0..size.saturating_sub(200) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.push_str(&format!("\\{:02x}", (x & 0xff) as u8));
+    }
+    let pages = size / 65536 + 1;
+    let text = format!(
+        r#"(module
+  (memory (export "memory") {pages})
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "malloc") (param i32) (result i32) i32.const 0)
+  (data (i32.const 0) "{data}"))"#
+    );
+    wat::parse_str(text).expect("the test module assembles")
+}
+
+/// Writes `module(size, seed)` to `dir/name.wasm`.
+pub fn module_file(dir: &Path, name: &str, size: usize, seed: u64) -> (PathBuf, Vec<u8>) {
+    let bytes = module(size, seed);
+    let path = dir.join(format!("{name}.wasm"));
+    std::fs::write(&path, &bytes).expect("write module");
+    (path, bytes)
+}
+
+/// Runs a python snippet with oras-py; `args` become `sys.argv[1:]`.
+pub fn oras_py(script: &str, args: &[&str], cwd: &Path) -> Run {
+    need_oras_py();
+    let out = Command::new("python3").arg("-c").arg(script).args(args).current_dir(cwd).output().expect("run python3");
+    Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// oras-py pulls `target` from a plain-HTTP registry into `outdir`; returns the files it wrote.
+pub fn oras_pull(host: &str, target: &str, outdir: &Path) -> Vec<PathBuf> {
+    let script = "import sys, oras.client\nc = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\nfor f in c.pull(target=sys.argv[2], outdir=sys.argv[3]):\n    print(f)\n";
+    let run = oras_py(script, &[host, target, &outdir.display().to_string()], outdir);
+    assert!(run.status.success(), "oras-py pull failed:\n{}", run.all());
+    run.stdout.lines().map(PathBuf::from).collect()
+}
+
+/// The seed's push, by oras-py: `--manifest-config runtime-config.json:application/vnd.module.wasm.config.v1+json FILE:application/vnd.module.wasm.content.layer.v1+wasm`.
+pub fn oras_push_seed_layout(host: &str, target: &str, dir: &Path, wasm_name: &str, runtime_config: &str) {
+    std::fs::write(dir.join("runtime-config.json"), runtime_config).expect("write runtime config");
+    let script = "import sys, oras.client\nc = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\nr = c.push(target=sys.argv[2], files=[sys.argv[3] + ':application/vnd.module.wasm.content.layer.v1+wasm'], manifest_config='runtime-config.json:application/vnd.module.wasm.config.v1+json')\nassert r.status_code in (200, 201), r.status_code\n";
+    let run = oras_py(script, &[host, target, wasm_name], dir);
+    assert!(run.status.success(), "oras-py push failed:\n{}", run.all());
+}
+
+/// `skopeo ARGS`, returning stdout; panics with skopeo's words if it fails.
+pub fn skopeo(args: &[&str]) -> String {
+    need("skopeo");
+    let out = Command::new("skopeo").args(args).output().expect("run skopeo");
+    assert!(out.status.success(), "skopeo {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The manifest a registry serves for `repo:tag`, read by skopeo.
+pub fn registry_manifest(host: &str, reference: &str) -> serde_json::Value {
+    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{host}/{reference}")]);
+    serde_json::from_str(&raw).expect("skopeo prints the manifest as JSON")
+}
