@@ -68,6 +68,11 @@ impl std::error::Error for ConfigError {}
 /// assert!(err.to_string().starts_with("field `name`: invalid type: integer `5`"));
 /// ```
 pub fn parse<C: DeserializeOwned>(bytes: &[u8]) -> Result<C, ConfigError> {
+    parse_borrowed(bytes)
+}
+
+/// `parse` for types that borrow from `bytes`.
+pub(crate) fn parse_borrowed<'de, C: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<C, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

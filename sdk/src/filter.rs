@@ -46,6 +46,11 @@ pub trait HttpFilter: Default + 'static {
     /// defined on first use.
     const METRICS: &'static [&'static Metric] = &[];
 
+    /// Whether the configuration may carry per-route `_rules_` ([`crate::rules`]).
+    /// `false` refuses `_rules_` as an unknown field would be, and leaves the
+    /// rule parser out of the module (about 20 KB before optimization).
+    const RULES: bool = true;
+
     /// The most body bytes a body hook buffers. A larger request body is
     /// answered with 413; a larger response body passes through unread (and a
     /// warning is logged).

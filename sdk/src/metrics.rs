@@ -43,6 +43,14 @@ impl Metric {
         self.name
     }
 
+    /// Defines the metric with the host (again: Envoy returns the same id for
+    /// the same name), as each configure does for `METRICS`.
+    pub(crate) fn define(&self) {
+        if let Some(id) = host::define_metric(self.kind, self.name) {
+            self.id.store(id, Ordering::Relaxed);
+        }
+    }
+
     /// Defines the metric with the host, once; its id afterwards.
     pub(crate) fn id(&self) -> Option<u32> {
         match self.id.load(Ordering::Relaxed) {

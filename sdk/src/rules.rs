@@ -29,12 +29,16 @@
 //! Errors inside `_rules_` name the field (`_rules_[1].deny_header`); line and
 //! column are given for errors outside it.
 
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use std::cell::Cell;
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::config::{self, ConfigError};
 use crate::host;
 
+const RULES: &str = "_rules_";
 const ROUTE: &str = "_match_route_";
 const DOMAIN: &str = "_match_domain_";
 const PATH_PREFIX: &str = "_match_path_prefix_";
@@ -70,50 +74,178 @@ impl<C: DeserializeOwned> RuleSet<C> {
     }
 
     /// Parses `bytes`; `check` validates each configuration (global and per rule).
-    pub(crate) fn parse(bytes: &[u8], check: impl Fn(&C) -> Result<(), ConfigError>) -> Result<Self, ConfigError> {
-        if !contains(bytes, b"\"_rules_\"") {
+    ///
+    /// Without `_rules_` this is one serde_json pass into `C`. With it, the
+    /// objects are split into raw JSON slices (no `serde_json::Value`, which
+    /// would cost a filter tens of KB), and each configuration is deserialized
+    /// from its merged slices, errors located in the original text.
+    pub(crate) fn parse(
+        bytes: &[u8],
+        rules: bool,
+        check: impl Fn(&C) -> Result<(), ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        if !rules || !contains(bytes, b"\"_rules_\"") {
             let config = config::parse::<C>(bytes)?;
             check(&config)?;
             return Ok(Self::global(config));
         }
-        let value: Value = config::parse(bytes)?;
-        let Value::Object(mut top) = value else {
-            return Err(ConfigError::new("the configuration must be a JSON object"));
+        let top: Entries = config::parse_borrowed(bytes)?;
+        let (rules, global): (Vec<_>, Vec<_>) = top.0.into_iter().partition(|(k, _)| k == RULES);
+        let rules: Vec<&RawValue> = match rules.last() {
+            Some((_, raw)) => parse_at(bytes, raw, RULES)?,
+            None => Vec::new(),
         };
-        let rules = match top.remove("_rules_") {
-            Some(Value::Array(rules)) => rules,
-            _ => return Err(ConfigError::at("_rules_", "expected an array of rule objects")),
-        };
-        let global = if top.is_empty() {
+        let global_config = if global.is_empty() {
             None
         } else {
-            let config = from_value::<C>(Value::Object(top.clone()), "")?;
-            check(&config).map_err(|e| e.under(""))?;
+            let config = merged::<C>(bytes, &global, &[], "")?;
+            check(&config)?;
             Some(config)
         };
         let mut parsed = Vec::with_capacity(rules.len());
-        for (i, rule) in rules.into_iter().enumerate() {
-            let at = format!("_rules_[{i}]");
-            let Value::Object(mut fields) = rule else {
-                return Err(ConfigError::at(at, "expected a rule object"));
-            };
-            let routes = take_list(&mut fields, ROUTE, &at)?;
-            let domains = take_list(&mut fields, DOMAIN, &at)?;
-            let path_prefixes = take_list(&mut fields, PATH_PREFIX, &at)?;
+        for (i, raw) in rules.into_iter().enumerate() {
+            let at = format!("{RULES}[{i}]");
+            let Entries(fields) = parse_at(bytes, raw, &at)?;
+            let (mut routes, mut domains, mut path_prefixes) = (Vec::new(), Vec::new(), Vec::new());
+            let mut own = Vec::with_capacity(fields.len());
+            for (key, value) in fields {
+                let list = match key.as_str() {
+                    ROUTE => &mut routes,
+                    DOMAIN => &mut domains,
+                    PATH_PREFIX => &mut path_prefixes,
+                    _ => {
+                        own.push((key, value));
+                        continue;
+                    }
+                };
+                *list = parse_at(bytes, value, &format!("{at}.{key}"))?;
+            }
             if routes.is_empty() && domains.is_empty() && path_prefixes.is_empty() {
                 return Err(ConfigError::at(
                     at,
                     format!("a rule needs a non-empty `{ROUTE}`, `{DOMAIN}` or `{PATH_PREFIX}`"),
                 ));
             }
-            let mut merged = top.clone();
-            merged.extend(fields);
-            let config = from_value::<C>(Value::Object(merged), &at)?;
+            let config = merged::<C>(bytes, &global, &own, &at)?;
             check(&config).map_err(|e| e.under(&at))?;
-            let domains = domains.into_iter().map(|d| d.to_ascii_lowercase()).collect();
+            let domains = domains.into_iter().map(|d: String| d.to_ascii_lowercase()).collect();
             parsed.push(Rule { routes, domains, path_prefixes, config });
         }
-        Ok(RuleSet { global, rules: parsed })
+        Ok(RuleSet { global: global_config, rules: parsed })
+    }
+}
+
+/// A JSON object as its keys and raw value slices, in order.
+struct Entries<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Deserializes one raw slice of `whole`, naming `at` and the line and column in `whole`.
+fn parse_at<'de, T: Deserialize<'de>>(whole: &[u8], raw: &'de RawValue, at: &str) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_slice(raw.get().as_bytes());
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { at.to_owned() } else { format!("{at}.{path}") };
+        ConfigError::at(field, located(e.into_inner(), whole, raw.get()))
+    })
+}
+
+/// Deserializes `C` from the object made of `base` with `over` put over it.
+fn merged<C: DeserializeOwned>(
+    whole: &[u8],
+    base: &[(String, &RawValue)],
+    over: &[(String, &RawValue)],
+    at: &str,
+) -> Result<C, ConfigError> {
+    let mut entries: Vec<(&str, &RawValue)> =
+        base.iter().filter(|(k, _)| !over.iter().any(|(o, _)| o == k)).map(|(k, v)| (k.as_str(), *v)).collect();
+    entries.extend(over.iter().map(|(k, v)| (k.as_str(), *v)));
+    let last = Cell::new("");
+    let map = Merged { entries: entries.into_iter(), value: None, last: &last };
+    serde_path_to_error::deserialize(map).map_err(|e| {
+        let path = e.path().to_string();
+        let message = located(e.into_inner(), whole, last.get());
+        match (at.is_empty(), path == ".") {
+            (true, true) => ConfigError::new(message),
+            (true, false) => ConfigError::at(path, message),
+            (false, true) => ConfigError::at(at, message),
+            (false, false) => ConfigError::at(format!("{at}.{path}"), message),
+        }
+    })
+}
+
+/// `e`'s message with its line and column moved from `part` (a slice of `whole`) to `whole`.
+fn located(e: serde_json::Error, whole: &[u8], part: &str) -> String {
+    let message = e.to_string();
+    if e.line() == 0 {
+        return message;
+    }
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let text = message.strip_suffix(&suffix).unwrap_or(&message);
+    let offset = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    let Some(before) = whole.get(..offset) else { return message };
+    let line0 = before.iter().filter(|&&b| b == b'\n').count();
+    let col0 = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (line, column) = match e.line() {
+        1 => (line0 + 1, col0 + e.column()),
+        l => (line0 + l, e.column()),
+    };
+    format!("{text} at line {line} column {column}")
+}
+
+/// A merged object as a serde map whose values are raw JSON slices.
+struct Merged<'a, 'de> {
+    entries: std::vec::IntoIter<(&'a str, &'de RawValue)>,
+    value: Option<&'de RawValue>,
+    /// The slice of the value being read, to locate an error in it.
+    last: &'a Cell<&'de str>,
+}
+
+impl<'de> de::Deserializer<'de> for Merged<'_, 'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+impl<'de> MapAccess<'de> for Merged<'_, 'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
+        let Some((key, value)) = self.entries.next() else { return Ok(None) };
+        self.value = Some(value);
+        seed.deserialize(key.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
+        let raw = self.value.take().ok_or_else(|| de::Error::custom("a value without a key"))?;
+        self.last.set(raw.get());
+        seed.deserialize(&mut serde_json::Deserializer::from_slice(raw.get().as_bytes()))
     }
 }
 
@@ -166,32 +298,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn from_value<C: DeserializeOwned>(value: Value, at: &str) -> Result<C, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
-        match (at.is_empty(), path == ".") {
-            (true, true) => ConfigError::new(message),
-            (true, false) => ConfigError::at(path, message),
-            (false, true) => ConfigError::at(at, message),
-            (false, false) => ConfigError::at(format!("{at}.{path}"), message),
-        }
-    })
-}
-
-fn take_list(fields: &mut Map<String, Value>, key: &str, at: &str) -> Result<Vec<String>, ConfigError> {
-    let Some(value) = fields.remove(key) else { return Ok(Vec::new()) };
-    let bad = || ConfigError::at(format!("{at}.{key}"), "expected an array of strings");
-    let Value::Array(items) = value else { return Err(bad()) };
-    items
-        .into_iter()
-        .map(|v| match v {
-            Value::String(s) => Ok(s),
-            _ => Err(bad()),
-        })
-        .collect()
-}
-
 /// `host` without a trailing `:port` (IPv6 literals keep their brackets).
 fn strip_port(host: &[u8]) -> &[u8] {
     match host.iter().rposition(|&b| b == b':') {
@@ -230,7 +336,7 @@ mod tests {
     }
 
     fn set(json: &str) -> RuleSet<C> {
-        RuleSet::parse(json.as_bytes(), |_| Ok(())).unwrap()
+        RuleSet::parse(json.as_bytes(), true, |_| Ok(())).unwrap()
     }
 
     #[test]
@@ -273,16 +379,23 @@ mod tests {
 
     #[test]
     fn rule_errors_name_the_field() {
-        let err = |json: &str| RuleSet::<C>::parse(json.as_bytes(), |_| Ok(())).unwrap_err().to_string();
+        let err = |json: &str| RuleSet::<C>::parse(json.as_bytes(), true, |_| Ok(())).unwrap_err().to_string();
         assert!(err(r#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": "x"}]}"#)
             .starts_with("field `_rules_[0].v`: invalid type: string"));
         assert!(err(r#"{"v": 1, "_rules_": [{"v": 2}]}"#).contains("a rule needs"));
-        assert!(err(r#"{"v": 1, "_rules_": [{"_match_route_": "a"}]}"#)
-            .starts_with("field `_rules_[0]._match_route_`: expected an array"));
+        assert_eq!(
+            err(r#"{"v": 1, "_rules_": [{"_match_route_": "a"}]}"#),
+            "field `_rules_[0]._match_route_`: invalid type: string \"a\", expected a sequence at line 1 column 42"
+        );
+        assert_eq!(
+            err("{\"v\": 1,\n \"_rules_\": [\n  {\"_match_route_\": [\"a\"], \"v\": true}]}"),
+            "field `_rules_[0].v`: invalid type: boolean `true`, expected u32 at line 3 column 36"
+        );
         assert!(err(r#"{"v": 1, "_rules_": {}}"#).starts_with("field `_rules_`"));
         assert!(err(r#"{"_rules_": [], "v": "1"}"#).starts_with("field `v`"));
         let checked = RuleSet::<C>::parse(
             br#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": 0}]}"#,
+            true,
             |c| if c.v == 0 { Err(ConfigError::at("v", "must not be 0")) } else { Ok(()) },
         );
         assert_eq!(checked.unwrap_err().to_string(), "field `_rules_[0].v`: must not be 0");

@@ -39,10 +39,10 @@ impl<F: HttpFilter> Plugin<F> {
                     "no configuration given, and this filter has no default: pass its JSON configuration",
                 ))
             }
-            _ => RuleSet::parse(bytes, F::validate)?,
+            _ => RuleSet::parse(bytes, F::RULES, F::validate)?,
         };
         for metric in F::METRICS {
-            metric.id();
+            metric.define();
         }
         if F::HOOKS & hooks::TICK != 0 {
             let period = rules.global.as_ref().and_then(F::tick_period);

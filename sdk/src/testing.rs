@@ -199,9 +199,12 @@ impl<F: HttpFilter> TestFilter<F> {
         native::lasting(|l| l.tick_period)
     }
 
-    /// A counter's or gauge's value, `None` when the filter never defined it.
+    /// A counter's or gauge's value, `None` when this filter never defined nor recorded it.
     pub fn metric(&self, name: &str) -> Option<u64> {
         let (kind, id) = native::metric_id(name)?;
+        if !native::lasting(|l| l.defined.contains(&id)) {
+            return None;
+        }
         (kind != MetricKind::Histogram).then(|| native::lasting(|l| l.counters.get(&id).copied().unwrap_or(0) as u64))
     }
 

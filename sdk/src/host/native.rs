@@ -47,6 +47,7 @@ pub(crate) struct State {
 /// What outlives one request: metric values, shared data, the tick period.
 #[derive(Default)]
 pub(crate) struct Lasting {
+    pub defined: std::collections::HashSet<u32>,
     pub counters: HashMap<u32, i64>,
     pub histograms: HashMap<u32, Vec<u64>>,
     pub shared: HashMap<String, (Vec<u8>, u32)>,
@@ -170,27 +171,35 @@ pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
 
 pub(crate) fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
     let mut names = METRIC_NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    match names.iter().position(|(_, n)| n == name) {
-        Some(i) if names[i].0 == kind => Some(i as u32),
-        Some(_) => None,
+    let id = match names.iter().position(|(_, n)| n == name) {
+        Some(i) if names[i].0 == kind => i as u32,
+        Some(_) => return None,
         None => {
             names.push((kind, name.to_owned()));
-            Some(names.len() as u32 - 1)
+            names.len() as u32 - 1
         }
-    }
+    };
+    lasting(|l| l.defined.insert(id));
+    Some(id)
 }
 
 pub(crate) fn increment_metric(id: u32, delta: i64) -> bool {
-    lasting(|l| *l.counters.entry(id).or_default() += delta);
+    lasting(|l| {
+        l.defined.insert(id);
+        *l.counters.entry(id).or_default() += delta
+    });
     true
 }
 
 pub(crate) fn record_metric(id: u32, value: u64) -> bool {
     let kind = METRIC_NAMES.lock().unwrap_or_else(|e| e.into_inner()).get(id as usize).map(|m| m.0);
-    lasting(|l| match kind {
+    lasting(|l| {
+        l.defined.insert(id);
+        match kind {
         Some(MetricKind::Histogram) => l.histograms.entry(id).or_default().push(value),
-        _ => {
-            l.counters.insert(id, value as i64);
+            _ => {
+                l.counters.insert(id, value as i64);
+            }
         }
     });
     true
