@@ -401,6 +401,31 @@ mod tests {
         assert_eq!(checked.unwrap_err().to_string(), "field `_rules_[0].v`: must not be 0");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_parse_or_refuse(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            let mut with_rules = br#"{"v": 1, "_rules_": "#.to_vec();
+            with_rules.extend_from_slice(&bytes);
+            let _ = RuleSet::<C>::parse(&bytes, true, |_| Ok(()));
+            let _ = RuleSet::<C>::parse(&with_rules, true, |_| Ok(()));
+        }
+
+        #[test]
+        fn any_attributes_pick_without_panic(
+            route in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+            host in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+            path in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+        ) {
+            let s = set(r#"{"v": 1, "_rules_": [
+                {"_match_route_": ["r"], "v": 2},
+                {"_match_domain_": ["*.a.test", "*", "[::1]"], "_match_path_prefix_": ["/p", ""], "v": 3}
+            ]}"#);
+            let _ = strip_port(&host);
+            let pick = s.pick_for(Some(&route), Some(&host), Some(&path));
+            proptest::prop_assert!(s.get(pick).is_some());
+        }
+    }
+
     #[test]
     fn ports_are_stripped_but_ipv6_kept() {
         assert_eq!(strip_port(b"a.test:80"), b"a.test");

@@ -118,6 +118,22 @@ mod tests {
         assert_eq!(back, pairs);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_deserialize_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let _ = deserialize_pairs(&bytes);
+        }
+
+        #[test]
+        fn any_pairs_round_trip(pairs in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20), proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20)),
+            0..10,
+        )) {
+            let borrowed: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+            proptest::prop_assert_eq!(deserialize_pairs(&serialize_pairs(&borrowed)), pairs);
+        }
+    }
+
     #[test]
     fn truncated_pairs_do_not_panic() {
         let full = serialize_pairs(&[(b"name", b"value"), (b"k", b"v")]);
