@@ -1,0 +1,181 @@
+//! access-control: allows or denies requests by source address, path prefix and
+//! headers, answering denied ones with a local reply (403 by default).
+//!
+//! Configuration (`config.example.json`, every field optional):
+//! `allow_sources`/`deny_sources` (CIDRs), `deny_path_prefixes`,
+//! `require_headers`/`deny_headers` (`{"name": .., "values": [..]}`),
+//! `deny_status`, `deny_body`. Per-route overrides use `_rules_`. Counters:
+//! `access_control_allowed`, `access_control_denied`.
+
+use std::net::IpAddr;
+
+use weir::metrics::Counter;
+use weir::{Action, ConfigError, HeaderName, HttpFilter, LocalReply, Request};
+
+static ALLOWED: Counter = Counter::new("access_control_allowed");
+static DENIED: Counter = Counter::new("access_control_denied");
+
+/// The policy. A request is denied when any deny condition holds or any allow
+/// condition fails; with the defaults everything is allowed.
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// When non-empty, only these source networks are allowed.
+    #[serde(default)]
+    pub allow_sources: Vec<Cidr>,
+    /// Source networks always denied.
+    #[serde(default)]
+    pub deny_sources: Vec<Cidr>,
+    /// Request paths starting with one of these are denied.
+    #[serde(default)]
+    pub deny_path_prefixes: Vec<String>,
+    /// Headers every request must carry (with one of `values`, when given).
+    #[serde(default)]
+    pub require_headers: Vec<HeaderRule>,
+    /// Headers that deny a request when present (with one of `values`, when given).
+    #[serde(default)]
+    pub deny_headers: Vec<HeaderRule>,
+    /// The status of the denial (default 403).
+    #[serde(default = "default_status")]
+    pub deny_status: u16,
+    /// The body of the denial.
+    #[serde(default = "default_body")]
+    pub deny_body: String,
+}
+
+fn default_status() -> u16 {
+    403
+}
+
+fn default_body() -> String {
+    "access denied\n".into()
+}
+
+/// A header condition: `name` present, and when `values` is non-empty, equal to one of them.
+#[derive(serde::Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRule {
+    /// The header, lowercase.
+    pub name: HeaderName,
+    /// Accepted values (exact bytes); empty means any.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl HeaderRule {
+    fn matches(&self, cx: &mut Request<'_, Config>) -> bool {
+        match cx.headers().get(self.name.as_str()) {
+            None => false,
+            Some(v) => self.values.is_empty() || self.values.iter().any(|x| x.as_bytes() == v.as_bytes()),
+        }
+    }
+}
+
+/// An IP network, `10.0.0.0/8` or a single address `192.168.1.7`.
+#[derive(Debug, Clone, Copy)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n`, `x::y/n` or an address alone.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
+            None => {
+                let a = text.parse::<IpAddr>().ok()?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { network: addr, prefix })
+    }
+
+    /// True when `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (net, ip, bits): (u128, u128, u32) = match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n).into(), u32::from(i).into(), 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (n.into(), i.into(), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (net >> shift) == (ip >> shift)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Cidr::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format_args!("`{text}` is not an IP address or CIDR (like 10.0.0.0/8)"))
+        })
+    }
+}
+
+/// Why a request was denied (also its `%RESPONSE_CODE_DETAILS%`).
+fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
+    let config = cx.config();
+    if !config.allow_sources.is_empty() || !config.deny_sources.is_empty() {
+        let source = cx.properties().source_address().map(|a| a.ip());
+        if let Some(ip) = source {
+            if config.deny_sources.iter().any(|c| c.contains(ip)) {
+                return Some("access_control_source_denied");
+            }
+        }
+        if !config.allow_sources.is_empty() && !source.is_some_and(|ip| config.allow_sources.iter().any(|c| c.contains(ip))) {
+            return Some("access_control_source_not_allowed");
+        }
+    }
+    if !config.deny_path_prefixes.is_empty() {
+        let path = cx.headers().get(":path");
+        let path = path.as_ref().map_or(&b""[..], |p| p.as_bytes());
+        if config.deny_path_prefixes.iter().any(|p| path.starts_with(p.as_bytes())) {
+            return Some("access_control_path_denied");
+        }
+    }
+    if config.deny_headers.iter().any(|h| h.matches(cx)) {
+        return Some("access_control_header_denied");
+    }
+    if !config.require_headers.iter().all(|h| h.matches(cx)) {
+        return Some("access_control_header_required");
+    }
+    None
+}
+
+/// Denies what the policy denies; lets everything else through untouched.
+#[derive(Default)]
+pub struct AccessControl;
+
+#[weir::filter]
+impl HttpFilter for AccessControl {
+    type Config = Config;
+    const METRICS: &'static [&'static weir::metrics::Metric] = &[ALLOWED.metric(), DENIED.metric()];
+
+    fn validate(config: &Config) -> Result<(), ConfigError> {
+        if !(200..=599).contains(&config.deny_status) {
+            return Err(ConfigError::at("deny_status", "must be an HTTP status from 200 to 599"));
+        }
+        Ok(())
+    }
+
+    fn on_request_headers(&mut self, cx: &mut Request<'_, Config>) -> weir::Result {
+        match verdict(cx) {
+            None => {
+                ALLOWED.inc();
+                Ok(Action::Continue)
+            }
+            Some(reason) => {
+                DENIED.inc();
+                let config = cx.config();
+                cx.reply(LocalReply::new(config.deny_status).body(config.deny_body.as_bytes()).details(reason))
+            }
+        }
+    }
+}
+
+weir::export!(AccessControl);
