@@ -172,15 +172,16 @@ struct PatchMetadata {
 }
 
 fn workload_patch(configmap: &str) -> WorkloadPatch {
-    let volume = serde_json::json!([{"name": VOLUME, "configMap": {"name": configmap}}]);
-    let mount = serde_json::json!([{"mountPath": MOUNT_DIR, "name": VOLUME}]);
+    // Spelled as the seed spells them (key order included); `configmap` is a checked DNS name.
+    let volume = format!(r#"[{{"name":"{VOLUME}","configMap":{{"name":"{configmap}"}}}}]"#);
+    let mount = format!(r#"[{{"mountPath":"{MOUNT_DIR}","name":"{VOLUME}"}}]"#);
     WorkloadPatch {
         spec: PatchSpec {
             template: PatchTemplate {
                 metadata: PatchMetadata {
                     annotations: Labels(vec![
-                        ("sidecar.istio.io/userVolume".into(), volume.to_string()),
-                        ("sidecar.istio.io/userVolumeMount".into(), mount.to_string()),
+                        ("sidecar.istio.io/userVolume".into(), volume),
+                        ("sidecar.istio.io/userVolumeMount".into(), mount),
                     ]),
                 },
             },
