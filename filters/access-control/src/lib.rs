@@ -5,7 +5,8 @@
 //! `allow_sources`/`deny_sources` (CIDRs), `deny_path_prefixes`,
 //! `require_headers`/`deny_headers` (`{"name": .., "values": [..]}`),
 //! `deny_status`, `deny_body`. Per-route overrides use `_rules_`. Counters:
-//! `access_control_allowed`, `access_control_denied`.
+//! `access_control_allowed`, `access_control_denied`. A denied gRPC call
+//! (`content-type: application/grpc…`) gets `grpc-status: 7` (PERMISSION_DENIED).
 
 use std::net::IpAddr;
 
@@ -14,6 +15,9 @@ use weir::{Action, ConfigError, HeaderName, HttpFilter, LocalReply, Request};
 
 static ALLOWED: Counter = Counter::new("access_control_allowed");
 static DENIED: Counter = Counter::new("access_control_denied");
+
+/// gRPC's PERMISSION_DENIED, the status a denied gRPC call gets.
+const GRPC_PERMISSION_DENIED: u32 = 7;
 
 /// The policy. A request is denied when any deny condition holds or any allow
 /// condition fails; with the defaults everything is allowed.
@@ -172,7 +176,12 @@ impl HttpFilter for AccessControl {
             Some(reason) => {
                 DENIED.inc();
                 let config = cx.config();
-                cx.reply(LocalReply::new(config.deny_status).body(config.deny_body.as_bytes()).details(reason))
+                let mut reply = LocalReply::new(config.deny_status).body(config.deny_body.as_bytes()).details(reason);
+                let grpc = cx.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+                if grpc {
+                    reply = reply.grpc_status(GRPC_PERMISSION_DENIED);
+                }
+                cx.reply(reply)
             }
         }
     }

@@ -110,3 +110,12 @@ fn cidr_matching() {
     assert!(Cidr::parse("10.0.0.0/").is_none());
     assert!(Cidr::parse("::/129").is_none());
 }
+
+#[test]
+fn grpc_calls_are_denied_with_permission_denied() {
+    let mut f = example();
+    let ex = f.send(TestRequest::new("POST", "/admin.Admin/Drop").header("content-type", "application/grpc+proto"));
+    assert_eq!(ex.reply_grpc_status(), Some(7));
+    let ex = f.send(TestRequest::get("/admin"));
+    assert_eq!(ex.reply_grpc_status(), None);
+}
