@@ -1,12 +1,511 @@
-//! `cargo xtask bench`: not implemented yet (see its issue).
+//! `cargo xtask bench`: throughput and latency of each filter variant in a real Envoy
+//! (interleaved rounds, one worker, wrk on another core), module sizes, build times.
+//! Writes target/bench/report.{json,md} and a chart; it records numbers, it asserts nothing.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::build::{self, human_bytes, Options};
+use crate::envoy::{self, Bootstrap, Code, Envoy, WasmFilter};
+use crate::project::{self, Filter};
+use crate::toolchain::Target;
+
+const EXAMPLES: &str = "Examples:
+  cargo xtask bench                    5 interleaved rounds of 10 s per variant, sizes, build times
+  cargo xtask bench --quick            one short round (what `cargo xtask test` checks runs)
+  cargo xtask bench --load 1000000     one million requests through add-header: errors, memory growth
+
+Writes target/bench/report.json, report.md and throughput.svg.";
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+#[command(about = "Measure filters against native Envoy and hand-written proxy-wasm", after_help = EXAMPLES)]
+pub struct Args {
+    /// One round of 2 s per variant; skips the cold build.
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds; each runs every variant once, in turn.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Seconds of load per variant per round.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+    /// Instead of the comparison: send at least N requests through add-header and
+    /// report errors and Envoy's memory over time.
+    #[arg(long, value_name = "N")]
+    pub load: Option<u64>,
+    /// Where the report goes.
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+}
+
+/// One wrk run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Run {
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: f64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Responses that were not 2xx/3xx, plus socket errors.
+    pub errors: u64,
+}
+
+/// A variant's runs and their medians.
+#[derive(Clone, Debug, Serialize)]
+pub struct Variant {
+    /// What is measured.
+    pub name: String,
+    /// Every round's run.
+    pub runs: Vec<Run>,
+    /// Median requests per second over the rounds.
+    pub rps: f64,
+    /// Median p50, microseconds.
+    pub p50_us: f64,
+    /// Median p99, microseconds.
+    pub p99_us: f64,
+    /// Why it was not measured, when it was not.
+    pub skipped: Option<String>,
+}
+
+/// A module's sizes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Size {
+    /// The crate.
+    pub module: String,
+    /// The target.
+    pub target: Target,
+    /// As cargo wrote it.
+    pub raw_bytes: u64,
+    /// After weir's pipeline.
+    pub bytes: u64,
+}
+
+/// Build times.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BuildTimes {
+    /// add-header in a fresh target directory (compile std where build-std is used), ms.
+    pub cold_ms: Option<u64>,
+    /// add-header after touching its source: compile + validate + optimize, ms.
+    pub warm_ms: u64,
+    /// Of which the bare cargo build, ms.
+    pub warm_cargo_ms: u64,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// When and where.
+    pub machine: String,
+    /// The parameters.
+    pub rounds: u32,
+    /// Seconds per run.
+    pub seconds: u32,
+    /// Connections.
+    pub connections: u32,
+    /// Throughput and latency per variant.
+    pub variants: Vec<Variant>,
+    /// weir add-header over raw proxy-wasm add-header.
+    pub weir_vs_raw: Option<f64>,
+    /// weir add-header over Envoy's native header add.
+    pub weir_vs_native: Option<f64>,
+    /// raw proxy-wasm over native.
+    pub raw_vs_native: Option<f64>,
+    /// Module sizes.
+    pub sizes: Vec<Size>,
+    /// Build times.
+    pub build: BuildTimes,
+}
+
+const SEED: &str = r#"{"name":"hello","value":"hello details"}"#;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// `215.00us` / `1.20ms` / `2.00s` → microseconds.
+fn parse_duration_us(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1_000.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000_000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|n| n * mult)
+}
+
+/// Reads wrk's `--latency` output.
+pub fn parse_wrk(out: &str) -> Result<Run> {
+    let mut run = Run { rps: 0.0, p50_us: 0.0, p99_us: 0.0, requests: 0, errors: 0 };
+    for line in out.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("Requests/sec:"), Some(v)) => run.rps = v.parse().unwrap_or(0.0),
+            (Some("50%"), Some(v)) => run.p50_us = parse_duration_us(v).unwrap_or(0.0),
+            (Some("99%"), Some(v)) => run.p99_us = parse_duration_us(v).unwrap_or(0.0),
+            (Some(n), Some("requests")) => run.requests = n.parse().unwrap_or(0),
+            (Some("Non-2xx"), _) => run.errors += line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
+            (Some("Socket"), Some("errors:")) => {
+                run.errors += line
+                    .split(',')
+                    .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    if run.rps == 0.0 {
+        bail!("could not read wrk's output:\n{out}");
+    }
+    Ok(run)
+}
+
+/// Runs wrk (pinned to CPU 1 when the machine has two) against `port`.
+pub fn wrk(port: u16, seconds: u32, connections: u32) -> Result<Run> {
+    let two_cores = std::thread::available_parallelism().map(|n| n.get() >= 2).unwrap_or(false);
+    let mut cmd = if two_cores {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", "wrk"]);
+        c
+    } else {
+        Command::new("wrk")
+    };
+    let out = cmd
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("cannot run wrk: run `cargo xtask setup`")?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+struct Subject {
+    name: String,
+    filters: Vec<WasmFilter>,
+    native: bool,
+}
+
+fn subjects(weir_filters: &[Filter]) -> Result<Vec<Subject>> {
+    let local = |name: &str, config: Option<String>| -> Result<WasmFilter> {
+        let filter = bench_filter(name)?;
+        Ok(WasmFilter {
+            name: name.to_owned(),
+            root_id: name.to_owned(),
+            code: Code::Local(build::build(&filter, &Options::default())?.path),
+            configuration: config,
+            failure_policy: None,
+        })
+    };
+    let mut out = vec![
+        Subject { name: "envoy, no filter".into(), filters: vec![], native: false },
+        Subject { name: "native response_headers_to_add".into(), filters: vec![], native: true },
+        Subject { name: "raw proxy-wasm add-header".into(), filters: vec![local("raw-add-header", Some(SEED.into()))?], native: false },
+        Subject { name: "weir add-header".into(), filters: vec![local("add-header", Some(SEED.into()))?], native: false },
+    ];
+    for f in weir_filters.iter().filter(|f| f.name != "add-header") {
+        let config = f.example_config().ok();
+        out.push(Subject { name: format!("weir {}", f.name), filters: vec![local(&f.name, config)?], native: false });
+    }
+    Ok(out)
+}
+
+/// A filter or the raw baseline crate (`benches/raw-add-header`).
+fn bench_filter(name: &str) -> Result<Filter> {
+    let dir = project::root().join("benches").join(name);
+    if dir.join("Cargo.toml").is_file() {
+        return Ok(Filter { name: name.to_owned(), dir });
+    }
+    project::filter(name)
+}
+
+fn start(subject: &Subject) -> Result<Envoy> {
+    let mut b = Bootstrap::new(envoy::free_port()?, envoy::free_port()?, subject.filters.clone());
+    if subject.native {
+        b.native_response_headers = vec![("hello".into(), "hello details".into())];
+    }
+    Envoy::start_on(&b, Some(0))
+}
+
+fn measure(args: &Args, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
+    let filters = project::filters()?;
+    let subjects = subjects(&filters)?;
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
+    let mut skipped: Vec<Option<String>> = vec![None; subjects.len()];
+    for round in 1..=rounds {
+        for (i, s) in subjects.iter().enumerate() {
+            if skipped[i].is_some() {
+                continue;
+            }
+            let envoy = match start(s) {
+                Ok(e) => e,
+                Err(e) => {
+                    skipped[i] = Some(format!("{e:#}").lines().next().unwrap_or("").to_owned());
+                    continue;
+                }
+            };
+            let _warm = wrk(envoy.port, 1, args.connections);
+            let run = wrk(envoy.port, seconds, args.connections)?;
+            eprintln!(
+                "  round {round}/{rounds}  {:<36} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us{}",
+                s.name,
+                run.rps,
+                run.p50_us,
+                run.p99_us,
+                if run.errors > 0 { format!("  {} errors", run.errors) } else { String::new() }
+            );
+            runs[i].push(run);
+        }
+    }
+    Ok(subjects
+        .into_iter()
+        .zip(runs)
+        .zip(skipped)
+        .map(|((s, runs), skipped)| Variant {
+            name: s.name,
+            rps: median(runs.iter().map(|r| r.rps).collect()),
+            p50_us: median(runs.iter().map(|r| r.p50_us).collect()),
+            p99_us: median(runs.iter().map(|r| r.p99_us).collect()),
+            runs,
+            skipped,
+        })
+        .collect())
+}
+
+fn sizes() -> Result<Vec<Size>> {
+    let mut out = Vec::new();
+    let mut crates = project::filters()?;
+    crates.push(bench_filter("raw-add-header")?);
+    for target in [Target::Wasip1, Target::Unknown] {
+        for f in &crates {
+            let b = build::build(f, &Options { target, debug: false, install: true })?;
+            out.push(Size { module: f.name.clone(), target, raw_bytes: b.raw_bytes, bytes: b.bytes });
+        }
+    }
+    Ok(out)
+}
+
+fn build_times(quick: bool) -> Result<BuildTimes> {
+    let filter = project::filter("add-header")?;
+    let mut times = BuildTimes::default();
+    if !quick {
+        let scratch = tempfile::tempdir()?;
+        std::env::set_var("WEIR_WASM_TARGET_DIR", scratch.path());
+        let cold = build::build(&filter, &Options::default());
+        std::env::remove_var("WEIR_WASM_TARGET_DIR");
+        times.cold_ms = Some(cold?.millis);
+    }
+    let source = filter.dir.join("src/lib.rs");
+    let file = std::fs::File::options().append(true).open(&source)?;
+    file.set_modified(std::time::SystemTime::now())?;
+    let warm = build::build(&filter, &Options::default())?;
+    times.warm_ms = warm.millis;
+    times.warm_cargo_ms = warm.cargo_millis;
+    Ok(times)
+}
+
+fn ratio(variants: &[Variant], a: &str, b: &str) -> Option<f64> {
+    let find = |n: &str| variants.iter().find(|v| v.name == n && v.skipped.is_none() && v.rps > 0.0);
+    Some(find(a)?.rps / find(b)?.rps)
+}
 
 impl Args {
     /// Runs the subcommand.
-    pub fn run(self) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask bench` is not implemented yet")
+    pub fn run(self) -> Result<()> {
+        for tool in ["wrk", "taskset"] {
+            if envoy::which(tool).is_none() {
+                bail!("{tool} is not installed: run `cargo xtask setup`");
+            }
+        }
+        if let Some(n) = self.load {
+            return load(n, self.connections, &self.out);
+        }
+        let (rounds, seconds) = if self.quick { (1, 2) } else { (self.rounds, self.seconds) };
+        eprintln!("     Measure {rounds} round(s) of {seconds} s per variant, {} connections", self.connections);
+        let variants = measure(&self, rounds, seconds)?;
+        let sizes = sizes()?;
+        let build = build_times(self.quick)?;
+        let report = Report {
+            machine: machine(),
+            rounds,
+            seconds,
+            connections: self.connections,
+            weir_vs_raw: ratio(&variants, "weir add-header", "raw proxy-wasm add-header"),
+            weir_vs_native: ratio(&variants, "weir add-header", "native response_headers_to_add"),
+            raw_vs_native: ratio(&variants, "raw proxy-wasm add-header", "native response_headers_to_add"),
+            variants,
+            sizes,
+            build,
+        };
+        std::fs::create_dir_all(&self.out).with_context(|| format!("cannot create {}", self.out.display()))?;
+        project::write_atomic(&self.out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+        project::write_atomic(&self.out.join("throughput.svg"), chart(&report.variants).as_bytes())?;
+        let md = markdown(&report);
+        project::write_atomic(&self.out.join("report.md"), md.as_bytes())?;
+        println!("{md}");
+        println!("wrote {}/report.json, report.md, throughput.svg", self.out.display());
+        Ok(())
     }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let envoy = envoy::binary()
+        .ok()
+        .and_then(|b| Command::new(b).arg("--version").output().ok())
+        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().find(|w| w.contains('/')).unwrap_or("").to_owned())
+        .unwrap_or_default();
+    format!("{cpu}, {cores} cores; envoy {envoy}")
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("n/a".into(), |r| format!("{r:.2}×"))
+}
+
+fn markdown(r: &Report) -> String {
+    let mut s = format!(
+        "## Throughput ({} round(s) × {} s, {} connections, one Envoy worker)\n\nMachine: {}\n\n| variant | median req/s | p50 | p99 |\n|---|---:|---:|---:|\n",
+        r.rounds, r.seconds, r.connections, r.machine
+    );
+    for v in &r.variants {
+        match &v.skipped {
+            Some(why) => s += &format!("| {} | skipped: {} | | |\n", v.name, why),
+            None => s += &format!("| {} | {:.0} | {:.0} µs | {:.0} µs |\n", v.name, v.rps, v.p50_us, v.p99_us),
+        }
+    }
+    s += &format!(
+        "\nweir add-header / raw proxy-wasm: **{}** (goal ≥ 1.10×) · weir / native: **{}** (goal ≥ 0.90×) · raw / native: {}\n",
+        fmt_ratio(r.weir_vs_raw),
+        fmt_ratio(r.weir_vs_native),
+        fmt_ratio(r.raw_vs_native)
+    );
+    s += "\n## Module sizes\n\n| module | target | cargo output | optimized |\n|---|---|---:|---:|\n";
+    for z in &r.sizes {
+        s += &format!("| {} | {} | {} | {} |\n", z.module, z.target, human_bytes(z.raw_bytes), human_bytes(z.bytes));
+    }
+    s += &format!(
+        "\n## Build (add-header)\n\ncold: {} · warm after touching the source: {:.2} s, of which cargo {:.2} s (pipeline overhead {:.2} s)\n",
+        r.build.cold_ms.map_or("not measured (--quick)".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+        r.build.warm_ms as f64 / 1000.0,
+        r.build.warm_cargo_ms as f64 / 1000.0,
+        r.build.warm_ms.saturating_sub(r.build.warm_cargo_ms) as f64 / 1000.0
+    );
+    s
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// A horizontal bar chart of median req/s per variant.
+pub fn chart(variants: &[Variant]) -> String {
+    let measured: Vec<&Variant> = variants.iter().filter(|v| v.skipped.is_none()).collect();
+    let max = measured.iter().map(|v| v.rps).fold(1.0, f64::max);
+    let (label_w, bar_w, row_h) = (260.0, 420.0, 34.0);
+    let height = 50.0 + row_h * measured.len() as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Median requests/s, one Envoy worker (higher is better)</text>\n",
+        label_w + bar_w + 110.0
+    );
+    for (i, v) in measured.iter().enumerate() {
+        let y = 40.0 + row_h * i as f64;
+        let w = bar_w * v.rps / max;
+        let color = if v.name.starts_with("weir") { "#2b7a4b" } else if v.name.starts_with("raw") { "#b5651d" } else { "#5470a8" };
+        svg += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n<rect x=\"{label_w}\" y=\"{:.0}\" width=\"{w:.1}\" height=\"22\" fill=\"{color}\"/>\n<text x=\"{:.1}\" y=\"{:.0}\">{:.0}</text>\n",
+            label_w - 8.0,
+            y + 16.0,
+            xml_escape(&v.name),
+            y,
+            label_w + w + 6.0,
+            y + 16.0,
+            v.rps
+        );
+    }
+    svg + "</svg>\n"
+}
+
+/// Resident memory of `pid` in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn load(target: u64, connections: u32, out: &Path) -> Result<()> {
+    let module = build::module_for("add-header")?;
+    let filter = WasmFilter {
+        name: "add-header".into(),
+        root_id: "add-header".into(),
+        code: Code::Local(module),
+        configuration: Some(SEED.into()),
+        failure_policy: None,
+    };
+    let envoy = Envoy::start_on(&Bootstrap::new(envoy::free_port()?, envoy::free_port()?, vec![filter]), Some(0))?;
+    let started = Instant::now();
+    let (mut total, mut errors) = (0u64, 0u64);
+    let mut samples = Vec::new();
+    while total < target {
+        let run = wrk(envoy.port, 5, connections)?;
+        total += run.requests;
+        errors += run.errors;
+        let rss = rss_kib(envoy.pid()).unwrap_or(0);
+        eprintln!("  {total:>10} requests  {errors} errors  envoy rss {rss} KiB");
+        samples.push((total, rss));
+    }
+    let vm_errors: Vec<String> = envoy
+        .log_text()
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("panicked") || l.contains("runtimeerror") || l.contains("wasm vm failed") || l.contains("unreachable")
+        })
+        .map(str::to_owned)
+        .collect();
+    let after_warmup = samples.get(1).or(samples.first()).map_or(0, |s| s.1);
+    let last = samples.last().map_or(0, |s| s.1);
+    let report = serde_json::json!({
+        "requests": total,
+        "non_2xx_or_socket_errors": errors,
+        "vm_errors": vm_errors.len(),
+        "seconds": started.elapsed().as_secs_f64(),
+        "rss_kib_after_warmup": after_warmup,
+        "rss_kib_at_end": last,
+        "rss_growth_kib": last as i64 - after_warmup as i64,
+        "samples": samples,
+    });
+    std::fs::create_dir_all(out)?;
+    project::write_atomic(&out.join("load.json"), &serde_json::to_vec_pretty(&report)?)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if errors > 0 || !vm_errors.is_empty() {
+        bail!("{errors} failed requests, {} VM errors (first: {:?})", vm_errors.len(), vm_errors.first());
+    }
+    Ok(())
 }

@@ -238,11 +238,25 @@ impl Envoy {
     /// Writes `bootstrap` to a temporary directory, starts Envoy with one worker
     /// and waits until it answers `/ready`, or fails with the end of its log.
     pub fn start(bootstrap: &Bootstrap) -> Result<Envoy> {
+        Self::start_on(bootstrap, None)
+    }
+
+    /// [`Envoy::start`], pinned to one CPU with `taskset` when `cpu` is given
+    /// (the benchmark keeps Envoy and the load generator on different cores).
+    pub fn start_on(bootstrap: &Bootstrap, cpu: Option<u32>) -> Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.json");
         std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
         let log = dir.path().join("envoy.log");
-        let child = Command::new(binary()?)
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu.to_string()]).arg(binary()?);
+                c
+            }
+            None => Command::new(binary()?),
+        };
+        let child = command
             .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
             .args(["--base-id", &bootstrap.admin_port.to_string()])
             .arg("-c")

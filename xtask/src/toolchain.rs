@@ -69,7 +69,7 @@ impl Toolchain {
     /// A `cargo build --release --target T` command for this toolchain, with
     /// the environment that makes the module independent of the machine's paths.
     pub fn cargo_build(&self, target: Target, root: &Path) -> Command {
-        let target_dir = root.join("target").join("wasm").join(self.label());
+        let target_dir = wasm_target_dir(root).join(self.label());
         let mut flags = remap_flags(root);
         let mut cmd = match self {
             Toolchain::Rustup => Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())),
@@ -104,8 +104,13 @@ impl Toolchain {
 
     /// Where cargo puts the `.wasm` files for this toolchain.
     pub fn artifact_dir(&self, target: Target, root: &Path) -> PathBuf {
-        root.join("target").join("wasm").join(self.label()).join(target.triple()).join("release")
+        wasm_target_dir(root).join(self.label()).join(target.triple()).join("release")
     }
+}
+
+/// Where wasm builds go: `target/wasm/`, or `$WEIR_WASM_TARGET_DIR` (the benchmark's cold build).
+fn wasm_target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("WEIR_WASM_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target").join("wasm"))
 }
 
 const WASI_LIBC: &str = "/usr/lib/wasm32-wasi";
