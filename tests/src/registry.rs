@@ -36,21 +36,27 @@ pub struct Registry {
     /// Where it stores blobs (`docker/registry/v2/...`).
     pub storage: PathBuf,
     log: PathBuf,
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
     /// A registry anyone may push to.
     pub fn start() -> Self {
-        Self::spawn(None)
+        Self::spawn(None, None)
     }
 
     /// A registry that wants `user`/`password` (htpasswd, bcrypt, basic auth over HTTP).
     pub fn start_with_login(user: &str, password: &str) -> Self {
-        Self::spawn(Some((user, password)))
+        Self::spawn(Some((user, password)), None)
     }
 
-    fn spawn(login: Option<(&str, &str)>) -> Self {
+    /// A registry serving HTTPS with `tls`'s certificate.
+    pub fn start_tls(tls: &Tls) -> Self {
+        Self::spawn(None, Some(tls))
+    }
+
+    fn spawn(login: Option<(&str, &str)>, tls: Option<&Tls>) -> Self {
         need("docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = dir.path().join("storage");
@@ -69,6 +75,9 @@ impl Registry {
             assert!(out.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n", file.display()));
         }
+        if let Some(tls) = tls {
+            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", tls.cert.display(), tls.key.display()));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write config");
         let log = dir.path().join("registry.log");
@@ -80,7 +89,7 @@ impl Registry {
             .stderr(log_file)
             .spawn()
             .expect("start docker-registry");
-        let mut r = Registry { child, port, storage, log, _dir: dir };
+        let mut r = Registry { child, port, storage, log, tls: tls.is_some(), _dir: dir };
         r.wait_ready();
         r
     }
@@ -91,7 +100,11 @@ impl Registry {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("docker-registry exited ({status}):\n{}", self.log_text());
             }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+            if self.tls {
+                if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+            } else if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut line = String::new();
                 if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("HTTP/1.1") {
@@ -134,6 +147,33 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A private CA and a server certificate it signed for 127.0.0.1 (made with openssl).
+pub struct Tls {
+    /// The CA certificate (PEM): what `--ca-file` takes.
+    pub ca: PathBuf,
+    /// The server certificate (PEM).
+    pub cert: PathBuf,
+    /// The server key (PEM).
+    pub key: PathBuf,
+}
+
+impl Tls {
+    /// Makes a CA and a server certificate in `dir`.
+    pub fn make(dir: &Path) -> Tls {
+        need("openssl");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=weir test CA"]].concat());
+        run(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
+        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").expect("write ext");
+        run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "ext.cnf"]);
+        Tls { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") }
     }
 }
 

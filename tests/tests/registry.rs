@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use weir_tests::registry::{
-    module_file, oras_pull, oras_push_seed_layout, registry_manifest, skopeo, xtask, xtask_env, FaultProxy, Faults, Registry,
+    module_file, oras_pull, oras_push_seed_layout, registry_manifest, skopeo, xtask, xtask_env, FaultProxy, Faults, Registry, Tls,
 };
 
 const WASM_LAYER: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
@@ -315,6 +315,36 @@ fn pull_refuses_a_blob_that_does_not_match_its_digest_and_writes_nothing() {
     let wrong = format!("{host}/t/tamper@sha256:{}", "0".repeat(64));
     let run = xtask(&["pull", &wrong, "-o", out.to_str().unwrap(), "--plain-http"], None);
     assert!(!run.status.success() && !out.exists(), "{}", run.all());
+}
+
+#[test]
+fn https_is_verified_a_private_ca_is_trusted_with_ca_file_and_plain_http_mixups_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = Tls::make(dir.path());
+    let reg = Registry::start_tls(&tls);
+    let host = reg.host();
+    let (file, bytes) = module_file(dir.path(), "tls", 3000, 11);
+    let file = file.to_str().unwrap();
+    let reference = format!("{host}/tls/m:v1");
+
+    let unknown_ca = xtask(&["push", file, &reference], None);
+    assert!(!unknown_ca.status.success(), "a certificate from an unknown CA was accepted:\n{}", unknown_ca.all());
+    assert!(unknown_ca.stderr.contains(&format!("TLS with {host} failed")) && unknown_ca.stderr.contains("--ca-file"), "{}", unknown_ca.all());
+
+    let plain = xtask(&["push", file, &reference, "--plain-http"], None);
+    assert!(!plain.status.success());
+    assert!(plain.stderr.contains("drop --plain-http"), "{}", plain.all());
+
+    let ca = tls.ca.to_str().unwrap();
+    push(Path::new(file), &reference, &["--ca-file", ca]);
+    let back = dir.path().join("back.wasm");
+    pull(&reference, &back, &["--ca-file", ca]);
+    assert_eq!(std::fs::read(&back).unwrap(), bytes);
+
+    let http_only = Registry::start();
+    let forgot = xtask(&["push", file, &format!("{}/x/y:v1", http_only.host())], None);
+    assert!(!forgot.status.success());
+    assert!(forgot.stderr.contains("--plain-http for a registry without TLS"), "{}", forgot.all());
 }
 
 #[test]

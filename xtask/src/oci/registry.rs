@@ -45,6 +45,7 @@ pub struct Registry {
     tried: String,
     retry: Retry,
     timeout: Duration,
+    plain_http: bool,
     progress: ProgressBar,
 }
 
@@ -92,6 +93,7 @@ impl Registry {
             tried: login.describe(),
             retry: Retry::new(transport.retries),
             timeout,
+            plain_http: transport.plain_http,
             progress,
             target,
         })
@@ -254,8 +256,8 @@ impl Registry {
                 if step.starts_with("reading") { format!("tag or repository {}", self.target) } else { format!("repository {repo}") },
                 self.target
             ),
-            Kind::Rejected if cause.contains("HTTPS server") => anyhow!(
-                "{host} speaks HTTPS, but --plain-http was given ({step}); drop --plain-http"
+            Kind::Rejected if self.plain_http && status(&e) == Some(400) => anyhow!(
+                "{host} answered 400 bad request to plain HTTP while {step}; it probably speaks HTTPS: drop --plain-http"
             ),
             Kind::Rejected => anyhow!(
                 "{host} rejected the request while {step} ({cause}); if it names a media type, this registry may not accept custom wasm artifacts: try --format compat"
