@@ -4,9 +4,9 @@
 //! The request is paused while an HTTP callout (same method, `path_prefix` +
 //! the request's path, the configured headers) goes to `cluster`. A 2xx answer
 //! lets the request through, copying `upstream_headers` from the answer onto
-//! it; any other answer is denied with `deny_status` (403) and the service's
-//! body; no answer within `timeout_ms` (or a refused call) is answered with
-//! `failure_status` (503), or let through when `fail_open` is set.
+//! it; a 5xx, no answer within `timeout_ms` or a refused call is a failure,
+//! answered with `failure_status` (503) or let through when `fail_open` is set;
+//! any other answer is denied with `deny_status` (403) and the service's body.
 
 use std::time::Duration;
 
@@ -130,14 +130,17 @@ impl HttpFilter for ExtAuthz {
                 }
                 Ok(Action::Continue)
             }
+            // Like Envoy's ext_authz: a 5xx is the service failing, not deciding.
+            // Envoy itself answers a callout that timed out or could not
+            // connect with 504/503, so this also covers those.
+            Some(500..=599) | None => match fail(config, cx.request_headers()) {
+                Some(reply) => cx.reply(reply),
+                None => Ok(Action::Continue),
+            },
             Some(_) => {
                 DENIED.inc();
                 cx.reply(LocalReply::new(config.deny_status).body(response.body()).details("ext_authz_denied"))
             }
-            None => match fail(config, cx.request_headers()) {
-                Some(reply) => cx.reply(reply),
-                None => Ok(Action::Continue),
-            },
         }
     }
 }

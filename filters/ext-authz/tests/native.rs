@@ -13,6 +13,7 @@ fn example() -> TestFilter<ExtAuthz> {
     f.answer_callouts(|call| match call.header("authorization") {
         Some("Bearer good") => Some(TestResponse::new(200).header("x-user", "alice")),
         Some("Bearer slow") => None,
+        Some("Bearer broken") => Some(TestResponse::new(500).body("oops")),
         _ => Some(TestResponse::new(401).body("who are you?")),
     });
     f
@@ -54,7 +55,10 @@ fn timeouts_fail_closed_with_503() {
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer slow"));
     assert_eq!(ex.status(), 503);
     assert_eq!(ex.reply_details(), Some("ext_authz_error"));
-    assert_eq!(f.metric("ext_authz_failed"), Some(1));
+    let ex = f.send(TestRequest::get("/").header("authorization", "Bearer broken"));
+    assert_eq!(ex.status(), 503, "a 5xx from the service is a failure, not a denial");
+    assert_eq!(f.metric("ext_authz_failed"), Some(2));
+    assert_eq!(f.metric("ext_authz_denied"), Some(0));
 }
 
 #[test]

@@ -1,0 +1,180 @@
+//! access-control and ext-authz in a real Envoy 1.40: local replies (HTTP and
+//! gRPC), per-route rules, metrics in Envoy's stats, an HTTP callout to a real
+//! authorization service (allow, deny, timeout), and hostile header bytes.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use xtask::envoy::{Backend, Envoy};
+use weir_tests::{bootstrap, vm_failures, wasm_filter};
+
+/// 0x80..=0xFF: the bytes that took workers down with raw proxy-wasm.
+fn hostile() -> Vec<u8> {
+    (0x80..=0xFF).collect()
+}
+
+/// What a test server answers: status, headers, body, and a delay before answering.
+struct Answer {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    delay: Duration,
+}
+
+/// A one-request-per-connection HTTP/1.1 server on a free port; `answer` gets
+/// the request head (lowercase header names, as Envoy sends them).
+fn serve(answer: impl Fn(&str) -> Answer + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test server");
+    let addr = listener.local_addr().expect("its address").to_string();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let _ = handle(stream, &*answer);
+            });
+        }
+    });
+    addr
+}
+
+fn handle(mut stream: TcpStream, answer: &dyn Fn(&str) -> Answer) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let a = answer(&String::from_utf8_lossy(&head));
+    std::thread::sleep(a.delay);
+    let mut out = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", a.status, a.body.len());
+    for (k, v) in &a.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    stream.write_all(out.as_bytes())?;
+    stream.write_all(&a.body)
+}
+
+fn answer(status: u16, body: &str) -> Answer {
+    Answer { status, headers: Vec::new(), body: body.as_bytes().to_vec(), delay: Duration::ZERO }
+}
+
+const ACCESS_CONTROL: &str = r#"{
+  "allow_sources": ["127.0.0.0/8", "::1"],
+  "deny_path_prefixes": ["/admin"],
+  "deny_headers": [{"name": "x-debug-bypass"}],
+  "_rules_": [
+    {"_match_path_prefix_": ["/api/"], "require_headers": [{"name": "x-api-key", "values": ["demo-key"]}]},
+    {"_match_path_prefix_": ["/internal/"], "allow_sources": ["10.0.0.0/8"]}
+  ]
+}"#;
+
+fn access_control() -> Envoy {
+    Envoy::start(&bootstrap(vec![wasm_filter("access-control", Some(ACCESS_CONTROL))])).unwrap()
+}
+
+#[test]
+fn access_control_allows_denies_and_counts() {
+    let envoy = access_control();
+    assert_eq!(envoy.get("/productpage", &[]).unwrap().status, 200);
+    let r = envoy.get("/admin/users", &[]).unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body, b"access denied\n");
+    assert_eq!(envoy.get("/", &[("x-debug-bypass", b"1")]).unwrap().status, 403);
+    assert_eq!(envoy.stat("wasmcustom.access_control_allowed").unwrap(), Some(1));
+    assert_eq!(envoy.stat("wasmcustom.access_control_denied").unwrap(), Some(2));
+    assert_eq!(vm_failures(&envoy), Vec::<String>::new());
+}
+
+#[test]
+fn access_control_rules_apply_per_path_prefix() {
+    let envoy = access_control();
+    assert_eq!(envoy.get("/api/v1", &[]).unwrap().status, 403, "the /api/ rule requires a key");
+    assert_eq!(envoy.get("/api/v1", &[("x-api-key", b"demo-key")]).unwrap().status, 200);
+    assert_eq!(envoy.get("/internal/x", &[]).unwrap().status, 403, "only 10/8 may reach /internal/");
+    assert_eq!(envoy.get("/elsewhere", &[]).unwrap().status, 200);
+}
+
+#[test]
+fn access_control_denies_grpc_calls_with_a_grpc_status() {
+    let envoy = access_control();
+    let r = envoy.get("/admin.Admin/Drop", &[("content-type", b"application/grpc")]).unwrap();
+    assert_eq!(r.status, 200, "gRPC errors travel in grpc-status");
+    assert_eq!(r.header_str("grpc-status").as_deref(), Some("7"));
+}
+
+#[test]
+fn access_control_high_bytes_never_trap() {
+    let envoy = access_control();
+    let bytes = hostile();
+    for _ in 0..3 {
+        assert_eq!(envoy.get("/", &[("x-bytes", &bytes)]).unwrap().status, 200);
+        assert_eq!(envoy.get("/api/x", &[("x-api-key", &bytes)]).unwrap().status, 403);
+    }
+    assert_eq!(envoy.get("/after", &[]).unwrap().status, 200);
+    assert_eq!(vm_failures(&envoy), Vec::<String>::new());
+}
+
+/// An authorization service (one token allowed, one that answers too late) and
+/// an upstream that echoes the request head it received.
+fn ext_authz() -> Envoy {
+    let auth = serve(|head| {
+        let auth = head.lines().find_map(|l| l.strip_prefix("authorization: ")).unwrap_or("").trim().to_owned();
+        match auth.as_str() {
+            "Bearer good" => Answer { headers: vec![("x-user", "alice".into())], ..answer(200, "") },
+            "Bearer slow" => Answer { delay: Duration::from_millis(1500), ..answer(200, "") },
+            _ => answer(401, "who are you?"),
+        }
+    });
+    let echo = serve(|head| answer(200, head));
+    let config = r#"{"cluster": "ext-authz", "path_prefix": "/check", "timeout_ms": 300,
+                     "forward_headers": ["authorization"], "upstream_headers": ["x-user"]}"#;
+    let mut b = bootstrap(vec![wasm_filter("ext-authz", Some(config))]);
+    b.backend = Backend::Upstream(echo);
+    b.clusters.push(("ext-authz".into(), auth));
+    Envoy::start(&b).unwrap()
+}
+
+#[test]
+fn ext_authz_allows_with_the_services_user() {
+    let envoy = ext_authz();
+    let r = envoy.get("/orders", &[("authorization", b"Bearer good"), ("x-user", b"mallory")]).unwrap();
+    assert_eq!(r.status, 200, "{}", envoy.log_tail(20));
+    let seen = String::from_utf8_lossy(&r.body).to_string();
+    assert!(seen.contains("x-user: alice"), "the upstream got: {seen}");
+    assert!(!seen.contains("mallory"), "the client's x-user was replaced: {seen}");
+    assert_eq!(envoy.stat("wasmcustom.ext_authz_allowed").unwrap(), Some(1));
+}
+
+#[test]
+fn ext_authz_denies_and_times_out() {
+    let envoy = ext_authz();
+    let r = envoy.get("/orders", &[("authorization", b"Bearer nope")]).unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body, b"who are you?");
+    let r = envoy.get("/orders", &[("authorization", b"Bearer slow")]).unwrap();
+    assert_eq!(r.status, 503, "the 300 ms timeout fails closed");
+    assert_eq!(envoy.stat("wasmcustom.ext_authz_denied").unwrap(), Some(1));
+    assert_eq!(envoy.stat("wasmcustom.ext_authz_failed").unwrap(), Some(1));
+    // After a timeout the worker still serves.
+    assert_eq!(envoy.get("/", &[("authorization", b"Bearer good")]).unwrap().status, 200);
+}
+
+#[test]
+fn ext_authz_high_bytes_never_trap() {
+    let envoy = ext_authz();
+    let bytes = hostile();
+    for _ in 0..3 {
+        let r = envoy.get("/", &[("authorization", &bytes)]).unwrap();
+        assert_eq!(r.status, 403, "an unsendable credential is a missing one");
+        let r = envoy.get("/", &[("authorization", b"Bearer good"), ("x-bytes", &bytes)]).unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(vm_failures(&envoy), Vec::<String>::new());
+}
