@@ -10,7 +10,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// The `xtask` binary, built once per test run (`CARGO_BIN_EXE_xtask` is per crate).
@@ -24,8 +27,11 @@ fn xtask_bin() -> &'static Path {
             .status()
             .expect("run cargo build");
         assert!(status.success(), "cargo build -p xtask failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
-        target.join("debug").join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root().join("target"), PathBuf::from);
+        target
+            .join("debug")
+            .join(format!("xtask{}", std::env::consts::EXE_SUFFIX))
     })
 }
 
@@ -37,7 +43,10 @@ fn deploy(args: &[&str]) -> Output {
 fn deploy_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let docker = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(xtask_bin());
-    cmd.arg("deploy").args(args).env("DOCKER_CONFIG", docker.path()).stdin(Stdio::null());
+    cmd.arg("deploy")
+        .args(args)
+        .env("DOCKER_CONFIG", docker.path())
+        .stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -52,14 +61,28 @@ fn text(bytes: &[u8]) -> String {
 #[track_caller]
 fn assert_refused(out: &Output, message: &str) {
     let stderr = text(&out.stderr);
-    assert!(!out.status.success(), "expected failure, got success; stderr:\n{stderr}");
-    assert!(out.stdout.is_empty(), "stdout must be empty on failure, got:\n{}", text(&out.stdout));
-    assert!(stderr.contains(message), "stderr lacks `{message}`:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "stdout must be empty on failure, got:\n{}",
+        text(&out.stdout)
+    );
+    assert!(
+        stderr.contains(message),
+        "stderr lacks `{message}`:\n{stderr}"
+    );
 }
 
 #[track_caller]
 fn assert_ok(out: &Output) -> String {
-    assert!(out.status.success(), "deploy failed:\n{}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "deploy failed:\n{}",
+        text(&out.stderr)
+    );
     text(&out.stdout)
 }
 
@@ -123,8 +146,13 @@ struct Example {
 
 fn example(name: &str) -> Example {
     let path = root().join("examples").join(name);
-    let content = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let header_len: usize = content.lines().take_while(|l| l.starts_with('#')).map(|l| l.len() + 1).sum();
+    let content =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let header_len: usize = content
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.len() + 1)
+        .sum();
     let (header, body) = content.split_at(header_len.min(content.len()));
     let mut command = String::new();
     let mut in_command = false;
@@ -145,8 +173,17 @@ fn example(name: &str) -> Example {
         }
     }
     let words = shell_words(&command);
-    assert!(words.len() > 3, "{}: no `# cargo xtask deploy ...` line in its header", path.display());
-    Example { path, header: header.to_owned(), body: body.to_owned(), args: words[3..].to_vec() }
+    assert!(
+        words.len() > 3,
+        "{}: no `# cargo xtask deploy ...` line in its header",
+        path.display()
+    );
+    Example {
+        path,
+        header: header.to_owned(),
+        body: body.to_owned(),
+        args: words[3..].to_vec(),
+    }
 }
 
 /// The committed example is byte for byte what `deploy` emits for its command;
@@ -228,35 +265,82 @@ spec:
 
 #[test]
 fn tag_only_image_warns_and_suggests_a_digest() {
-    let out = deploy(&["autowasm", "--name", "t", "--image", "reg.io/w/add-header:v1", "--selector", "app=x"]);
+    let out = deploy(&[
+        "autowasm",
+        "--name",
+        "t",
+        "--image",
+        "reg.io/w/add-header:v1",
+        "--selector",
+        "app=x",
+    ]);
     assert_ok(&out);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("warning: --image `reg.io/w/add-header:v1` names a tag"), "{stderr}");
+    assert!(
+        stderr.contains("warning: --image `reg.io/w/add-header:v1` names a tag"),
+        "{stderr}"
+    );
     assert!(stderr.contains("reg.io/w/add-header@sha256:"), "{stderr}");
     let digest = format!("reg.io/w/add-header@sha256:{}", "a".repeat(64));
-    let out = deploy(&["autowasm", "--name", "t", "--image", &digest, "--selector", "app=x"]);
+    let out = deploy(&[
+        "autowasm",
+        "--name",
+        "t",
+        "--image",
+        &digest,
+        "--selector",
+        "app=x",
+    ]);
     assert_ok(&out);
-    assert!(!text(&out.stderr).contains("warning"), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn wasmplugin_sha256_is_the_image_digest_not_the_module_hash() {
     let hex = "b".repeat(64);
     let image = format!("reg.io/w/add-header@sha256:{hex}");
-    let yaml = assert_ok(&deploy(&["wasmplugin", "--name", "p", "--image", &image, "--filter", "add-header"]));
+    let yaml = assert_ok(&deploy(&[
+        "wasmplugin",
+        "--name",
+        "p",
+        "--image",
+        &image,
+        "--filter",
+        "add-header",
+    ]));
     assert!(yaml.contains(&format!("url: oci://{image}\n")), "{yaml}");
     assert!(yaml.contains(&format!("sha256: {hex}\n")), "{yaml}");
     // A tag-only image has no digest to check against: no sha256 field at all.
-    let yaml = assert_ok(&deploy(&["wasmplugin", "--name", "p", "--image", "reg.io/w/a:v1"]));
+    let yaml = assert_ok(&deploy(&[
+        "wasmplugin",
+        "--name",
+        "p",
+        "--image",
+        "reg.io/w/a:v1",
+    ]));
     assert!(!yaml.contains("sha256"), "{yaml}");
 }
 
 #[test]
 fn every_kind_has_help_with_examples() {
-    for kind in ["asm", "pull-secret", "wasmplugin", "envoyfilter", "autowasm", "envoy"] {
+    for kind in [
+        "asm",
+        "pull-secret",
+        "wasmplugin",
+        "envoyfilter",
+        "autowasm",
+        "envoy",
+    ] {
         let out = deploy(&[kind, "--help"]);
         let help = assert_ok(&out);
-        assert!(help.contains("Example"), "`deploy {kind} --help` has no examples:\n{help}");
+        assert!(
+            help.contains("Example"),
+            "`deploy {kind} --help` has no examples:\n{help}"
+        );
         assert!(help.contains("cargo xtask deploy"), "{help}");
     }
     let help = assert_ok(&deploy(&["envoy", "--help"]));
@@ -270,17 +354,35 @@ fn output_file_gets_the_yaml_and_stdout_stays_empty() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("aw.yaml");
     let out = deploy(&[
-        "autowasm", "--name", "t", "--object-url", "https://a.example.com/f.wasm", "--selector", "app=x", "-o",
+        "autowasm",
+        "--name",
+        "t",
+        "--object-url",
+        "https://a.example.com/f.wasm",
+        "--selector",
+        "app=x",
+        "-o",
         file.to_str().expect("utf-8 path"),
     ]);
     assert!(assert_ok(&out).is_empty());
     let yaml = std::fs::read_to_string(&file).expect("output written");
-    assert!(yaml.contains("object:\n        url: https://a.example.com/f.wasm"), "{yaml}");
+    assert!(
+        yaml.contains("object:\n        url: https://a.example.com/f.wasm"),
+        "{yaml}"
+    );
 }
 
 // ---------------------------------------------------------------- bad input, one rule each
 
-const ASM: &[&str] = &["asm", "--image", "reg.io/asm/add-header:v1", "--selector", "app=details", "--root-id", "r"];
+const ASM: &[&str] = &[
+    "asm",
+    "--image",
+    "reg.io/asm/add-header:v1",
+    "--selector",
+    "app=details",
+    "--root-id",
+    "r",
+];
 
 fn asm(extra: &[&str]) -> Output {
     let mut args = ASM.to_vec();
@@ -293,37 +395,63 @@ fn asm(extra: &[&str]) -> Output {
 
 #[test]
 fn refuses_a_name_that_is_not_dns_1123() {
-    assert_refused(&asm(&["--name", "Details_v1"]), "--name `Details_v1` must be a DNS-1123 subdomain");
+    assert_refused(
+        &asm(&["--name", "Details_v1"]),
+        "--name `Details_v1` must be a DNS-1123 subdomain",
+    );
 }
 
 #[test]
 fn refuses_a_namespace_that_is_not_a_dns_label() {
-    assert_refused(&asm(&["--namespace", "my.ns"]), "--namespace `my.ns` must be a DNS-1123 label");
+    assert_refused(
+        &asm(&["--namespace", "my.ns"]),
+        "--namespace `my.ns` must be a DNS-1123 label",
+    );
 }
 
 #[test]
 fn refuses_a_selector_without_equals() {
-    assert_refused(&asm(&["--selector", "app"]), "--selector `app` must be KEY=VALUE");
+    assert_refused(
+        &asm(&["--selector", "app"]),
+        "--selector `app` must be KEY=VALUE",
+    );
 }
 
 #[test]
 fn refuses_a_bad_label_key() {
-    assert_refused(&asm(&["--selector=-app=x"]), "label key `-app` must be at most 63 characters");
+    assert_refused(
+        &asm(&["--selector=-app=x"]),
+        "label key `-app` must be at most 63 characters",
+    );
 }
 
 #[test]
 fn refuses_a_bad_label_value() {
-    assert_refused(&asm(&["--selector", "version=v 1"]), "label value `v 1` must be empty or at most 63 characters");
+    assert_refused(
+        &asm(&["--selector", "version=v 1"]),
+        "label value `v 1` must be empty or at most 63 characters",
+    );
 }
 
 #[test]
 fn refuses_a_label_key_given_twice() {
-    assert_refused(&asm(&["--selector", "app=other"]), "label key `app` is given twice");
+    assert_refused(
+        &asm(&["--selector", "app=other"]),
+        "label key `app` is given twice",
+    );
 }
 
 #[test]
 fn refuses_an_image_with_an_uppercase_repository() {
-    let out = deploy(&["autowasm", "--name", "t", "--image", "reg.io/Weir/f:v1", "--selector", "app=x"]);
+    let out = deploy(&[
+        "autowasm",
+        "--name",
+        "t",
+        "--image",
+        "reg.io/Weir/f:v1",
+        "--selector",
+        "app=x",
+    ]);
     assert_refused(&out, "--image `reg.io/Weir/f:v1` is not a valid OCI image reference: repository path component `Weir`");
 }
 
@@ -335,39 +463,78 @@ fn refuses_an_image_without_tag_or_digest() {
 
 #[test]
 fn refuses_an_image_with_a_malformed_digest() {
-    let out = deploy(&["wasmplugin", "--name", "p", "--image", "reg.io/weir/f@sha256:abc"]);
-    assert_refused(&out, "digest `sha256:abc` must be sha256: followed by 64 lowercase hex digits");
+    let out = deploy(&[
+        "wasmplugin",
+        "--name",
+        "p",
+        "--image",
+        "reg.io/weir/f@sha256:abc",
+    ]);
+    assert_refused(
+        &out,
+        "digest `sha256:abc` must be sha256: followed by 64 lowercase hex digits",
+    );
 }
 
 #[test]
 fn refuses_parameters_that_are_not_json() {
-    assert_refused(&asm(&["--parameters", "{name: hello}"]), "--parameters is not valid JSON");
+    assert_refused(
+        &asm(&["--parameters", "{name: hello}"]),
+        "--parameters is not valid JSON",
+    );
 }
 
 #[test]
 fn refuses_a_parameters_file_that_does_not_exist() {
-    assert_refused(&asm(&["--parameters", "@/nonexistent/params.json"]), "--parameters @/nonexistent/params.json: cannot read the file");
+    assert_refused(
+        &asm(&["--parameters", "@/nonexistent/params.json"]),
+        "--parameters @/nonexistent/params.json: cannot read the file",
+    );
 }
 
 #[test]
 fn refuses_parameters_the_filter_refuses_with_the_filters_own_message() {
-    let out = asm(&["--filter", "add-header", "--parameters", r#"{"name": 5, "value": "x"}"#]);
-    assert_refused(&out, "--parameters refused by filter `add-header` (Envoy would refuse it too)");
-    assert_refused(&out, "add-header: configuration refused: field `name`: invalid type: integer `5`");
+    let out = asm(&[
+        "--filter",
+        "add-header",
+        "--parameters",
+        r#"{"name": 5, "value": "x"}"#,
+    ]);
+    assert_refused(
+        &out,
+        "--parameters refused by filter `add-header` (Envoy would refuse it too)",
+    );
+    assert_refused(
+        &out,
+        "add-header: configuration refused: field `name`: invalid type: integer `5`",
+    );
 }
 
 #[test]
 fn refuses_unknown_fields_the_filter_refuses() {
-    let out = asm(&["--filter", "add-header", "--parameters", r#"{"name":"a","value":"b","extra":1}"#]);
+    let out = asm(&[
+        "--filter",
+        "add-header",
+        "--parameters",
+        r#"{"name":"a","value":"b","extra":1}"#,
+    ]);
     assert_refused(&out, "add-header: configuration refused:");
     assert_refused(&out, "extra");
 }
 
 #[test]
 fn accepts_parameters_the_filter_accepts_read_from_a_file() {
-    let out = asm(&["--filter", "add-header", "--parameters", "@filters/add-header/config.example.json"]);
+    let out = asm(&[
+        "--filter",
+        "add-header",
+        "--parameters",
+        "@filters/add-header/config.example.json",
+    ]);
     let yaml = assert_ok(&out);
-    assert!(yaml.contains(r#"parameters: '{"name":"hello","value":"hello details"}'"#), "{yaml}");
+    assert!(
+        yaml.contains(r#"parameters: '{"name":"hello","value":"hello details"}'"#),
+        "{yaml}"
+    );
 }
 
 #[test]
@@ -382,26 +549,62 @@ fn refuses_an_output_path_in_a_missing_directory() {
 
 #[test]
 fn refuses_asm_without_a_root_id_source() {
-    let out = deploy(&["asm", "--name", "d", "--image", "reg.io/a/b:v1", "--selector", "app=d"]);
-    assert_refused(&out, "--root-id is required unless --filter names the filter");
+    let out = deploy(&[
+        "asm",
+        "--name",
+        "d",
+        "--image",
+        "reg.io/a/b:v1",
+        "--selector",
+        "app=d",
+    ]);
+    assert_refused(
+        &out,
+        "--root-id is required unless --filter names the filter",
+    );
 }
 
 #[test]
 fn refuses_wasmplugin_parameters_that_are_not_an_object() {
-    let out = deploy(&["wasmplugin", "--name", "p", "--image", "reg.io/a/b:v1", "--parameters", "[1]"]);
+    let out = deploy(&[
+        "wasmplugin",
+        "--name",
+        "p",
+        "--image",
+        "reg.io/a/b:v1",
+        "--parameters",
+        "[1]",
+    ]);
     assert_refused(&out, "--parameters must be a JSON object for wasmplugin");
 }
 
 #[test]
 fn refuses_a_relative_wasm_path_in_an_envoyfilter() {
-    let out = deploy(&["envoyfilter", "--name", "f", "--wasm-path", "add-header.wasm"]);
+    let out = deploy(&[
+        "envoyfilter",
+        "--name",
+        "f",
+        "--wasm-path",
+        "add-header.wasm",
+    ]);
     assert_refused(&out, "--wasm-path `add-header.wasm` must be absolute");
 }
 
 #[test]
 fn refuses_a_wasm_url_that_is_not_http() {
-    let out = deploy(&["envoyfilter", "--name", "f", "--wasm-url", "ftp://a.example.com/f.wasm", "--filter", "add-header"]);
-    assert_refused(&out, "--wasm-url `ftp://a.example.com/f.wasm` must be an http:// or https:// URL");
+    let out = deploy(&[
+        "envoyfilter",
+        "--name",
+        "f",
+        "--wasm-url",
+        "ftp://a.example.com/f.wasm",
+        "--filter",
+        "add-header",
+    ]);
+    assert_refused(
+        &out,
+        "--wasm-url `ftp://a.example.com/f.wasm` must be an http:// or https:// URL",
+    );
 }
 
 #[test]
@@ -412,11 +615,27 @@ fn refuses_a_pull_secret_without_any_login() {
 
 #[test]
 fn pull_secret_says_its_output_holds_a_secret() {
-    let out = deploy(&["pull-secret", "--image", "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1", "--registry-config", "examples/registry-login.json"]);
+    let out = deploy(&[
+        "pull-secret",
+        "--image",
+        "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1",
+        "--registry-config",
+        "examples/registry-login.json",
+    ]);
     let yaml = assert_ok(&out);
-    assert!(yaml.contains("type: kubernetes.io/dockerconfigjson"), "{yaml}");
-    assert!(text(&out.stderr).contains("holds a registry secret"), "{}", text(&out.stderr));
-    assert!(!text(&out.stderr).contains("example-password"), "the password must never reach stderr");
+    assert!(
+        yaml.contains("type: kubernetes.io/dockerconfigjson"),
+        "{yaml}"
+    );
+    assert!(
+        text(&out.stderr).contains("holds a registry secret"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("example-password"),
+        "the password must never reach stderr"
+    );
 }
 
 // ---------------------------------------------------------------- what is emitted runs
@@ -432,7 +651,14 @@ impl RunningEnvoy {
     fn start(config: &Path, port: u16, admin: u16) -> RunningEnvoy {
         let log = config.with_extension("log");
         let child = Command::new(xtask::envoy::binary().expect("envoy installed"))
-            .args(["--concurrency", "1", "--disable-hot-restart", "--base-id", &admin.to_string(), "-c"])
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--base-id",
+                &admin.to_string(),
+                "-c",
+            ])
             .arg(config)
             .arg("--log-path")
             .arg(&log)
@@ -449,7 +675,11 @@ impl RunningEnvoy {
             if xtask::envoy::http_get(admin, "/ready", &[]).is_ok_and(|r| r.status == 200) {
                 return envoy;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "envoy not ready:\n{}", envoy.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "envoy not ready:\n{}",
+                envoy.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -470,20 +700,36 @@ impl Drop for RunningEnvoy {
 fn envoy_kind_validates_and_serves_the_filters_header() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("envoy.yaml");
-    let (port, admin) = (xtask::envoy::free_port().expect("port"), xtask::envoy::free_port().expect("port"));
+    let (port, admin) = (
+        xtask::envoy::free_port().expect("port"),
+        xtask::envoy::free_port().expect("port"),
+    );
     let out = deploy(&[
-        "envoy", "--filter", "add-header",
-        "--parameters", r#"{"name":"x-weir-deployed","value":"by deploy envoy"}"#,
-        "--listen-port", &port.to_string(), "--admin-port", &admin.to_string(),
-        "--failure-policy", "fail-closed",
-        "-o", config.to_str().expect("utf-8 path"),
+        "envoy",
+        "--filter",
+        "add-header",
+        "--parameters",
+        r#"{"name":"x-weir-deployed","value":"by deploy envoy"}"#,
+        "--listen-port",
+        &port.to_string(),
+        "--admin-port",
+        &admin.to_string(),
+        "--failure-policy",
+        "fail-closed",
+        "-o",
+        config.to_str().expect("utf-8 path"),
     ]);
     assert!(assert_ok(&out).is_empty());
     xtask::envoy::validate_config(&config).expect("envoy --mode validate accepts the bootstrap");
     let envoy = RunningEnvoy::start(&config, port, admin);
     let response = xtask::envoy::http_get(envoy.port, "/", &[]).expect("request through envoy");
     assert_eq!(response.status, 200, "{}", envoy.log_text());
-    assert_eq!(response.header_str("x-weir-deployed").as_deref(), Some("by deploy envoy"), "{}", envoy.log_text());
+    assert_eq!(
+        response.header_str("x-weir-deployed").as_deref(),
+        Some("by deploy envoy"),
+        "{}",
+        envoy.log_text()
+    );
 }
 
 /// The `envoyfilter` kind's embedded Wasm filter is the `http_filters` entry Envoy runs here:
@@ -492,32 +738,60 @@ fn envoy_kind_validates_and_serves_the_filters_header() {
 fn envoyfilter_embedded_wasm_filter_runs_in_envoy() {
     let module = weir_tests::module("add-header");
     let yaml = assert_ok(&deploy(&[
-        "envoyfilter", "--name", "details-v1-add-header", "--selector", "app=details",
-        "--filter", "add-header", "--wasm-path", module.to_str().expect("utf-8 path"),
-        "--parameters", r#"{"name":"x-from-envoyfilter","value":"yes"}"#, "--failure-policy", "fail-open",
+        "envoyfilter",
+        "--name",
+        "details-v1-add-header",
+        "--selector",
+        "app=details",
+        "--filter",
+        "add-header",
+        "--wasm-path",
+        module.to_str().expect("utf-8 path"),
+        "--parameters",
+        r#"{"name":"x-from-envoyfilter","value":"yes"}"#,
+        "--failure-policy",
+        "fail-open",
     ]));
     let doc: serde_json::Value = serde_saphyr::from_str(&yaml).expect("the output parses as YAML");
     let patch = &doc["spec"]["configPatches"][0];
     assert_eq!(patch["applyTo"], "HTTP_FILTER");
     assert_eq!(patch["patch"]["operation"], "INSERT_BEFORE");
-    assert_eq!(patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"], "envoy.filters.http.router");
+    assert_eq!(
+        patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+        "envoy.filters.http.router"
+    );
     let wasm_filter = patch["patch"]["value"].clone();
     assert_eq!(wasm_filter["name"], "envoy.filters.http.wasm");
 
-    let (port, admin) = (xtask::envoy::free_port().expect("port"), xtask::envoy::free_port().expect("port"));
-    let mut bootstrap = xtask::envoy::Bootstrap::new(port, admin, Vec::new()).to_json().expect("bootstrap");
-    let http_filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        ["http_filters"]
+    let (port, admin) = (
+        xtask::envoy::free_port().expect("port"),
+        xtask::envoy::free_port().expect("port"),
+    );
+    let mut bootstrap = xtask::envoy::Bootstrap::new(port, admin, Vec::new())
+        .to_json()
+        .expect("bootstrap");
+    let http_filters = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+        [0]["typed_config"]["http_filters"]
         .as_array_mut()
         .expect("http_filters");
     http_filters.insert(0, wasm_filter);
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("envoy.json");
-    std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap).expect("json")).expect("write config");
-    xtask::envoy::validate_config(&config).expect("envoy --mode validate accepts the embedded filter");
+    std::fs::write(
+        &config,
+        serde_json::to_vec_pretty(&bootstrap).expect("json"),
+    )
+    .expect("write config");
+    xtask::envoy::validate_config(&config)
+        .expect("envoy --mode validate accepts the embedded filter");
     let envoy = RunningEnvoy::start(&config, port, admin);
     let response = xtask::envoy::http_get(envoy.port, "/", &[]).expect("request through envoy");
-    assert_eq!(response.header_str("x-from-envoyfilter").as_deref(), Some("yes"), "{}", envoy.log_text());
+    assert_eq!(
+        response.header_str("x-from-envoyfilter").as_deref(),
+        Some("yes"),
+        "{}",
+        envoy.log_text()
+    );
 }
 
 #[test]
@@ -526,9 +800,19 @@ fn envoyfilter_configmap_path_ships_the_module_and_the_mount() {
     let dir = tempfile::tempdir().expect("tempdir");
     let patch_file = dir.path().join("patch.yaml");
     let out = deploy(&[
-        "envoyfilter", "--name", "details-v1-add-header", "--selector", "app=details", "--filter", "add-header",
-        "--configmap", "wasm-add-header", "--deployment", "details-v1",
-        "--patch-output", patch_file.to_str().expect("utf-8 path"),
+        "envoyfilter",
+        "--name",
+        "details-v1-add-header",
+        "--selector",
+        "app=details",
+        "--filter",
+        "add-header",
+        "--configmap",
+        "wasm-add-header",
+        "--deployment",
+        "details-v1",
+        "--patch-output",
+        patch_file.to_str().expect("utf-8 path"),
     ]);
     let yaml = assert_ok(&out);
     let docs: Vec<serde_json::Value> = yaml
@@ -540,27 +824,56 @@ fn envoyfilter_configmap_path_ships_the_module_and_the_mount() {
     assert_eq!(docs[0]["metadata"]["name"], "wasm-add-header");
     use base64::Engine as _;
     let shipped = base64::engine::general_purpose::STANDARD
-        .decode(docs[0]["binaryData"]["add-header.wasm"].as_str().expect("binaryData"))
+        .decode(
+            docs[0]["binaryData"]["add-header.wasm"]
+                .as_str()
+                .expect("binaryData"),
+        )
         .expect("base64");
-    assert!(shipped == module, "the ConfigMap must hold the built module byte for byte");
-    let code = &docs[1]["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]["vm_config"]["code"];
-    assert_eq!(code["local"]["filename"], "/var/local/lib/wasm-filters/add-header.wasm");
+    assert!(
+        shipped == module,
+        "the ConfigMap must hold the built module byte for byte"
+    );
+    let code = &docs[1]["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+        ["vm_config"]["code"];
+    assert_eq!(
+        code["local"]["filename"],
+        "/var/local/lib/wasm-filters/add-header.wasm"
+    );
     let patch: serde_json::Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(&patch_file).expect("patch written")).expect("patch parses");
+        serde_saphyr::from_str(&std::fs::read_to_string(&patch_file).expect("patch written"))
+            .expect("patch parses");
     let annotations = &patch["spec"]["template"]["metadata"]["annotations"];
-    assert_eq!(annotations["sidecar.istio.io/userVolume"], r#"[{"name":"wasmfilters-dir","configMap":{"name":"wasm-add-header"}}]"#);
-    assert_eq!(annotations["sidecar.istio.io/userVolumeMount"], r#"[{"mountPath":"/var/local/lib/wasm-filters","name":"wasmfilters-dir"}]"#);
-    assert!(text(&out.stderr).contains("kubectl patch deployment details-v1"), "{}", text(&out.stderr));
+    assert_eq!(
+        annotations["sidecar.istio.io/userVolume"],
+        r#"[{"name":"wasmfilters-dir","configMap":{"name":"wasm-add-header"}}]"#
+    );
+    assert_eq!(
+        annotations["sidecar.istio.io/userVolumeMount"],
+        r#"[{"mountPath":"/var/local/lib/wasm-filters","name":"wasmfilters-dir"}]"#
+    );
+    assert!(
+        text(&out.stderr).contains("kubectl patch deployment details-v1"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn envoyfilter_remote_code_carries_the_modules_sha256() {
     let module = std::fs::read(weir_tests::module("add-header")).expect("module");
     let yaml = assert_ok(&deploy(&[
-        "envoyfilter", "--name", "f", "--filter", "add-header", "--wasm-url", "http://wasm.default:8080/add-header.wasm",
+        "envoyfilter",
+        "--name",
+        "f",
+        "--filter",
+        "add-header",
+        "--wasm-url",
+        "http://wasm.default:8080/add-header.wasm",
     ]));
     let doc: serde_json::Value = serde_saphyr::from_str(&yaml).expect("parses");
-    let remote = &doc["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]["vm_config"]["code"]["remote"];
+    let remote = &doc["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["config"]
+        ["vm_config"]["code"]["remote"];
     assert_eq!(remote["sha256"], xtask::project::sha256_hex(&module));
     assert_eq!(remote["http_uri"]["cluster"], "outbound|8080||wasm.default");
 }

@@ -10,7 +10,9 @@
 //! what Envoy would log. Fuel bounds the run, so a looping module cannot hang `deploy`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use wasmi::{Caller, Config, Engine, Extern, ExternType, Instance, Linker, Memory, Module, Store, Val};
+use wasmi::{
+    Caller, Config, Engine, Extern, ExternType, Instance, Linker, Memory, Module, Store, Val,
+};
 
 /// proxy-wasm's buffer type for the plugin configuration.
 const PLUGIN_CONFIGURATION: i32 = 7;
@@ -23,6 +25,8 @@ const LOG_ERROR: i32 = 4;
 const WASI_NOSYS: i32 = 52;
 /// Instructions the whole configure step may run (a weir filter needs well under 1%).
 const FUEL: u64 = 2_000_000_000;
+/// Stack for the interpreter's thread.
+const STACK: usize = 64 * 1024 * 1024;
 /// The root context id Envoy gives the plugin.
 const ROOT_CONTEXT: i32 = 1;
 
@@ -47,7 +51,11 @@ pub struct Outcome {
 impl Outcome {
     /// The error and critical lines: why a refused configuration was refused.
     pub fn errors(&self) -> Vec<&str> {
-        self.log.iter().filter(|l| l.level >= LOG_ERROR).map(|l| l.message.as_str()).collect()
+        self.log
+            .iter()
+            .filter(|l| l.level >= LOG_ERROR)
+            .map(|l| l.message.as_str())
+            .collect()
     }
 }
 
@@ -90,21 +98,32 @@ fn allocate(caller: &mut Caller<'_, Host>, size: i32) -> Result<i32, wasmi::Erro
             return Ok(ptr);
         }
     }
-    Err(wasmi::Error::new("the module exports neither proxy_on_memory_allocate nor malloc"))
+    Err(wasmi::Error::new(
+        "the module exports neither proxy_on_memory_allocate nor malloc",
+    ))
 }
 
 fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
-    linker.func_wrap("env", "proxy_log", |caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32| {
-        let bytes = read(&caller, ptr, len)?;
-        let message = String::from_utf8_lossy(&bytes).into_owned();
-        let mut caller = caller;
-        caller.data_mut().log.push(LogLine { level, message });
-        Ok(OK)
-    })?;
+    linker.func_wrap(
+        "env",
+        "proxy_log",
+        |caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32| {
+            let bytes = read(&caller, ptr, len)?;
+            let message = String::from_utf8_lossy(&bytes).into_owned();
+            let mut caller = caller;
+            caller.data_mut().log.push(LogLine { level, message });
+            Ok(OK)
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
-        |mut caller: Caller<'_, Host>, buffer: i32, start: i32, max: i32, data_out: i32, size_out: i32| {
+        |mut caller: Caller<'_, Host>,
+         buffer: i32,
+         start: i32,
+         max: i32,
+         data_out: i32,
+         size_out: i32| {
             if buffer != PLUGIN_CONFIGURATION {
                 return Ok(NOT_FOUND);
             }
@@ -119,16 +138,24 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
             Ok(OK)
         },
     )?;
-    linker.func_wrap("wasi_snapshot_preview1", "environ_sizes_get", |mut caller: Caller<'_, Host>, count: i32, size: i32| {
-        write(&mut caller, count, &0u32.to_le_bytes())?;
-        write(&mut caller, size, &0u32.to_le_bytes())?;
-        Ok(0)
-    })?;
-    linker.func_wrap("wasi_snapshot_preview1", "args_sizes_get", |mut caller: Caller<'_, Host>, count: i32, size: i32| {
-        write(&mut caller, count, &0u32.to_le_bytes())?;
-        write(&mut caller, size, &0u32.to_le_bytes())?;
-        Ok(0)
-    })?;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "environ_sizes_get",
+        |mut caller: Caller<'_, Host>, count: i32, size: i32| {
+            write(&mut caller, count, &0u32.to_le_bytes())?;
+            write(&mut caller, size, &0u32.to_le_bytes())?;
+            Ok(0)
+        },
+    )?;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "args_sizes_get",
+        |mut caller: Caller<'_, Host>, count: i32, size: i32| {
+            write(&mut caller, count, &0u32.to_le_bytes())?;
+            write(&mut caller, size, &0u32.to_le_bytes())?;
+            Ok(0)
+        },
+    )?;
     linker.func_wrap(
         "wasi_snapshot_preview1",
         "fd_write",
@@ -151,25 +178,36 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
             Ok(0)
         },
     )?;
-    linker.func_wrap("wasi_snapshot_preview1", "proc_exit", |code: i32| -> Result<(), wasmi::Error> {
-        Err(wasmi::Error::i32_exit(code))
-    })?;
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "proc_exit",
+        |code: i32| -> Result<(), wasmi::Error> { Err(wasmi::Error::i32_exit(code)) },
+    )?;
     // Everything else: a stub of the right type returning Ok (NotFound for look-ups).
     let mut seen = std::collections::HashSet::new();
     for import in module.imports() {
-        let ExternType::Func(ty) = import.ty() else { continue };
+        let ExternType::Func(ty) = import.ty() else {
+            continue;
+        };
         let (m, name) = (import.module(), import.name());
         if !seen.insert((m.to_owned(), name.to_owned()))
             || matches!(
                 (m, name),
                 ("env", "proxy_log" | "proxy_get_buffer_bytes")
-                    | ("wasi_snapshot_preview1", "environ_sizes_get" | "args_sizes_get" | "fd_write" | "proc_exit")
+                    | (
+                        "wasi_snapshot_preview1",
+                        "environ_sizes_get" | "args_sizes_get" | "fd_write" | "proc_exit"
+                    )
             )
         {
             continue;
         }
         let status = if m == "wasi_snapshot_preview1" {
-            if matches!(name, "environ_get" | "args_get") { 0 } else { WASI_NOSYS }
+            if matches!(name, "environ_get" | "args_get") {
+                0
+            } else {
+                WASI_NOSYS
+            }
         } else if name.starts_with("proxy_get_") {
             NOT_FOUND
         } else {
@@ -189,12 +227,18 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
     Ok(())
 }
 
-fn call_i32(store: &mut Store<Host>, instance: &Instance, name: &str, args: &[Val]) -> Result<Option<i32>> {
+fn call_i32(
+    store: &mut Store<Host>,
+    instance: &Instance,
+    name: &str,
+    args: &[Val],
+) -> Result<Option<i32>> {
     let Some(func) = instance.get_func(&*store, name) else {
         return Ok(None);
     };
     let mut out = vec![Val::I32(0); func.ty(&*store).results().len()];
-    func.call(&mut *store, args, &mut out).map_err(|e| anyhow!("{name} trapped: {e}"))?;
+    func.call(&mut *store, args, &mut out)
+        .map_err(|e| anyhow!("{name} trapped: {e}"))?;
     Ok(Some(out.first().and_then(Val::i32).unwrap_or(0)))
 }
 
@@ -204,16 +248,36 @@ fn call_i32(store: &mut Store<Host>, instance: &Instance, name: &str, args: &[Va
 /// An error means the module could not be run (not wasm, not proxy-wasm, a trap);
 /// a refusal is `Ok` with `accepted: false`.
 pub fn run(wasm: &[u8], configuration: Option<&[u8]>) -> Result<Outcome> {
+    // The interpreter (unoptimized, in debug builds) needs more stack than a test
+    // thread's 2 MiB: run it on a thread of its own with room to spare.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("configure".into())
+            .stack_size(STACK)
+            .spawn_scoped(scope, || run_here(wasm, configuration))
+            .context("cannot start the configure thread")?
+            .join()
+            .map_err(|_| anyhow!("the configure step panicked"))?
+    })
+}
+
+fn run_here(wasm: &[u8], configuration: Option<&[u8]>) -> Result<Outcome> {
     let mut config = Config::default();
     config.consume_fuel(true);
     let engine = Engine::new(&config);
     let module = Module::new(&engine, wasm).map_err(|e| anyhow!("not a valid wasm module: {e}"))?;
-    if !module.exports().any(|e| e.name().starts_with("proxy_abi_version_")) {
+    if !module
+        .exports()
+        .any(|e| e.name().starts_with("proxy_abi_version_"))
+    {
         bail!("not a proxy-wasm module: it exports no proxy_abi_version_* function");
     }
     let mut linker = Linker::<Host>::new(&engine);
     link(&mut linker, &module).context("cannot provide the module's imports")?;
-    let host = Host { configuration: configuration.unwrap_or_default().to_vec(), log: Vec::new() };
+    let host = Host {
+        configuration: configuration.unwrap_or_default().to_vec(),
+        log: Vec::new(),
+    };
     let mut store = Store::new(&engine, host);
     store.set_fuel(FUEL).map_err(|e| anyhow!("{e}"))?;
     let instance = linker
@@ -221,12 +285,28 @@ pub fn run(wasm: &[u8], configuration: Option<&[u8]>) -> Result<Outcome> {
         .map_err(|e| anyhow!("cannot instantiate the module: {e}"))?;
     let result = (|| -> Result<bool> {
         call_i32(&mut store, &instance, "_initialize", &[])?;
-        call_i32(&mut store, &instance, "proxy_on_context_create", &[Val::I32(ROOT_CONTEXT), Val::I32(0)])?;
-        if call_i32(&mut store, &instance, "proxy_on_vm_start", &[Val::I32(ROOT_CONTEXT), Val::I32(0)])? == Some(0) {
+        call_i32(
+            &mut store,
+            &instance,
+            "proxy_on_context_create",
+            &[Val::I32(ROOT_CONTEXT), Val::I32(0)],
+        )?;
+        if call_i32(
+            &mut store,
+            &instance,
+            "proxy_on_vm_start",
+            &[Val::I32(ROOT_CONTEXT), Val::I32(0)],
+        )? == Some(0)
+        {
             return Ok(false);
         }
         let size = configuration.map_or(0, <[u8]>::len) as i32;
-        let configured = call_i32(&mut store, &instance, "proxy_on_configure", &[Val::I32(ROOT_CONTEXT), Val::I32(size)])?;
+        let configured = call_i32(
+            &mut store,
+            &instance,
+            "proxy_on_configure",
+            &[Val::I32(ROOT_CONTEXT), Val::I32(size)],
+        )?;
         Ok(configured.unwrap_or(1) != 0)
     })();
     let log = std::mem::take(&mut store.data_mut().log);
@@ -254,7 +334,10 @@ mod tests {
 
     #[test]
     fn add_header_accepts_its_example_config() {
-        let example = crate::project::filter("add-header").unwrap().example_config().unwrap();
+        let example = crate::project::filter("add-header")
+            .unwrap()
+            .example_config()
+            .unwrap();
         let out = run(&add_header(), Some(example.as_bytes())).unwrap();
         assert!(out.accepted, "{:?}", out.log);
         assert!(out.errors().is_empty(), "{:?}", out.log);
@@ -265,7 +348,10 @@ mod tests {
         let out = run(&add_header(), Some(br#"{"name": 5, "value": "x"}"#)).unwrap();
         assert!(!out.accepted);
         let errors = out.errors().join("\n");
-        assert!(errors.contains("configuration refused: field `name`"), "{errors}");
+        assert!(
+            errors.contains("configuration refused: field `name`"),
+            "{errors}"
+        );
     }
 
     #[test]
@@ -276,7 +362,9 @@ mod tests {
 
     #[test]
     fn a_module_that_is_not_proxy_wasm_is_an_error_not_a_refusal() {
-        let e = run(b"\0asm\x01\0\0\0", Some(b"{}")).unwrap_err().to_string();
+        let e = run(b"\0asm\x01\0\0\0", Some(b"{}"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a proxy-wasm module"), "{e}");
         let e = run(b"hello", None).unwrap_err().to_string();
         assert!(e.contains("not a valid wasm module"), "{e}");

@@ -1,7 +1,10 @@
 //! `deploy asm`: Alibaba Cloud Service Mesh's `ASMFilterDeployment`, with exactly the
 //! fields of the ASM walkthrough (seeds 000 and 001), quoted the way it quotes them.
 
-use super::{check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, OutputArgs, PatchContext, Resource};
+use super::{
+    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, OutputArgs, PatchContext,
+    Resource,
+};
 use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_saphyr::SingleQuoted;
@@ -118,7 +121,9 @@ pub(super) fn render(a: &Args) -> Result<String> {
         None => format!("{}.{}", a.name, a.namespace),
     };
     if a.root_id.is_none() && a.module.filter.is_none() {
-        bail!("--root-id is required unless --filter names the filter (whose root id is then used)");
+        bail!(
+            "--root-id is required unless --filter names the filter (whose root id is then used)"
+        );
     }
     let module = a.module.load()?;
     let Some(root_id) = root_id(a.root_id.as_deref(), module.as_ref())? else {
@@ -133,12 +138,17 @@ pub(super) fn render(a: &Args) -> Result<String> {
         kind: "ASMFilterDeployment",
         metadata,
         spec: Spec {
-            workload: Workload { kind: a.workload_kind, labels },
+            workload: Workload {
+                kind: a.workload_kind,
+                labels,
+            },
             filter: Filter {
                 patch_context: SingleQuoted(a.patch_context.as_str()),
                 parameters: params.map(|p| SingleQuoted(p.compact)),
                 image: SingleQuoted(image.to_reference()),
-                image_pull_options: a.pull_secret.clone().map(|s| PullOptions { pull_secret: SingleQuoted(s) }),
+                image_pull_options: a.pull_secret.clone().map(|s| PullOptions {
+                    pull_secret: SingleQuoted(s),
+                }),
                 root_id: SingleQuoted(root_id),
                 id: SingleQuoted(id),
             },

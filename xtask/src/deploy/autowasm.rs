@@ -24,7 +24,12 @@ pub struct Args {
     #[arg(long, default_value = "default")]
     namespace: String,
     /// spec.filter.source.registry.image: the module's OCI image.
-    #[arg(long, value_name = "REF", required_unless_present = "object_url", conflicts_with = "object_url")]
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "object_url",
+        conflicts_with = "object_url"
+    )]
     image: Option<String>,
     /// spec.filter.source.object.url: a public http(s) URL of the .wasm file.
     #[arg(long, value_name = "URL")]
@@ -89,7 +94,12 @@ pub(super) fn render(a: &Args) -> Result<String> {
     let (source, warning) = match (&a.image, &a.object_url) {
         (Some(image), _) => {
             let image = check::image("--image", image)?;
-            (Source::Registry { image: image.to_reference() }, image.tag_warning("--image"))
+            (
+                Source::Registry {
+                    image: image.to_reference(),
+                },
+                image.tag_warning("--image"),
+            )
         }
         (None, Some(url)) => {
             check::http_url("--object-url", url)?;
@@ -113,9 +123,16 @@ pub(super) fn render(a: &Args) -> Result<String> {
         kind: "AutoWasm",
         metadata,
         spec: Spec {
-            filter: Filter { apply_ports: a.apply_ports.clone(), root_id, source, vm_id: a.vm_id.clone() },
+            filter: Filter {
+                apply_ports: a.apply_ports.clone(),
+                root_id,
+                source,
+                vm_id: a.vm_id.clone(),
+            },
             secret: a.secret.clone(),
-            selector: Selector { match_labels: labels },
+            selector: Selector {
+                match_labels: labels,
+            },
         },
     };
     yaml(&resource)

@@ -45,7 +45,8 @@ pub fn namespace(option: &str, value: &str) -> Result<()> {
 fn label_name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -89,7 +90,11 @@ pub fn labels(option: &str, args: &[String]) -> Result<Vec<(String, String)>> {
 
 /// A hex sha256 as Istio and Envoy want it: 64 lowercase hex digits, no prefix.
 pub fn sha256_hex(option: &str, value: &str) -> Result<()> {
-    if value.len() != 64 || !value.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+    if value.len() != 64
+        || !value
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    {
         bail!("{option} `{value}` must be a sha256: 64 lowercase hex digits, without the `sha256:` prefix");
     }
     Ok(())
@@ -120,14 +125,19 @@ pub fn http_url(option: &str, value: &str) -> Result<Url> {
         _ => (authority, if scheme == "https" { 443 } else { 80 }),
     };
     let host_ok = !host.is_empty()
-        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '[' | ']' | ':'));
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '[' | ']' | ':'));
     if !host_ok {
         bail!("{option} `{value}` has no valid host: hosts are letters, digits, '-' and '.'");
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         bail!("{option} `{value}` must not contain spaces or control characters");
     }
-    Ok(Url { host: host.to_owned(), port })
+    Ok(Url {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// The parts of a URL that `deploy` needs.
@@ -180,7 +190,9 @@ impl ImageRef {
 
     /// The hex of a `sha256:` digest, when the reference has one.
     pub fn sha256(&self) -> Option<&str> {
-        self.digest.as_deref().and_then(|d| d.strip_prefix("sha256:"))
+        self.digest
+            .as_deref()
+            .and_then(|d| d.strip_prefix("sha256:"))
     }
 
     /// The warning a tag-only reference gets: a tag can be moved to another module.
@@ -236,7 +248,9 @@ fn registry_ok(r: &str) -> bool {
         }
     }
     if host.starts_with('[') && host.ends_with(']') {
-        return host[1..host.len() - 1].chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+        return host[1..host.len() - 1]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':');
     }
     !host.is_empty()
         && host.split('.').all(|part| {
@@ -268,10 +282,18 @@ pub fn image(option: &str, value: &str) -> Result<ImageRef> {
             return Err(rule(&format!("digest `{d}` must be algorithm:hex")));
         };
         if alg != "sha256" {
-            return Err(rule(&format!("digest algorithm `{alg}` is not sha256, the one meshes verify")));
+            return Err(rule(&format!(
+                "digest algorithm `{alg}` is not sha256, the one meshes verify"
+            )));
         }
-        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
-            return Err(rule(&format!("digest `{d}` must be sha256: followed by 64 lowercase hex digits")));
+        if hex.len() != 64
+            || !hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return Err(rule(&format!(
+                "digest `{d}` must be sha256: followed by 64 lowercase hex digits"
+            )));
         }
     }
     // A tag follows the last ':' that comes after the last '/'.
@@ -284,7 +306,8 @@ pub fn image(option: &str, value: &str) -> Result<ImageRef> {
         let ok = !t.is_empty()
             && t.len() <= 128
             && t.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !ok {
             return Err(rule(&format!(
                 "tag `{t}` must be 1-128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
@@ -297,10 +320,15 @@ pub fn image(option: &str, value: &str) -> Result<ImageRef> {
     let mut parts: Vec<&str> = name.split('/').collect();
     let first = parts[0];
     let has_registry = parts.len() > 1
-        && (first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()));
+        && (first.contains('.')
+            || first.contains(':')
+            || first == "localhost"
+            || first.chars().any(|c| c.is_ascii_uppercase()));
     let registry = if has_registry {
         if !registry_ok(first) {
-            return Err(rule(&format!("registry `{first}` must be a host name or IP address with an optional :port")));
+            return Err(rule(&format!(
+                "registry `{first}` must be a host name or IP address with an optional :port"
+            )));
         }
         parts.remove(0);
         Some(first.to_owned())
@@ -335,7 +363,10 @@ mod tests {
         assert!(resource_name("--name", "a.b-c").is_ok());
         for bad in ["", "Details", "-a", "a-", "a_b", "a..b", &"a".repeat(254)] {
             let e = resource_name("--name", bad).unwrap_err().to_string();
-            assert!(e.starts_with("--name `") && e.contains("DNS-1123 subdomain"), "{e}");
+            assert!(
+                e.starts_with("--name `") && e.contains("DNS-1123 subdomain"),
+                "{e}"
+            );
         }
         assert!(namespace("--namespace", "istio-system").is_ok());
         let e = namespace("--namespace", "a.b").unwrap_err().to_string();
@@ -345,7 +376,10 @@ mod tests {
 
     #[test]
     fn labels_follow_kubernetes_rules() {
-        assert_eq!(label("--selector", "app=details").unwrap(), ("app".into(), "details".into()));
+        assert_eq!(
+            label("--selector", "app=details").unwrap(),
+            ("app".into(), "details".into())
+        );
         assert!(label("--selector", "app.kubernetes.io/name=Details_1").is_ok());
         assert!(label("--selector", "app=").is_ok());
         for (bad, what) in [
@@ -361,14 +395,23 @@ mod tests {
         }
         let long = format!("app={}", "v".repeat(64));
         assert!(label("--selector", &long).is_err());
-        let e = labels("--selector", &["app=a".into(), "app=b".into()]).unwrap_err().to_string();
+        let e = labels("--selector", &["app=a".into(), "app=b".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]
     fn image_references_parse_like_the_distribution_grammar() {
-        let r = image("--image", "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1").unwrap();
-        assert_eq!(r.registry.as_deref(), Some("acree-1-registry.cn-hangzhou.cr.aliyuncs.com"));
+        let r = image(
+            "--image",
+            "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1",
+        )
+        .unwrap();
+        assert_eq!(
+            r.registry.as_deref(),
+            Some("acree-1-registry.cn-hangzhou.cr.aliyuncs.com")
+        );
         assert_eq!(r.repository, "asm/asm-test");
         assert_eq!(r.tag.as_deref(), Some("v0.1"));
         assert!(r.tag_warning("--image").is_some());
@@ -399,11 +442,26 @@ mod tests {
     #[test]
     fn urls_and_digests() {
         let u = http_url("--wasm-url", "http://wasmer.istio-system:8081/wasm/x").unwrap();
-        assert_eq!(u, Url { host: "wasmer.istio-system".into(), port: 8081 });
+        assert_eq!(
+            u,
+            Url {
+                host: "wasmer.istio-system".into(),
+                port: 8081
+            }
+        );
         assert_eq!(http_url("--wasm-url", "https://a.com/b").unwrap().port, 443);
-        assert!(http_url("--wasm-url", "ftp://a.com/b").unwrap_err().to_string().contains("http://"));
-        assert!(http_url("--wasm-url", "http://a.com:0/b").unwrap_err().to_string().contains("port"));
-        assert!(http_url("--wasm-url", "http://u:p@a.com/b").unwrap_err().to_string().contains("credentials"));
+        assert!(http_url("--wasm-url", "ftp://a.com/b")
+            .unwrap_err()
+            .to_string()
+            .contains("http://"));
+        assert!(http_url("--wasm-url", "http://a.com:0/b")
+            .unwrap_err()
+            .to_string()
+            .contains("port"));
+        assert!(http_url("--wasm-url", "http://u:p@a.com/b")
+            .unwrap_err()
+            .to_string()
+            .contains("credentials"));
         assert!(sha256_hex("--sha256", &"0".repeat(64)).is_ok());
         assert!(sha256_hex("--sha256", &"A".repeat(64)).is_err());
     }

@@ -52,12 +52,16 @@ pub struct Args {
 
 pub(super) fn render(a: &Args) -> Result<String> {
     if a.listen_port == a.admin_port {
-        bail!("--listen-port and --admin-port must differ (both are {})", a.listen_port);
+        bail!(
+            "--listen-port and --admin-port must differ (both are {})",
+            a.listen_port
+        );
     }
     if let Some(up) = &a.upstream {
         let ok = up.rsplit_once(':').is_some_and(|(h, p)| {
             !h.is_empty()
-                && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
                 && p.parse::<u16>().is_ok_and(|p| p > 0)
         });
         if !ok {
@@ -79,7 +83,9 @@ pub(super) fn render(a: &Args) -> Result<String> {
     let path = match (&a.wasm_path, &module) {
         (Some(p), _) => p.clone(),
         (None, Some(m)) => std::path::absolute(&m.path)?,
-        (None, None) => bail!("the module is required: pass --filter NAME, --module FILE or --wasm-path PATH"),
+        (None, None) => {
+            bail!("the module is required: pass --filter NAME, --module FILE or --wasm-path PATH")
+        }
     };
     let filter = WasmFilter {
         name,

@@ -3,7 +3,10 @@
 //! the generator the end-to-end tests run in Envoy. With `--configmap`, also the ConfigMap
 //! holding the module and the `sidecar.istio.io/userVolume` patch that mounts it.
 
-use super::{check, metadata, parameters, plain_id, root_id, stream, yaml, Labels, ModuleArgs, OutputArgs, PatchContext, Resource};
+use super::{
+    check, metadata, parameters, plain_id, root_id, stream, yaml, Labels, ModuleArgs, OutputArgs,
+    PatchContext, Resource,
+};
 use crate::envoy::{Code, FailurePolicy, WasmFilter};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -193,9 +196,16 @@ pub(super) fn render(a: &Args) -> Result<String> {
     let metadata = metadata(&a.name, &a.namespace)?;
     let labels = Labels(check::labels("--selector", &a.selectors)?);
     if let Some(p) = &a.patch_output {
-        super::OutputArgs { output: Some(p.clone()) }
-            .check()
-            .map_err(|e| anyhow::anyhow!("{}", e.to_string().replacen("--output", "--patch-output", 1)))?;
+        super::OutputArgs {
+            output: Some(p.clone()),
+        }
+        .check()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.to_string().replacen("--output", "--patch-output", 1)
+            )
+        })?;
     }
     if let Some(d) = &a.deployment {
         check::resource_name("--deployment", d)?;
@@ -203,7 +213,10 @@ pub(super) fn render(a: &Args) -> Result<String> {
     let remote = match &a.wasm_url {
         Some(url) => {
             let parsed = check::http_url("--wasm-url", url)?;
-            let cluster = a.wasm_cluster.clone().unwrap_or_else(|| format!("outbound|{}||{}", parsed.port, parsed.host));
+            let cluster = a
+                .wasm_cluster
+                .clone()
+                .unwrap_or_else(|| format!("outbound|{}||{}", parsed.port, parsed.host));
             plain_id("--wasm-cluster", &cluster)?;
             Some((url.clone(), cluster))
         }
@@ -214,11 +227,18 @@ pub(super) fn render(a: &Args) -> Result<String> {
     }
     let needs_module = remote.is_some() || a.configmap.is_some();
     if needs_module && a.module.filter.is_none() && a.module.module.is_none() {
-        let option = if remote.is_some() { "--wasm-url" } else { "--configmap" };
+        let option = if remote.is_some() {
+            "--wasm-url"
+        } else {
+            "--configmap"
+        };
         bail!("{option} needs the module (for its sha256 or its bytes): pass --filter NAME or --module FILE");
     }
     let module = a.module.load()?;
-    let plugin = module.as_ref().and_then(|m| m.filter.clone()).unwrap_or_else(|| a.name.clone());
+    let plugin = module
+        .as_ref()
+        .and_then(|m| m.filter.clone())
+        .unwrap_or_else(|| a.name.clone());
     let root_id = root_id(a.root_id.as_deref(), module.as_ref())?.unwrap_or_else(|| plugin.clone());
     let params = parameters(a.parameters.as_deref(), module.as_ref())?;
 
@@ -226,11 +246,18 @@ pub(super) fn render(a: &Args) -> Result<String> {
     let code = match (&a.wasm_path, remote, &a.configmap, &module) {
         (Some(path), _, _, _) => {
             if !path.is_absolute() {
-                bail!("--wasm-path `{}` must be absolute: it is a path inside the sidecar", path.display());
+                bail!(
+                    "--wasm-path `{}` must be absolute: it is a path inside the sidecar",
+                    path.display()
+                );
             }
             Code::Local(path.clone())
         }
-        (None, Some((uri, cluster)), _, Some(m)) => Code::Remote { uri, cluster, sha256: m.sha256.clone() },
+        (None, Some((uri, cluster)), _, Some(m)) => Code::Remote {
+            uri,
+            cluster,
+            sha256: m.sha256.clone(),
+        },
         (None, None, Some(cm), Some(m)) => {
             if m.bytes.len() > CONFIGMAP_LIMIT {
                 bail!(
@@ -239,14 +266,23 @@ pub(super) fn render(a: &Args) -> Result<String> {
                 );
             }
             let key = format!("{plugin}.wasm");
-            if !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            if !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
                 bail!("--configmap: the key `{key}` must be letters, digits, '-', '_' and '.'");
             }
             let configmap = ConfigMap {
                 api_version: "v1",
                 kind: "ConfigMap",
-                metadata: super::Metadata { name: cm.clone(), namespace: a.namespace.clone() },
-                binary_data: Labels(vec![(key.clone(), base64::engine::general_purpose::STANDARD.encode(&m.bytes))]),
+                metadata: super::Metadata {
+                    name: cm.clone(),
+                    namespace: a.namespace.clone(),
+                },
+                binary_data: Labels(vec![(
+                    key.clone(),
+                    base64::engine::general_purpose::STANDARD.encode(&m.bytes),
+                )]),
             };
             docs.push(yaml(&configmap)?);
             Code::Local(PathBuf::from(format!("{MOUNT_DIR}/{key}")))
@@ -273,13 +309,18 @@ pub(super) fn render(a: &Args) -> Result<String> {
                         filter_chain: FilterChain {
                             filter: FilterMatch {
                                 name: "envoy.filters.network.http_connection_manager",
-                                sub_filter: Name { name: "envoy.filters.http.router" },
+                                sub_filter: Name {
+                                    name: "envoy.filters.http.router",
+                                },
                             },
                         },
                         port_number: a.port,
                     },
                 },
-                patch: Patch { operation: "INSERT_BEFORE", value: filter.http_filter() },
+                patch: Patch {
+                    operation: "INSERT_BEFORE",
+                    value: filter.http_filter(),
+                },
             }],
             workload_selector: (!labels.is_empty()).then_some(WorkloadSelector { labels }),
         },

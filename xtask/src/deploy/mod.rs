@@ -92,7 +92,11 @@ impl OutputArgs {
                 _ => Path::new("."),
             };
             if !dir.is_dir() {
-                bail!("--output {}: directory {} does not exist; create it first", path.display(), dir.display());
+                bail!(
+                    "--output {}: directory {} does not exist; create it first",
+                    path.display(),
+                    dir.display()
+                );
             }
             if path.is_dir() {
                 bail!("--output {}: is a directory; name a file", path.display());
@@ -104,7 +108,8 @@ impl OutputArgs {
 
 fn write_output(path: Option<&Path>, yaml: &str) -> Result<()> {
     match path {
-        Some(p) => crate::project::write_atomic(p, yaml.as_bytes()).with_context(|| format!("--output {}", p.display())),
+        Some(p) => crate::project::write_atomic(p, yaml.as_bytes())
+            .with_context(|| format!("--output {}", p.display())),
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(yaml.as_bytes())?;
@@ -142,7 +147,9 @@ impl Module {
     /// The root id the filter answers to, when known.
     fn root_id(&self) -> Option<String> {
         let name = self.filter.as_deref()?;
-        crate::project::filter(name).ok().map(|f| f.root_id().to_owned())
+        crate::project::filter(name)
+            .ok()
+            .map(|f| f.root_id().to_owned())
     }
 
     /// What to call the module in messages.
@@ -158,15 +165,22 @@ impl ModuleArgs {
     fn load(&self) -> Result<Option<Module>> {
         let (filter, path) = match (&self.filter, &self.module) {
             (Some(name), _) => {
-                let path = crate::build::module_for(name).with_context(|| format!("--filter {name}: cannot build the filter"))?;
+                let path = crate::build::module_for(name)
+                    .with_context(|| format!("--filter {name}: cannot build the filter"))?;
                 (Some(name.clone()), path)
             }
             (None, Some(path)) => (None, path.clone()),
             (None, None) => return Ok(None),
         };
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read the module {}", path.display()))?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read the module {}", path.display()))?;
         let sha256 = crate::project::sha256_hex(&bytes);
-        Ok(Some(Module { filter, path, bytes, sha256 }))
+        Ok(Some(Module {
+            filter,
+            path,
+            bytes,
+            sha256,
+        }))
     }
 }
 
@@ -186,12 +200,16 @@ fn parameters(arg: Option<&str>, module: Option<&Module>) -> Result<Option<Param
         None => None,
         Some(arg) => {
             let text = match arg.strip_prefix('@') {
-                Some(file) => std::fs::read_to_string(file).with_context(|| format!("--parameters @{file}: cannot read the file"))?,
+                Some(file) => std::fs::read_to_string(file)
+                    .with_context(|| format!("--parameters @{file}: cannot read the file"))?,
                 None => arg.to_owned(),
             };
             let value: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("--parameters is not valid JSON: {e}"))?;
-            Some(Parameters { compact: compact_json(&text), value })
+            Some(Parameters {
+                compact: compact_json(&text),
+                value,
+            })
         }
     };
     match module {
@@ -300,7 +318,10 @@ pub(crate) struct Resource<S> {
 fn metadata(name: &str, namespace: &str) -> Result<Metadata> {
     check::resource_name("--name", name)?;
     check::namespace("--namespace", namespace)?;
-    Ok(Metadata { name: name.to_owned(), namespace: namespace.to_owned() })
+    Ok(Metadata {
+        name: name.to_owned(),
+        namespace: namespace.to_owned(),
+    })
 }
 
 /// One YAML document.
@@ -313,7 +334,16 @@ fn yaml<T: Serialize>(doc: &T) -> Result<String> {
 
 /// Several documents as one stream.
 fn stream(docs: &[String]) -> String {
-    docs.iter().map(|d| if d.ends_with('\n') { d.clone() } else { format!("{d}\n") }).collect::<Vec<_>>().join("---\n")
+    docs.iter()
+        .map(|d| {
+            if d.ends_with('\n') {
+                d.clone()
+            } else {
+                format!("{d}\n")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 /// The Istio/ASM patch context: which proxies a filter is inserted into.
@@ -364,13 +394,18 @@ mod tests {
     fn parameters_must_be_json() {
         let e = parameters(Some("{name: 1}"), None).unwrap_err().to_string();
         assert!(e.starts_with("--parameters is not valid JSON"), "{e}");
-        let e = parameters(Some("@/nonexistent/p.json"), None).unwrap_err().to_string();
+        let e = parameters(Some("@/nonexistent/p.json"), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--parameters @/nonexistent/p.json"), "{e}");
     }
 
     #[test]
     fn labels_serialize_in_the_order_given() {
-        let l = Labels(vec![("version".into(), "v1".into()), ("app".into(), "details".into())]);
+        let l = Labels(vec![
+            ("version".into(), "v1".into()),
+            ("app".into(), "details".into()),
+        ]);
         assert_eq!(yaml(&l).unwrap(), "version: v1\napp: details\n");
     }
 }

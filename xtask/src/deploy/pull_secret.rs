@@ -30,7 +30,12 @@ pub struct Args {
     #[arg(long, default_value = "istio-system")]
     namespace: String,
     /// The registry host (and :port) the secret logs in to.
-    #[arg(long, value_name = "HOST", required_unless_present = "image", conflicts_with = "image")]
+    #[arg(
+        long,
+        value_name = "HOST",
+        required_unless_present = "image",
+        conflicts_with = "image"
+    )]
     registry: Option<String>,
     /// Take the registry host from this image reference.
     #[arg(long, value_name = "REF")]
@@ -90,7 +95,10 @@ pub(super) fn render(a: &Args) -> Result<String> {
     let secret = Secret {
         api_version: "v1",
         kind: "Secret",
-        metadata: Metadata { name: a.name.clone(), namespace: a.namespace.clone() },
+        metadata: Metadata {
+            name: a.name.clone(),
+            namespace: a.namespace.clone(),
+        },
         r#type: "kubernetes.io/dockerconfigjson",
         data: Labels(vec![(".dockerconfigjson".into(), STANDARD.encode(config))]),
     };
@@ -104,11 +112,17 @@ mod tests {
 
     #[test]
     fn dockerconfigjson_matches_docker_login() {
-        let login = Login::Basic { username: "u".into(), password: Secret::new("p") };
-        let json: serde_json::Value = serde_json::from_str(&dockerconfigjson("reg.io", &login).unwrap()).unwrap();
+        let login = Login::Basic {
+            username: "u".into(),
+            password: Secret::new("p"),
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&dockerconfigjson("reg.io", &login).unwrap()).unwrap();
         assert_eq!(json["auths"]["reg.io"]["auth"], "dTpw");
         assert_eq!(json["auths"]["reg.io"]["password"], "p");
-        let e = dockerconfigjson("reg.io", &Login::Anonymous).unwrap_err().to_string();
+        let e = dockerconfigjson("reg.io", &Login::Anonymous)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no login found for reg.io"), "{e}");
     }
 }

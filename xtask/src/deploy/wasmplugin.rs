@@ -31,7 +31,12 @@ pub struct Args {
     #[arg(long, default_value = "default")]
     namespace: String,
     /// url: oci://REF, the filter's OCI image; `@sha256:` also fills `sha256`.
-    #[arg(long, value_name = "REF", required_unless_present = "wasm_url", conflicts_with = "wasm_url")]
+    #[arg(
+        long,
+        value_name = "REF",
+        required_unless_present = "wasm_url",
+        conflicts_with = "wasm_url"
+    )]
     image: Option<String>,
     /// url: an http(s) URL of the .wasm file; `sha256` is the built module's.
     #[arg(long, value_name = "URL")]
@@ -169,11 +174,17 @@ fn fail_strategy(p: FailurePolicy) -> &'static str {
 pub(super) fn render(a: &Args) -> Result<String> {
     let metadata = metadata(&a.name, &a.namespace)?;
     let labels = Labels(check::labels("--selector", &a.selectors)?);
-    let image = a.image.as_deref().map(|i| check::image("--image", i)).transpose()?;
+    let image = a
+        .image
+        .as_deref()
+        .map(|i| check::image("--image", i))
+        .transpose()?;
     if let Some(url) = &a.wasm_url {
         check::http_url("--wasm-url", url)?;
         if a.module.filter.is_none() && a.module.module.is_none() {
-            bail!("--wasm-url needs the module for its sha256: pass --filter NAME or --module FILE");
+            bail!(
+                "--wasm-url needs the module for its sha256: pass --filter NAME or --module FILE"
+            );
         }
     }
     if let Some(s) = &a.pull_secret {
@@ -192,13 +203,19 @@ pub(super) fn render(a: &Args) -> Result<String> {
             if let Some(w) = image.tag_warning("--image") {
                 eprintln!("{w}");
             }
-            (format!("oci://{}", image.to_reference()), image.sha256().map(str::to_owned))
+            (
+                format!("oci://{}", image.to_reference()),
+                image.sha256().map(str::to_owned),
+            )
         }
         (None, Some(url), Some(m)) => (url.clone(), Some(m.sha256.clone())),
         _ => bail!("one of --image or --wasm-url is required"),
     };
     let r#match = if a.match_mode.is_some() || !a.ports.is_empty() {
-        vec![TrafficSelector { mode: a.match_mode, ports: a.ports.iter().map(|&number| Port { number }).collect() }]
+        vec![TrafficSelector {
+            mode: a.match_mode,
+            ports: a.ports.iter().map(|&number| Port { number }).collect(),
+        }]
     } else {
         Vec::new()
     };
@@ -207,7 +224,9 @@ pub(super) fn render(a: &Args) -> Result<String> {
         kind: "WasmPlugin",
         metadata,
         spec: Spec {
-            selector: (!labels.is_empty()).then_some(Selector { match_labels: labels }),
+            selector: (!labels.is_empty()).then_some(Selector {
+                match_labels: labels,
+            }),
             url,
             sha256,
             image_pull_policy: a.pull_policy,
