@@ -2,6 +2,7 @@
 //! without htpasswd), a fault-injecting proxy in front of it, the xtask binary, and the peers
 //! nobody here wrote (oras-py, skopeo).
 
+use base64::Engine as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -56,7 +57,16 @@ impl Registry {
         Self::spawn(None, Some(tls))
     }
 
+    /// A registry that wants bearer tokens from `tokens` (distribution's `auth: token`).
+    pub fn start_with_tokens(tokens: &TokenServer) -> Self {
+        Self::spawn_with(None, None, Some(tokens))
+    }
+
     fn spawn(login: Option<(&str, &str)>, tls: Option<&Tls>) -> Self {
+        Self::spawn_with(login, tls, None)
+    }
+
+    fn spawn_with(login: Option<(&str, &str)>, tls: Option<&Tls>, tokens: Option<&TokenServer>) -> Self {
         need("docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = dir.path().join("storage");
@@ -74,6 +84,13 @@ impl Registry {
             let out = h.wait_with_output().expect("htpasswd");
             assert!(out.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
             config.push_str(&format!("auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n", file.display()));
+        }
+        if let Some(t) = tokens {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                t.port,
+                t.cert.display()
+            ));
         }
         if let Some(tls) = tls {
             config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", tls.cert.display(), tls.key.display()));
@@ -175,6 +192,138 @@ impl Tls {
         run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "ext.cnf"]);
         Tls { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") }
     }
+}
+
+const TOKEN_SERVICE: &str = "weir-test-registry";
+const TOKEN_ISSUER: &str = "weir-test-issuer";
+
+/// A token server for distribution's bearer auth: it checks a basic-auth login and hands out
+/// ES256 JWTs (signed by `openssl dgst`, certificate in `x5c`) granting pull and push.
+pub struct TokenServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// The signing certificate (the registry's `rootcertbundle`).
+    pub cert: PathBuf,
+    /// The `scope` of every token request, and whether it was granted.
+    pub requests: Arc<Mutex<Vec<(String, bool)>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    /// Starts one that accepts `user`/`password`, with its key in `dir`.
+    pub fn start(dir: &Path, user: &str, password: &str) -> Self {
+        need("openssl");
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+            .args(["-keyout", "token.key", "-out", "token.pem", "-days", "2", "-subj", "/CN=weir token signer"])
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+        let cert = dir.join("token.pem");
+        let der_b64: String = std::fs::read_to_string(&cert).expect("cert").lines().filter(|l| !l.starts_with("-----")).collect();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, st, key) = (requests.clone(), stop.clone(), dir.join("token.key"));
+        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+        let user = user.to_owned();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 1 << 16 {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let scope = query_value(&target, "scope");
+                let authorized = head.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.trim() == expected)
+                });
+                if let Ok(mut log) = r.lock() {
+                    log.push((scope.clone(), authorized));
+                }
+                let response = if authorized {
+                    let token = sign_token(&key, &der_b64, &user, &scope);
+                    let body = format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#);
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                } else {
+                    let body = r#"{"details":"wrong user name or password"}"#;
+                    format!("HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                };
+                let _ = conn.write_all(response.as_bytes());
+                let _ = conn.shutdown(Shutdown::Both);
+            }
+        });
+        TokenServer { port, cert, requests, stop }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn query_value(target: &str, key: &str) -> String {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+        .map(|v| v.replace("%3A", ":").replace("%3a", ":").replace("%2C", ",").replace("%2c", ",").replace("%2F", "/").replace("%2f", "/").replace('+', " "))
+        .unwrap_or_default()
+}
+
+/// An ES256 JWT for `scope` (`repository:NAME:ACTIONS`), as distribution's token auth wants it.
+fn sign_token(key: &Path, cert_der_b64: &str, user: &str, scope: &str) -> String {
+    use base64::Engine as _;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut parts = scope.splitn(3, ':');
+    let (kind, name, actions) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": [cert_der_b64]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("weir-{now}-{}", free_port()),
+        "access": [{"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}],
+    });
+    let input = format!("{}.{}", url.encode(header.to_string()), url.encode(claims.to_string()));
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run openssl dgst");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+    let der = child.wait_with_output().expect("openssl dgst").stdout;
+    format!("{input}.{}", url.encode(der_ecdsa_to_raw(&der)))
+}
+
+/// DER `SEQUENCE { INTEGER r, INTEGER s }` to the 64-byte `r || s` JWS wants.
+fn der_ecdsa_to_raw(der: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let mut i = 2; // SEQUENCE tag and (short) length
+    for _ in 0..2 {
+        let len = der.get(i + 1).copied().unwrap_or(0) as usize;
+        let int = der.get(i + 2..i + 2 + len).unwrap_or(&[]);
+        let int = &int[int.len().saturating_sub(32)..];
+        out.extend(std::iter::repeat_n(0, 32 - int.len()));
+        out.extend_from_slice(int);
+        i += 2 + len;
+    }
+    out
 }
 
 /// What the fault proxy does to the requests it sees.

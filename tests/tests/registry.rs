@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use weir_tests::registry::{
-    module_file, oras_pull, oras_push_seed_layout, registry_manifest, skopeo, xtask, xtask_env, FaultProxy, Faults, Registry, Tls,
+    module_file, oras_pull, oras_push_seed_layout, registry_manifest, skopeo, xtask, xtask_env, FaultProxy, Faults, Registry, Tls, TokenServer,
 };
 
 const WASM_LAYER: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
@@ -292,6 +292,53 @@ fn a_wrong_password_fails_clearly_and_no_password_is_ever_printed() {
     assert!(!pulled2.all().contains(PASSWORD) && !pulled2.all().contains(&auth));
 }
 
+/// A bearer-token registry (distribution's `auth: token`, JWTs from a token server): the login
+/// goes to the token endpoint, the token to the registry; a wrong password is named as such.
+#[test]
+fn a_bearer_token_registry_takes_the_login_at_its_token_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = TokenServer::start(dir.path(), USER, PASSWORD);
+    let reg = Registry::start_with_tokens(&tokens);
+    let host = reg.host();
+    let (file, bytes) = module_file(dir.path(), "bearer", 3000, 12);
+    let file = file.to_str().unwrap();
+    let reference = format!("{host}/b/bearer:v1");
+
+    let wrong = xtask(&["push", file, &reference, "--plain-http", "--username", USER, "--password-stdin"], Some(WRONG));
+    assert!(!wrong.status.success(), "{}", wrong.all());
+    assert!(wrong.stderr.contains(&format!("{host} refused the login")) && wrong.stderr.contains("tried user `weir`"), "{}", wrong.all());
+    assert!(!wrong.all().contains(WRONG));
+
+    let ok = xtask(&["push", file, &reference, "--plain-http", "--username", USER, "--password-stdin"], Some(PASSWORD));
+    assert!(ok.status.success(), "{}\n{}", ok.all(), reg.log_text());
+    assert!(!ok.all().contains(PASSWORD));
+    let granted: Vec<String> = tokens.requests.lock().unwrap().iter().filter(|(_, ok)| *ok).map(|(s, _)| s.clone()).collect();
+    assert!(granted.iter().any(|s| s == "repository:b/bearer:pull,push"), "{granted:?}");
+
+    let back = dir.path().join("back.wasm");
+    let pulled = xtask(&["pull", &reference, "-o", back.to_str().unwrap(), "--plain-http", "--username", USER, "--password-stdin"], Some(PASSWORD));
+    assert!(pulled.status.success(), "{}", pulled.all());
+    assert_eq!(std::fs::read(&back).unwrap(), bytes);
+}
+
+#[test]
+fn a_filter_name_is_built_then_pushed_with_its_root_id_source_and_revision() {
+    let built = std::fs::read(weir_tests::module("add-header")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("oci:{}:v1", dir.path().join("layout").display());
+    let run = xtask(&["push", "add-header", &reference, "--json"], None);
+    assert!(run.status.success(), "{}", run.all());
+    let raw = json(&skopeo(&["inspect", "--raw", &reference]));
+    let notes = &raw["annotations"];
+    assert_eq!(notes["org.opencontainers.image.title"], "add-header");
+    assert!(notes["org.opencontainers.image.source"].as_str().is_some_and(|s| s.starts_with("https://")), "{raw:#}");
+    assert_eq!(notes["org.opencontainers.image.revision"].as_str().map(str::len), Some(40), "{raw:#}");
+    let back = dir.path().join("back.wasm");
+    let pulled = pull(&reference, &back, &[]);
+    assert_eq!(pulled["root_ids"], serde_json::json!(["add-header"]));
+    assert_eq!(std::fs::read(&back).unwrap(), built, "the pushed module is not the built one");
+}
+
 #[test]
 fn pull_refuses_a_blob_that_does_not_match_its_digest_and_writes_nothing() {
     let reg = Registry::start();
@@ -358,17 +405,6 @@ fn help_shows_examples() {
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -127,7 +127,7 @@ fn progress_bar(json: bool, total: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}") {
         bar.set_style(style);
     }
     bar
