@@ -52,6 +52,7 @@
 
 mod body;
 mod callout;
+pub mod clock;
 pub mod config;
 mod context;
 mod filter;

@@ -225,7 +225,7 @@ impl<F: HttpFilter> Stream<F> {
     /// The answer to this request's callout `token`: runs the hook, then resumes
     /// the paused direction unless the hook paused again or replied.
     pub(crate) fn callout_response(&mut self, token: u32, body_size: usize) {
-        if self.flow.pending != Some(token) {
+        if F::HOOKS & hooks::HTTP_CALL_RESPONSE == 0 || self.flow.pending != Some(token) {
             return;
         }
         self.flow.pending = None;

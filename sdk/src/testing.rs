@@ -214,6 +214,14 @@ impl<F: HttpFilter> TestFilter<F> {
         native::lasting(|l| l.histograms.get(&id).cloned().unwrap_or_default())
     }
 
+    /// Moves the proxy's clock ([`crate::clock::now`]) forward.
+    pub fn advance(&mut self, by: Duration) {
+        native::lasting(|l| {
+            let now = if l.clock == 0 { native::CLOCK_START } else { l.clock };
+            l.clock = now.saturating_add(by.as_nanos().min(u64::MAX.into()) as u64);
+        });
+    }
+
     /// The shared data under `key`.
     pub fn shared(&self, key: &str) -> Option<Vec<u8>> {
         native::lasting(|l| l.shared.get(key).map(|(v, _)| v.clone()))

@@ -350,3 +350,12 @@ fn callout_without_a_callback_hook_is_an_error_not_a_hang() {
     assert!(ex.callouts().is_empty());
     assert!(ex.logged("a callout needs an `on_callout_response` hook"));
 }
+
+#[test]
+fn the_clock_is_the_hosts_and_tests_move_it() {
+    let mut f = filter("plain");
+    let t0 = weir::clock::now();
+    assert!(t0 > std::time::SystemTime::UNIX_EPOCH);
+    f.advance(Duration::from_secs(90));
+    assert_eq!(weir::clock::now().duration_since(t0).unwrap(), Duration::from_secs(90));
+}

@@ -1,6 +1,6 @@
-//! access-control and ext-authz in a real Envoy 1.40: local replies (HTTP and
+//! access-control, ext-authz and rate-limit in a real Envoy 1.40: local replies (HTTP and
 //! gRPC), per-route rules, metrics in Envoy's stats, an HTTP callout to a real
-//! authorization service (allow, deny, timeout), and hostile header bytes.
+//! authorization service (allow, deny, timeout), shared data, and hostile header bytes.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -176,5 +176,27 @@ fn ext_authz_high_bytes_never_trap() {
         let r = envoy.get("/", &[("authorization", b"Bearer good"), ("x-bytes", &bytes)]).unwrap();
         assert_eq!(r.status, 200);
     }
+    assert_eq!(vm_failures(&envoy), Vec::<String>::new());
+}
+
+#[test]
+fn rate_limit_counts_in_shared_data_and_answers_429() {
+    let config = r#"{"requests": 3, "window_seconds": 60, "_rules_": [
+        {"_match_path_prefix_": ["/keyed"], "requests": 1, "key_header": "x-api-key"}]}"#;
+    let envoy = Envoy::start(&bootstrap(vec![wasm_filter("rate-limit", Some(config))])).unwrap();
+    for i in 0..3 {
+        assert_eq!(envoy.get("/", &[]).unwrap().status, 200, "request {i}");
+    }
+    let r = envoy.get("/", &[]).unwrap();
+    assert_eq!(r.status, 429);
+    let retry: u64 = r.header_str("retry-after").and_then(|v| v.parse().ok()).expect("a retry-after header");
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    // Per-key counts under the /keyed rule, hostile bytes included.
+    let bytes = hostile();
+    assert_eq!(envoy.get("/keyed", &[("x-api-key", &bytes)]).unwrap().status, 200);
+    assert_eq!(envoy.get("/keyed", &[("x-api-key", &bytes)]).unwrap().status, 429);
+    assert_eq!(envoy.get("/keyed", &[("x-api-key", b"other")]).unwrap().status, 200);
+    assert_eq!(envoy.stat("wasmcustom.rate_limit_allowed").unwrap(), Some(5));
+    assert_eq!(envoy.stat("wasmcustom.rate_limit_limited").unwrap(), Some(2));
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
 }

@@ -53,7 +53,12 @@ pub(crate) struct Lasting {
     pub shared: HashMap<String, (Vec<u8>, u32)>,
     pub tick_period: Option<Duration>,
     pub next_token: u32,
+    /// Nanoseconds since the epoch; starts at 2023-11-14T22:13:20Z.
+    pub clock: u64,
 }
+
+/// Where the native clock starts.
+pub(crate) const CLOCK_START: u64 = 1_700_000_000_000_000_000;
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
@@ -251,4 +256,8 @@ pub(crate) fn http_call(upstream: &str, headers: &[(&str, &str)], body: &[u8], t
         s.pending.push(token);
     });
     Some(token)
+}
+
+pub(crate) fn now_nanos() -> Option<u64> {
+    Some(lasting(|l| if l.clock == 0 { CLOCK_START } else { l.clock }))
 }

@@ -162,6 +162,7 @@ extern "C" {
     fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_continue_stream(stream: u32) -> u32;
+    fn proxy_get_current_time_nanoseconds(nanos: *mut u64) -> u32;
 }
 
 const CAS_MISMATCH: u32 = 8;
@@ -252,4 +253,9 @@ pub(crate) fn http_call(
 ) -> Option<u32> {
     let body = (!body.is_empty()).then_some(body);
     proxy_wasm::hostcalls::dispatch_http_call(upstream, headers.to_vec(), body, Vec::new(), timeout).ok()
+}
+
+pub(crate) fn now_nanos() -> Option<u64> {
+    let mut nanos = 0;
+    unsafe { (proxy_get_current_time_nanoseconds(&mut nanos) == OK).then_some(nanos) }
 }
