@@ -113,10 +113,13 @@ impl Args {
         if !module.starts_with(b"\0asm") {
             bail!("{} is not a wasm module (no \\0asm header); build one with `cargo xtask build`", path.display());
         }
-        let abi_versions = crate::abi::abi_versions(&module);
-        if abi_versions.is_empty() {
-            bail!("{} exports no proxy_abi_version_* function, so Envoy would not load it; `cargo xtask validate {}` says more", path.display(), path.display());
+        // Nothing Envoy would refuse gets pushed: the same ABI check as `cargo xtask validate`.
+        let report = crate::abi::check(&module).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if !report.is_ok() {
+            let problems: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
+            bail!("{} does not fit the proxy-wasm ABI, so Envoy would not load it; nothing was pushed:\n{}", path.display(), problems.join("\n"));
         }
+        let abi_versions = report.abi_versions;
         let root_ids = if self.root_ids.is_empty() { root_ids } else { self.root_ids.clone() };
         Ok((module, Metadata { title, root_ids, abi_versions, source, revision, epoch: source_date_epoch()? }))
     }
