@@ -877,3 +877,99 @@ fn envoyfilter_remote_code_carries_the_modules_sha256() {
     assert_eq!(remote["sha256"], xtask::project::sha256_hex(&module));
     assert_eq!(remote["http_uri"]["cluster"], "outbound|8080||wasm.default");
 }
+
+// ---------------------------------------------------------------- --pin against a real registry
+
+/// Pushes add-header to a local registry under a tag; returns (registry, `host/repo:tag`, digest).
+fn pushed_add_header() -> (weir_tests::registry::Registry, String, String) {
+    let registry = weir_tests::registry::Registry::start();
+    let module = weir_tests::module("add-header");
+    let reference = format!("{}/weir/add-header:v1", registry.host());
+    let out = assert_ok(&deploy_raw(&[
+        "push",
+        module.to_str().expect("utf-8 path"),
+        &reference,
+        "--plain-http",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("push --json");
+    let digest = report["digest"].as_str().expect("digest").to_owned();
+    (registry, reference, digest)
+}
+
+/// Runs `xtask ARGS` (not under `deploy`).
+fn deploy_raw(args: &[&str]) -> Output {
+    let docker = tempfile::tempdir().expect("tempdir");
+    Command::new(xtask_bin())
+        .args(args)
+        .env("DOCKER_CONFIG", docker.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask")
+}
+
+#[test]
+fn pin_writes_the_registry_digest_into_url_and_sha256() {
+    let (_registry, reference, digest) = pushed_add_header();
+    let out = deploy(&[
+        "wasmplugin",
+        "--name",
+        "p",
+        "--image",
+        &reference,
+        "--pin",
+        "--plain-http",
+        "--filter",
+        "add-header",
+    ]);
+    let yaml = assert_ok(&out);
+    let repo = reference.trim_end_matches(":v1");
+    assert!(
+        yaml.contains(&format!("url: oci://{repo}@{digest}\n")),
+        "{yaml}"
+    );
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(yaml.contains(&format!("sha256: {hex}\n")), "{yaml}");
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "a pinned image needs no warning: {}",
+        text(&out.stderr)
+    );
+
+    let asm = assert_ok(&deploy(&[
+        "asm",
+        "--name",
+        "d",
+        "--image",
+        &reference,
+        "--pin",
+        "--plain-http",
+        "--selector",
+        "app=d",
+        "--filter",
+        "add-header",
+    ]));
+    assert!(asm.contains(&format!("image: '{repo}@{digest}'")), "{asm}");
+}
+
+#[test]
+fn pin_refuses_a_digest_the_registry_does_not_have() {
+    let (_registry, reference, _) = pushed_add_header();
+    let wrong = format!(
+        "{}@sha256:{}",
+        reference.trim_end_matches(":v1"),
+        "0".repeat(64)
+    );
+    let out = deploy(&[
+        "autowasm",
+        "--name",
+        "t",
+        "--image",
+        &wrong,
+        "--pin",
+        "--plain-http",
+        "--selector",
+        "app=x",
+    ]);
+    assert_refused(&out, "--pin: cannot resolve the digest of");
+}

@@ -3,7 +3,7 @@
 
 use super::{
     check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, OutputArgs, PatchContext,
-    Resource,
+    PinArgs, Resource,
 };
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -54,6 +54,8 @@ pub struct Args {
     id: Option<String>,
     #[command(flatten)]
     module: ModuleArgs,
+    #[command(flatten)]
+    pin: PinArgs,
     #[command(flatten)]
     pub(super) output: OutputArgs,
 }
@@ -130,9 +132,7 @@ pub(super) fn render(a: &Args) -> Result<String> {
         bail!("--root-id is required: the module given has no known root id");
     };
     let params = parameters(a.parameters.as_deref(), module.as_ref())?;
-    if let Some(w) = image.tag_warning("--image") {
-        eprintln!("{w}");
-    }
+    let image = a.pin.apply(image)?;
     let resource = Resource {
         api_version: "istio.alibabacloud.com/v1beta1",
         kind: "ASMFilterDeployment",

@@ -1,7 +1,9 @@
 //! `deploy autowasm`: Tencent Cloud Mesh's `AutoWasm` (wasm.tcm.io/v1alpha1), as in
 //! seed 004: the module comes from an image registry or an object-storage URL.
 
-use super::{check, metadata, plain_id, root_id, yaml, Labels, ModuleArgs, OutputArgs, Resource};
+use super::{
+    check, metadata, plain_id, root_id, yaml, Labels, ModuleArgs, OutputArgs, PinArgs, Resource,
+};
 use anyhow::Result;
 use serde::Serialize;
 
@@ -52,6 +54,8 @@ pub struct Args {
     #[command(flatten)]
     module: ModuleArgs,
     #[command(flatten)]
+    pin: PinArgs,
+    #[command(flatten)]
     pub(super) output: OutputArgs,
 }
 
@@ -91,22 +95,14 @@ struct Selector {
 pub(super) fn render(a: &Args) -> Result<String> {
     let metadata = metadata(&a.name, &a.namespace)?;
     let labels = Labels(check::labels("--selector", &a.selectors)?);
-    let (source, warning) = match (&a.image, &a.object_url) {
-        (Some(image), _) => {
-            let image = check::image("--image", image)?;
-            (
-                Source::Registry {
-                    image: image.to_reference(),
-                },
-                image.tag_warning("--image"),
-            )
-        }
-        (None, Some(url)) => {
-            check::http_url("--object-url", url)?;
-            (Source::Object { url: url.clone() }, None)
-        }
-        (None, None) => anyhow::bail!("one of --image or --object-url is required"),
-    };
+    let image = a
+        .image
+        .as_deref()
+        .map(|i| check::image("--image", i))
+        .transpose()?;
+    if let Some(url) = &a.object_url {
+        check::http_url("--object-url", url)?;
+    }
     if let Some(v) = &a.vm_id {
         plain_id("--vm-id", v)?;
     }
@@ -115,9 +111,13 @@ pub(super) fn render(a: &Args) -> Result<String> {
     }
     let module = a.module.load()?;
     let root_id = root_id(a.root_id.as_deref(), module.as_ref())?;
-    if let Some(w) = warning {
-        eprintln!("{w}");
-    }
+    let source = match (image, &a.object_url) {
+        (Some(image), _) => Source::Registry {
+            image: a.pin.apply(image)?.to_reference(),
+        },
+        (None, Some(url)) => Source::Object { url: url.clone() },
+        (None, None) => anyhow::bail!("one of --image or --object-url is required"),
+    };
     let resource = Resource {
         api_version: "wasm.tcm.io/v1alpha1",
         kind: "AutoWasm",

@@ -205,7 +205,7 @@ impl ImageRef {
             None => self.repository.clone(),
         };
         Some(format!(
-            "warning: {option} `{}` names a tag, which can later point at another module: pin it by digest (`{repo}@sha256:...`, as `cargo xtask push` prints it)",
+            "warning: {option} `{}` names a tag, which can later point at another module: pin it by digest: add --pin, or write `{repo}@sha256:...` with the digest `cargo xtask push` printed",
             self.to_reference()
         ))
     }

@@ -184,6 +184,66 @@ impl ModuleArgs {
     }
 }
 
+/// `--pin`: resolve a tag to the manifest digest at the registry.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct PinArgs {
+    /// Ask the registry for the digest the image's tag names now and write `repo@sha256:...`
+    /// (and `sha256` where the kind has it); the credential and transport options below apply.
+    #[arg(long)]
+    pin: bool,
+    #[command(flatten)]
+    credentials: crate::oci::credentials::CredentialArgs,
+    #[command(flatten)]
+    transport: crate::oci::registry::TransportArgs,
+}
+
+impl PinArgs {
+    /// The image as it should be written: pinned to the registry's digest with `--pin`
+    /// (a digest already given is verified against the manifest), else as given, with a
+    /// warning on stderr when it is tag-only.
+    fn apply(&self, image: check::ImageRef) -> Result<check::ImageRef> {
+        if !self.pin {
+            if let Some(w) = image.tag_warning("--image") {
+                eprintln!("{w}");
+            }
+            return Ok(image);
+        }
+        use crate::oci::reference::Target;
+        let text = match &image.registry {
+            Some(_) => image.to_reference(),
+            None => format!("{}/{}", image.registry_host(), image.to_reference()),
+        };
+        let Target::Registry(target) =
+            Target::parse(&text).with_context(|| format!("--pin: cannot read `{text}`"))?
+        else {
+            bail!("--pin needs a registry image, not `{text}`");
+        };
+        let login = crate::oci::credentials::resolve(&self.credentials, &target.host)?;
+        let registry = crate::oci::registry::Registry::new(
+            target,
+            &self.transport,
+            &login,
+            indicatif::ProgressBar::hidden(),
+        )?;
+        let digest = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(async {
+                registry.authenticate(false).await?;
+                registry.get_manifest().await
+            })
+            .with_context(|| format!("--pin: cannot resolve the digest of `{text}`"))?
+            .1;
+        eprintln!("pinned {text} to {digest}");
+        Ok(check::ImageRef {
+            tag: None,
+            digest: Some(digest.to_string()),
+            ..image
+        })
+    }
+}
+
 /// `--parameters`, parsed, compacted, and accepted by the filter.
 #[derive(Debug, Clone)]
 pub(crate) struct Parameters {

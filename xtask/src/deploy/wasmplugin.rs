@@ -4,7 +4,9 @@
 //! digest, for `http(s)://` the module file. So an image's `sha256` comes only from
 //! its `@sha256:` digest, never from the module, and a URL's from the built module.
 
-use super::{check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, OutputArgs, Resource};
+use super::{
+    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, OutputArgs, PinArgs, Resource,
+};
 use crate::envoy::FailurePolicy;
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -73,6 +75,8 @@ pub struct Args {
     ports: Vec<u16>,
     #[command(flatten)]
     module: ModuleArgs,
+    #[command(flatten)]
+    pin: PinArgs,
     #[command(flatten)]
     pub(super) output: OutputArgs,
 }
@@ -198,11 +202,9 @@ pub(super) fn render(a: &Args) -> Result<String> {
             bail!("--parameters must be a JSON object for wasmplugin: pluginConfig is a protobuf Struct");
         }
     }
-    let (url, sha256) = match (&image, &a.wasm_url, &module) {
+    let (url, sha256) = match (image, &a.wasm_url, &module) {
         (Some(image), _, _) => {
-            if let Some(w) = image.tag_warning("--image") {
-                eprintln!("{w}");
-            }
+            let image = a.pin.apply(image)?;
             (
                 format!("oci://{}", image.to_reference()),
                 image.sha256().map(str::to_owned),
