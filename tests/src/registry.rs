@@ -335,6 +335,11 @@ pub struct Faults {
     pub drop_uploads: usize,
     /// Accept connections and never answer.
     pub stall: bool,
+    /// Answer every upload with 403 DENIED (an account that may not push).
+    pub deny_uploads: bool,
+    /// Answer a manifest PUT whose body contains this text with 400 MANIFEST_INVALID (a
+    /// registry that refuses custom artifact media types).
+    pub reject_manifest_containing: Option<String>,
     /// 503s answered so far.
     pub answered_503: usize,
     /// Connections dropped mid-blob so far.
@@ -421,10 +426,24 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().parse().unwrap_or(0)))
         .unwrap_or(0);
     let upload = path.contains("/blobs/uploads/") && matches!(method, "POST" | "PUT" | "PATCH");
+    if method == "PUT" && path.contains("/manifests/") {
+        // Manifests are small: read the whole body so the fault can look at it.
+        while buf.len() - head_end < length {
+            match client.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+    let body_has = |needle: &str| String::from_utf8_lossy(&buf[head_end..]).contains(needle);
     let action = {
         let Ok(mut f) = faults.lock() else { return };
         if f.stall {
             "stall"
+        } else if upload && f.deny_uploads {
+            "403"
+        } else if f.reject_manifest_containing.as_deref().is_some_and(|n| method == "PUT" && path.contains("/manifests/") && body_has(n)) {
+            "400"
         } else if upload && f.fail_uploads > 0 {
             f.fail_uploads -= 1;
             f.answered_503 += 1;
@@ -454,6 +473,22 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
                 }
             }
             let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: close\r\n\r\nfault proxy says no");
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        "403" | "400" => {
+            let (status, body) = if action == "403" {
+                ("403 Forbidden", r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+            } else {
+                ("400 Bad Request", r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"unsupported config media type"}]}"#)
+            };
+            let mut have = buf.len() - head_end;
+            while have < length {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => have += n,
+                }
+            }
+            let _ = client.write_all(format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes());
             let _ = client.shutdown(Shutdown::Both);
         }
         "drop" => {
@@ -557,7 +592,7 @@ pub fn xtask_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Ru
     }
 }
 
-/// A proxy-wasm-shaped module of about `size` bytes (an ABI export and a data segment of
+/// A module Envoy's ABI check accepts, of about `size` bytes (the required exports and a data segment of
 /// incompressible bytes seeded by `seed`), so every test has its own digest.
 pub fn module(size: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -573,6 +608,8 @@ pub fn module(size: usize, seed: u64) -> Vec<u8> {
         r#"(module
   (memory (export "memory") {pages})
   (func (export "proxy_abi_version_0_2_1"))
+  (func (export "_initialize"))
+  (func (export "proxy_on_context_create") (param i32 i32))
   (func (export "malloc") (param i32) (result i32) i32.const 0)
   (data (i32.const 0) "{data}"))"#
     );

@@ -242,6 +242,44 @@ fn a_registry_that_never_answers_times_out_with_the_step_named() {
     assert!(run.stderr.contains(&format!("{} did not answer within 1s while", proxy.host())) && run.stderr.contains("--timeout"), "{}", run.all());
 }
 
+/// Registries that refuse: an account without push rights (403), and one that rejects custom
+/// artifact media types (400 on the manifest), where compat still goes through.
+#[test]
+fn refusals_name_the_registry_the_step_and_the_way_out() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(reg.port, Faults { deny_uploads: true, ..Faults::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let (file, bytes) = module_file(dir.path(), "refused", 2000, 13);
+    let file = file.to_str().unwrap();
+    let reference = format!("{}/r/refused:v1", proxy.host());
+    let denied = xtask(&["push", file, &reference, "--plain-http"], None);
+    assert!(!denied.status.success());
+    assert!(
+        denied.stderr.contains(&format!("{} denied access to {}/r/refused while uploading the", proxy.host(), proxy.host()))
+            && denied.stderr.contains("403")
+            && denied.stderr.contains("no credentials (anonymous)"),
+        "{}",
+        denied.all()
+    );
+    assert!(!denied.stderr.contains("retry"), "a 403 was retried:\n{}", denied.all());
+
+    proxy.set(Faults { reject_manifest_containing: Some(WASM_CONFIG.to_owned()), ..Faults::default() });
+    let rejected = xtask(&["push", file, &reference, "--plain-http"], None);
+    assert!(!rejected.status.success(), "{}", rejected.all());
+    assert!(
+        rejected.stderr.contains(&format!("{} rejected the request while writing tag v1 (manifest PUT)", proxy.host()))
+            && rejected.stderr.contains("MANIFEST_INVALID")
+            && rejected.stderr.contains("try --format compat"),
+        "{}",
+        rejected.all()
+    );
+    let compat = xtask(&["push", file, &reference, "--plain-http", "--format", "compat"], None);
+    assert!(compat.status.success(), "{}", compat.all());
+    let back = dir.path().join("back.wasm");
+    pull(&format!("{}/r/refused:v1", reg.host()), &back, &["--plain-http"]);
+    assert_eq!(std::fs::read(&back).unwrap(), bytes);
+}
+
 const USER: &str = "weir";
 const PASSWORD: &str = "Corr3ct-h0rse-battery";
 const WRONG: &str = "wr0ng-Passw0rd-zebra";
@@ -392,6 +430,18 @@ fn https_is_verified_a_private_ca_is_trusted_with_ca_file_and_plain_http_mixups_
     let forgot = xtask(&["push", file, &format!("{}/x/y:v1", http_only.host())], None);
     assert!(!forgot.status.success());
     assert!(forgot.stderr.contains("--plain-http for a registry without TLS"), "{}", forgot.all());
+}
+
+#[test]
+fn a_module_envoy_would_refuse_is_not_pushed() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "proxy_abi_version_0_2_1")))"#).unwrap()).unwrap();
+    let run = xtask(&["push", bad.to_str().unwrap(), &format!("{}/bad/bad:v1", reg.host()), "--plain-http"], None);
+    assert!(!run.status.success(), "{}", run.all());
+    assert!(run.stderr.contains("proxy_on_context_create") && run.stderr.contains("nothing was pushed"), "{}", run.all());
+    assert_eq!(reg.upload_requests(), 0, "{}", reg.log_text());
 }
 
 #[test]

@@ -256,7 +256,8 @@ impl Registry {
                 if step.starts_with("reading") { format!("tag or repository {}", self.target) } else { format!("repository {repo}") },
                 self.target
             ),
-            Kind::Rejected if self.plain_http && status(&e) == Some(400) => anyhow!(
+            // A TLS port answers plain HTTP with a bare 400, not the registry's JSON errors.
+            Kind::Rejected if self.plain_http && status(&e) == Some(400) && !has_registry_errors(&e) => anyhow!(
                 "{host} answered 400 bad request to plain HTTP while {step}; it probably speaks HTTPS: drop --plain-http"
             ),
             Kind::Rejected => anyhow!(
@@ -294,6 +295,15 @@ fn status(e: &OciError) -> Option<u16> {
             _ => None,
         }),
         _ => None,
+    }
+}
+
+/// True when the registry answered with its JSON error envelope (so it did understand us).
+fn has_registry_errors(e: &OciError) -> bool {
+    match e {
+        OciError::RegistryError { .. } => true,
+        OciError::ServerError { message, .. } => message.contains("\"errors\""),
+        _ => false,
     }
 }
 
