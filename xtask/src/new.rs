@@ -232,32 +232,50 @@ mod tests {
     }
 
     /// Generates a filter into a scratch workspace that uses this repository's
-    /// SDK and lockfile, then runs its tests with cargo, offline.
+    /// SDK and lockfile, runs its tests with cargo (offline), then compiles it
+    /// to wasm the way `cargo xtask build` does and validates the module.
     #[test]
     fn generated_filter_passes_its_tests() {
         let root = project::root();
-        let scratch = tempfile::tempdir().unwrap();
+        // A fixed scratch workspace with its own target dir: cargo locks a
+        // target dir for the whole `cargo test`, so the inner cargo must not
+        // share this test's; fixed, so reruns reuse its builds.
+        let scratch = root.join("target").join("xtask-new");
+        let _ = std::fs::remove_dir_all(scratch.join("filters"));
+        std::fs::create_dir_all(&scratch).unwrap();
         let sdk = root.join("sdk");
         let manifest = format!(
-            "[workspace]\nresolver = \"2\"\nmembers = [\"filters/*\"]\n\n[workspace.package]\nedition = \"2021\"\nlicense = \"Apache-2.0\"\n\n[workspace.dependencies]\nweir = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n",
+            "[workspace]\nresolver = \"2\"\nmembers = [\"filters/*\"]\n\n[workspace.package]\nedition = \"2021\"\nlicense = \"Apache-2.0\"\n\n[workspace.dependencies]\nweir = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[profile.release]\nopt-level = \"z\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n",
             sdk.display().to_string()
         );
-        std::fs::write(scratch.path().join("Cargo.toml"), manifest).unwrap();
-        std::fs::copy(root.join("Cargo.lock"), scratch.path().join("Cargo.lock")).unwrap();
-        let dir = create(scratch.path(), "hello-world").unwrap();
+        std::fs::write(scratch.join("Cargo.toml"), manifest).unwrap();
+        std::fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock")).unwrap();
+        let dir = create(&scratch, "hello-world").unwrap();
         for file in ["Cargo.toml", "src/lib.rs", "tests/native.rs", "config.example.json", "README.md"] {
             assert!(dir.join(file).is_file(), "{file} was not written");
         }
-        let e = create(scratch.path(), "hello-world").unwrap_err().to_string();
+        let e = create(&scratch, "hello-world").unwrap_err().to_string();
         assert!(e.contains("already exists"), "{e}");
         let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["test", "--offline", "-p", "hello-world"])
-            .current_dir(scratch.path())
-            .env("CARGO_TARGET_DIR", root.join("target"))
+            .current_dir(&scratch)
+            .env("CARGO_TARGET_DIR", scratch.join("target"))
             .output()
             .unwrap();
         let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "the generated filter's tests failed:\n{log}");
         assert!(log.contains("test result: ok. 2 passed"), "{log}");
+
+        let target = crate::toolchain::Target::Wasip1;
+        let toolchain = crate::toolchain::find(target, false).unwrap();
+        let out = toolchain.cargo_build(target, &scratch).args(["--offline", "-p", "hello-world"]).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "the generated filter does not compile to wasm:\n{log}");
+        let module = toolchain.artifact_dir(target, &scratch).join("hello_world.wasm");
+        let verdict = crate::validate::verdict(&module);
+        assert!(verdict.ok, "{}", crate::validate::render(&verdict));
+        let bytes = std::fs::read(&module).unwrap();
+        let section = b"\x0aweir.hooks\x01\x00\x00\x00"; // name, then bit 0: on_request_headers only
+        assert!(bytes.windows(section.len()).any(|w| w == section), "no weir.hooks section saying request headers only");
     }
 }
