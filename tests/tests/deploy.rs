@@ -973,3 +973,12 @@ fn pin_refuses_a_digest_the_registry_does_not_have() {
     ]);
     assert_refused(&out, "--pin: cannot resolve the digest of");
 }
+
+#[test]
+fn refuses_a_pull_secret_registry_that_is_not_a_host() {
+    let out = deploy(&["pull-secret", "--registry", "reg.example.com/team"]);
+    assert_refused(
+        &out,
+        "--registry `reg.example.com/team` must be a registry host name or IP address",
+    );
+}

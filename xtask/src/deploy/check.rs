@@ -261,6 +261,14 @@ fn registry_ok(r: &str) -> bool {
         })
 }
 
+/// A registry host with an optional port (`registry.example.com:5000`), as pull secrets key it.
+pub fn registry_host(option: &str, value: &str) -> Result<()> {
+    if !registry_ok(value) {
+        bail!("{option} `{value}` must be a registry host name or IP address with an optional :port (e.g. registry.example.com:5000)");
+    }
+    Ok(())
+}
+
 /// Parses and checks an image reference; an `oci://` scheme in front is accepted and dropped.
 pub fn image(option: &str, value: &str) -> Result<ImageRef> {
     let rule = |why: &str| -> anyhow::Error {
@@ -464,5 +472,10 @@ mod tests {
             .contains("credentials"));
         assert!(sha256_hex("--sha256", &"0".repeat(64)).is_ok());
         assert!(sha256_hex("--sha256", &"A".repeat(64)).is_err());
+        assert!(registry_host("--registry", "reg.example.com:5000").is_ok());
+        let e = registry_host("--registry", "reg.example.com/x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be a registry host"), "{e}");
     }
 }

@@ -19,7 +19,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Options of `cargo xtask deploy`.
+/// Write the resources that put a filter into a mesh (ASM, Istio, Tencent, plain Envoy), checked, as YAML.
 #[derive(clap::Args, Debug)]
 #[command(after_help = "\
 Each kind checks its input before writing anything, prints YAML on stdout (or -o FILE),

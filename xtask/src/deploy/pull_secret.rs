@@ -77,11 +77,8 @@ pub(super) fn render(a: &Args) -> Result<String> {
     check::namespace("--namespace", &a.namespace)?;
     let host = match (&a.registry, &a.image) {
         (Some(r), _) => {
-            let probe = check::image("--registry", &format!("{r}/x:latest"))?;
-            match probe.registry {
-                Some(h) if h == *r => h,
-                _ => bail!("--registry `{r}` must be a registry host with an optional :port (e.g. registry.example.com:5000)"),
-            }
+            check::registry_host("--registry", r)?;
+            r.clone()
         }
         (None, Some(i)) => check::image("--image", i)?.registry_host().to_owned(),
         (None, None) => bail!("one of --registry or --image is required"),
