@@ -92,7 +92,8 @@ impl Callout {
         if let Some(e) = self.invalid {
             return Err(Error::from(e));
         }
-        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (&k[..], &v[..])).collect();
         host::http_call(&self.upstream, &headers, &self.body, self.timeout).ok_or_else(|| {
             Error::new(format_args!(
                 "the proxy refused a callout to cluster `{}` (is it configured?)",
@@ -125,7 +126,10 @@ impl CalloutResponse {
 
     /// The first value of header `name` (lowercase).
     pub fn header(&self, name: &str) -> Option<Value> {
-        self.headers.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| Value(v.clone()))
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name.as_bytes())
+            .map(|(_, v)| Value(v.clone()))
     }
 
     /// Every header, in order, as bytes.

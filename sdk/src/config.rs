@@ -24,12 +24,18 @@ impl ConfigError {
 
     /// An error not tied to one field.
     pub fn new(message: impl Into<String>) -> Self {
-        ConfigError { field: None, message: message.into() }
+        ConfigError {
+            field: None,
+            message: message.into(),
+        }
     }
 
     /// An error about one field, for checks a filter makes after parsing.
     pub fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError { field: Some(field.into()), message: message.into() }
+        ConfigError {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 }
 
@@ -43,7 +49,10 @@ impl ConfigError {
             Some(f) => format!("{at}.{f}"),
             None => at.to_owned(),
         };
-        ConfigError { field: Some(field), message: self.message }
+        ConfigError {
+            field: Some(field),
+            message: self.message,
+        }
     }
 }
 
@@ -72,12 +81,17 @@ pub fn parse<C: DeserializeOwned>(bytes: &[u8]) -> Result<C, ConfigError> {
 }
 
 /// `parse` for types that borrow from `bytes`.
-pub(crate) fn parse_borrowed<'de, C: serde::Deserialize<'de>>(bytes: &'de [u8]) -> Result<C, ConfigError> {
+pub(crate) fn parse_borrowed<'de, C: serde::Deserialize<'de>>(
+    bytes: &'de [u8],
+) -> Result<C, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let message = e.into_inner().to_string();
-        ConfigError { field: (path != ".").then_some(path), message }
+        ConfigError {
+            field: (path != ".").then_some(path),
+            message,
+        }
     })?;
     de.end().map_err(|e| ConfigError::new(e.to_string()))?;
     Ok(config)

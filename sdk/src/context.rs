@@ -56,7 +56,12 @@ pub struct Response<'a, C> {
 }
 
 impl<'a, C> Request<'a, C> {
-    pub(crate) fn new(config: &'a C, flow: &'a mut Flow, body_size: usize, end_of_stream: bool) -> Self {
+    pub(crate) fn new(
+        config: &'a C,
+        flow: &'a mut Flow,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Self {
         Request {
             config,
             flow,
@@ -79,7 +84,12 @@ impl<'a, C> Request<'a, C> {
 }
 
 impl<'a, C> Response<'a, C> {
-    pub(crate) fn new(config: &'a C, flow: &'a mut Flow, body_size: usize, end_of_stream: bool) -> Self {
+    pub(crate) fn new(
+        config: &'a C,
+        flow: &'a mut Flow,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Self {
         Response {
             config,
             flow,

@@ -79,14 +79,20 @@ pub(crate) fn check_name(name: &[u8]) -> Result<(), InvalidHeader> {
     }
     let offset = name.len() - body.len();
     match body.iter().position(|&b| !is_name_byte(b)) {
-        Some(i) => Err(InvalidHeader::NameByte { byte: body[i], at: i + offset }),
+        Some(i) => Err(InvalidHeader::NameByte {
+            byte: body[i],
+            at: i + offset,
+        }),
         None => Ok(()),
     }
 }
 
 pub(crate) fn check_value(value: &[u8]) -> Result<(), InvalidHeader> {
     match value.iter().position(|&b| matches!(b, 0 | b'\r' | b'\n')) {
-        Some(at) => Err(InvalidHeader::ValueByte { byte: value[at], at }),
+        Some(at) => Err(InvalidHeader::ValueByte {
+            byte: value[at],
+            at,
+        }),
         None => Ok(()),
     }
 }
@@ -345,8 +351,14 @@ mod tests {
         assert!(HeaderName::new(":path").is_ok());
         assert_eq!(HeaderName::new(""), Err(InvalidHeader::EmptyName));
         assert_eq!(HeaderName::new(":"), Err(InvalidHeader::EmptyName));
-        assert_eq!(HeaderName::new("a b"), Err(InvalidHeader::NameByte { byte: b' ', at: 1 }));
-        assert_eq!(HeaderName::new("X-Up"), Err(InvalidHeader::NameByte { byte: b'X', at: 0 }));
+        assert_eq!(
+            HeaderName::new("a b"),
+            Err(InvalidHeader::NameByte { byte: b' ', at: 1 })
+        );
+        assert_eq!(
+            HeaderName::new("X-Up"),
+            Err(InvalidHeader::NameByte { byte: b'X', at: 0 })
+        );
         assert!(HeaderName::new("é").is_err());
     }
 

@@ -58,7 +58,10 @@ mod tests {
     fn body_hooks_keep_their_trailers() {
         assert_eq!(exported(REQUEST_HEADERS), REQUEST_HEADERS);
         assert_eq!(exported(REQUEST_BODY), REQUEST_BODY | REQUEST_TRAILERS);
-        assert_eq!(exported(RESPONSE_BODY | LOG), RESPONSE_BODY | RESPONSE_TRAILERS | LOG);
+        assert_eq!(
+            exported(RESPONSE_BODY | LOG),
+            RESPONSE_BODY | RESPONSE_TRAILERS | LOG
+        );
         assert_eq!(section(ALL), [0xff, 0x03, 0, 0]);
     }
 }

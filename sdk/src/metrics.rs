@@ -35,7 +35,11 @@ pub struct Metric {
 
 impl Metric {
     const fn new(kind: MetricKind, name: &'static str) -> Self {
-        Metric { kind, name, id: AtomicU32::new(UNDEFINED) }
+        Metric {
+            kind,
+            name,
+            id: AtomicU32::new(UNDEFINED),
+        }
     }
 
     /// The metric's name, as given.

@@ -72,10 +72,19 @@ impl LocalReply {
         }
         let headers: Vec<(&[u8], &[u8])> =
             self.headers.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-        if host::send_local_reply(self.status, &self.details, &self.body, &headers, self.grpc_status) {
+        if host::send_local_reply(
+            self.status,
+            &self.details,
+            &self.body,
+            &headers,
+            self.grpc_status,
+        ) {
             Ok(Action::Pause)
         } else {
-            Err(Error::new(format_args!("the proxy refused a local reply with status {}", self.status)))
+            Err(Error::new(format_args!(
+                "the proxy refused a local reply with status {}",
+                self.status
+            )))
         }
     }
 }

@@ -70,7 +70,10 @@ pub(crate) enum Pick {
 impl<C: DeserializeOwned> RuleSet<C> {
     /// A rule set with only a global configuration.
     pub(crate) fn global(config: C) -> Self {
-        RuleSet { global: Some(config), rules: Vec::new() }
+        RuleSet {
+            global: Some(config),
+            rules: Vec::new(),
+        }
     }
 
     /// Parses `bytes`; `check` validates each configuration (global and per rule).
@@ -128,10 +131,21 @@ impl<C: DeserializeOwned> RuleSet<C> {
             }
             let config = merged::<C>(bytes, &global, &own, &at)?;
             check(&config).map_err(|e| e.under(&at))?;
-            let domains = domains.into_iter().map(|d: String| d.to_ascii_lowercase()).collect();
-            parsed.push(Rule { routes, domains, path_prefixes, config });
+            let domains = domains
+                .into_iter()
+                .map(|d: String| d.to_ascii_lowercase())
+                .collect();
+            parsed.push(Rule {
+                routes,
+                domains,
+                path_prefixes,
+                config,
+            });
         }
-        Ok(RuleSet { global: global_config, rules: parsed })
+        Ok(RuleSet {
+            global: global_config,
+            rules: parsed,
+        })
     }
 }
 
@@ -159,11 +173,19 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 }
 
 /// Deserializes one raw slice of `whole`, naming `at` and the line and column in `whole`.
-fn parse_at<'de, T: Deserialize<'de>>(whole: &[u8], raw: &'de RawValue, at: &str) -> Result<T, ConfigError> {
+fn parse_at<'de, T: Deserialize<'de>>(
+    whole: &[u8],
+    raw: &'de RawValue,
+    at: &str,
+) -> Result<T, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(raw.get().as_bytes());
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { at.to_owned() } else { format!("{at}.{path}") };
+        let field = if path == "." {
+            at.to_owned()
+        } else {
+            format!("{at}.{path}")
+        };
         ConfigError::at(field, located(e.into_inner(), whole, raw.get()))
     })
 }
@@ -175,11 +197,18 @@ fn merged<C: DeserializeOwned>(
     over: &[(String, &RawValue)],
     at: &str,
 ) -> Result<C, ConfigError> {
-    let mut entries: Vec<(&str, &RawValue)> =
-        base.iter().filter(|(k, _)| !over.iter().any(|(o, _)| o == k)).map(|(k, v)| (k.as_str(), *v)).collect();
+    let mut entries: Vec<(&str, &RawValue)> = base
+        .iter()
+        .filter(|(k, _)| !over.iter().any(|(o, _)| o == k))
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
     entries.extend(over.iter().map(|(k, v)| (k.as_str(), *v)));
     let last = Cell::new("");
-    let map = Merged { entries: entries.into_iter(), value: None, last: &last };
+    let map = Merged {
+        entries: entries.into_iter(),
+        value: None,
+        last: &last,
+    };
     serde_path_to_error::deserialize(map).map_err(|e| {
         let path = e.path().to_string();
         let message = located(e.into_inner(), whole, last.get());
@@ -201,9 +230,15 @@ fn located(e: serde_json::Error, whole: &[u8], part: &str) -> String {
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     let text = message.strip_suffix(&suffix).unwrap_or(&message);
     let offset = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-    let Some(before) = whole.get(..offset) else { return message };
+    let Some(before) = whole.get(..offset) else {
+        return message;
+    };
     let line0 = before.iter().filter(|&&b| b == b'\n').count();
-    let col0 = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let col0 = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
     let (line, column) = match e.line() {
         1 => (line0 + 1, col0 + e.column()),
         l => (line0 + l, e.column()),
@@ -236,16 +271,29 @@ impl<'de> de::Deserializer<'de> for Merged<'_, 'de> {
 impl<'de> MapAccess<'de> for Merged<'_, 'de> {
     type Error = serde_json::Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Self::Error> {
-        let Some((key, value)) = self.entries.next() else { return Ok(None) };
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((key, value)) = self.entries.next() else {
+            return Ok(None);
+        };
         self.value = Some(value);
         seed.deserialize(key.into_deserializer()).map(Some)
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Self::Error> {
-        let raw = self.value.take().ok_or_else(|| de::Error::custom("a value without a key"))?;
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        let raw = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("a value without a key"))?;
         self.last.set(raw.get());
-        seed.deserialize(&mut serde_json::Deserializer::from_slice(raw.get().as_bytes()))
+        seed.deserialize(&mut serde_json::Deserializer::from_slice(
+            raw.get().as_bytes(),
+        ))
     }
 }
 
@@ -254,17 +302,32 @@ impl<C> RuleSet<C> {
     /// only the attributes the rules need.
     pub(crate) fn pick(&self) -> Pick {
         if self.rules.is_empty() {
-            return if self.global.is_some() { Pick::Global } else { Pick::Skip };
+            return if self.global.is_some() {
+                Pick::Global
+            } else {
+                Pick::Skip
+            };
         }
         let need = |f: fn(&Rule<C>) -> bool| self.rules.iter().any(f);
-        let route = need(|r| !r.routes.is_empty()).then(|| host::property(&["xds", "route_name"])).flatten();
-        let host = need(|r| !r.domains.is_empty()).then(|| host::property(&["request", "host"])).flatten();
-        let path = need(|r| !r.path_prefixes.is_empty()).then(|| host::property(&["request", "path"])).flatten();
+        let route = need(|r| !r.routes.is_empty())
+            .then(|| host::property(&["xds", "route_name"]))
+            .flatten();
+        let host = need(|r| !r.domains.is_empty())
+            .then(|| host::property(&["request", "host"]))
+            .flatten();
+        let path = need(|r| !r.path_prefixes.is_empty())
+            .then(|| host::property(&["request", "path"]))
+            .flatten();
         self.pick_for(route.as_deref(), host.as_deref(), path.as_deref())
     }
 
     /// Picks the configuration for a request with these attributes.
-    pub(crate) fn pick_for(&self, route: Option<&[u8]>, host: Option<&[u8]>, path: Option<&[u8]>) -> Pick {
+    pub(crate) fn pick_for(
+        &self,
+        route: Option<&[u8]>,
+        host: Option<&[u8]>,
+        path: Option<&[u8]>,
+    ) -> Pick {
         let host = host.map(strip_port);
         for (i, rule) in self.rules.iter().enumerate() {
             let route_ok = rule.routes.is_empty()
@@ -272,7 +335,11 @@ impl<C> RuleSet<C> {
             let domain_ok = rule.domains.is_empty()
                 || host.is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
             let path_ok = rule.path_prefixes.is_empty()
-                || path.is_some_and(|p| rule.path_prefixes.iter().any(|x| p.starts_with(x.as_bytes())));
+                || path.is_some_and(|p| {
+                    rule.path_prefixes
+                        .iter()
+                        .any(|x| p.starts_with(x.as_bytes()))
+                });
             if route_ok && domain_ok && path_ok {
                 return Pick::Rule(i);
             }
@@ -318,7 +385,8 @@ fn domain_matches(pattern: &str, host: &[u8]) -> bool {
     match pattern {
         b"*" => true,
         [b'*', suffix @ ..] => {
-            host.len() > suffix.len() && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            host.len() > suffix.len()
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
         }
         _ => host.eq_ignore_ascii_case(pattern),
     }
@@ -348,20 +416,28 @@ mod tests {
 
     #[test]
     fn rules_override_fields_and_match_in_order() {
-        let s = set(
-            r#"{"v": 1, "w": 9, "_rules_": [
+        let s = set(r#"{"v": 1, "w": 9, "_rules_": [
                 {"_match_route_": ["admin"], "v": 2},
                 {"_match_domain_": ["*.example.com", "api.test"], "v": 3},
                 {"_match_path_prefix_": ["/static/"], "v": 4},
                 {"_match_domain_": ["both.test"], "_match_path_prefix_": ["/x"], "v": 5}
-            ]}"#,
-        );
+            ]}"#);
         let v = |route: Option<&str>, host: Option<&str>, path: Option<&str>| {
-            let pick = s.pick_for(route.map(str::as_bytes), host.map(str::as_bytes), path.map(str::as_bytes));
+            let pick = s.pick_for(
+                route.map(str::as_bytes),
+                host.map(str::as_bytes),
+                path.map(str::as_bytes),
+            );
             s.get(pick).map(|c| (c.v, c.w))
         };
-        assert_eq!(v(Some("admin"), Some("a.example.com"), Some("/")), Some((2, 9)));
-        assert_eq!(v(Some("other"), Some("A.Example.COM:8080"), Some("/")), Some((3, 9)));
+        assert_eq!(
+            v(Some("admin"), Some("a.example.com"), Some("/")),
+            Some((2, 9))
+        );
+        assert_eq!(
+            v(Some("other"), Some("A.Example.COM:8080"), Some("/")),
+            Some((3, 9))
+        );
         assert_eq!(v(None, Some("example.com"), Some("/")), Some((1, 9)));
         assert_eq!(v(None, Some("api.test:443"), None), Some((3, 9)));
         assert_eq!(v(None, Some("x"), Some("/static/a.css")), Some((4, 9)));
@@ -379,9 +455,15 @@ mod tests {
 
     #[test]
     fn rule_errors_name_the_field() {
-        let err = |json: &str| RuleSet::<C>::parse(json.as_bytes(), true, |_| Ok(())).unwrap_err().to_string();
-        assert!(err(r#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": "x"}]}"#)
-            .starts_with("field `_rules_[0].v`: invalid type: string"));
+        let err = |json: &str| {
+            RuleSet::<C>::parse(json.as_bytes(), true, |_| Ok(()))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(
+            err(r#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": "x"}]}"#)
+                .starts_with("field `_rules_[0].v`: invalid type: string")
+        );
         assert!(err(r#"{"v": 1, "_rules_": [{"v": 2}]}"#).contains("a rule needs"));
         assert_eq!(
             err(r#"{"v": 1, "_rules_": [{"_match_route_": "a"}]}"#),
@@ -396,9 +478,18 @@ mod tests {
         let checked = RuleSet::<C>::parse(
             br#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": 0}]}"#,
             true,
-            |c| if c.v == 0 { Err(ConfigError::at("v", "must not be 0")) } else { Ok(()) },
+            |c| {
+                if c.v == 0 {
+                    Err(ConfigError::at("v", "must not be 0"))
+                } else {
+                    Ok(())
+                }
+            },
         );
-        assert_eq!(checked.unwrap_err().to_string(), "field `_rules_[0].v`: must not be 0");
+        assert_eq!(
+            checked.unwrap_err().to_string(),
+            "field `_rules_[0].v`: must not be 0"
+        );
     }
 
     proptest::proptest! {

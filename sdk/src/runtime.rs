@@ -59,7 +59,10 @@ impl<F: HttpFilter> Plugin<F> {
         match self.configure(bytes) {
             Ok(()) => true,
             Err(e) => {
-                log(Level::Error, &format!("{}: configuration refused: {e}", self.name));
+                log(
+                    Level::Error,
+                    &format!("{}: configuration refused: {e}", self.name),
+                );
                 false
             }
         }
@@ -70,7 +73,10 @@ impl<F: HttpFilter> Plugin<F> {
             name: self.name,
             config: self.config.clone(),
             pick: None,
-            flow: Flow { pending: None, callouts: F::HOOKS & hooks::HTTP_CALL_RESPONSE != 0 },
+            flow: Flow {
+                pending: None,
+                callouts: F::HOOKS & hooks::HTTP_CALL_RESPONSE != 0,
+            },
             paused: None,
             body_skipped: false,
             buffered: 0,
@@ -116,7 +122,9 @@ fn finish(name: &str, hook: &str, result: crate::Result) -> Action {
 impl<F: HttpFilter> Stream<F> {
     /// True when this request has a configuration (no rule said "skip").
     fn configured(&mut self) -> bool {
-        let Some(set) = &self.config else { return false };
+        let Some(set) = &self.config else {
+            return false;
+        };
         let pick = *self.pick.get_or_insert_with(|| set.pick());
         pick != Pick::Skip
     }
@@ -131,9 +139,17 @@ impl<F: HttpFilter> Stream<F> {
         if !self.configured() {
             return Action::Continue;
         }
-        let (Some(set), Some(pick)) = (&self.config, self.pick) else { return Action::Continue };
-        let Some(config) = set.get(pick) else { return Action::Continue };
-        let action = finish(self.name, hook, call(&mut self.filter, config, &mut self.flow));
+        let (Some(set), Some(pick)) = (&self.config, self.pick) else {
+            return Action::Continue;
+        };
+        let Some(config) = set.get(pick) else {
+            return Action::Continue;
+        };
+        let action = finish(
+            self.name,
+            hook,
+            call(&mut self.filter, config, &mut self.flow),
+        );
         if action == Action::Pause {
             self.paused = Some(direction);
         }
@@ -154,7 +170,9 @@ impl<F: HttpFilter> Stream<F> {
             return Action::Continue;
         }
         if size > F::BODY_LIMIT {
-            let reply = LocalReply::new(413).body("request body too large\n").details("weir_body_limit");
+            let reply = LocalReply::new(413)
+                .body("request body too large\n")
+                .details("weir_body_limit");
             return finish(self.name, "on_request_body", reply.send());
         }
         if !end_of_stream {
@@ -196,7 +214,11 @@ impl<F: HttpFilter> Stream<F> {
             self.body_skipped = true;
             log(
                 Level::Warn,
-                &format!("{}: on_response_body: body over {} bytes passes unread", self.name, F::BODY_LIMIT),
+                &format!(
+                    "{}: on_response_body: body over {} bytes passes unread",
+                    self.name,
+                    F::BODY_LIMIT
+                ),
             );
             return Action::Continue;
         }
@@ -236,7 +258,13 @@ impl<F: HttpFilter> Stream<F> {
             f.on_callout_response(&mut Callback::new(c, flow), response)
         });
         if action == Action::Continue && paused.is_some() && !host::resume(direction) {
-            log(Level::Warn, &format!("{}: on_callout_response: the proxy refused to resume the request", self.name));
+            log(
+                Level::Warn,
+                &format!(
+                    "{}: on_callout_response: the proxy refused to resume the request",
+                    self.name
+                ),
+            );
         }
     }
 
@@ -265,7 +293,8 @@ pub(crate) mod wasm {
 
     impl<F: HttpFilter> RootContext for Root<F> {
         fn on_configure(&mut self, size: usize) -> bool {
-            self.0.configure_logged(&crate::host::plugin_configuration(size))
+            self.0
+                .configure_logged(&crate::host::plugin_configuration(size))
         }
 
         fn on_tick(&mut self) {
@@ -289,7 +318,13 @@ pub(crate) mod wasm {
     }
 
     impl<F: HttpFilter> Context for Stream<F> {
-        fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        fn on_http_call_response(
+            &mut self,
+            token: u32,
+            _headers: usize,
+            body_size: usize,
+            _trailers: usize,
+        ) {
             self.callout_response(token, body_size);
         }
     }
@@ -327,14 +362,19 @@ pub(crate) mod wasm {
     static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
     fn new_root<F: HttpFilter>(_id: u32) -> Box<dyn RootContext> {
-        Box::new(Root::<F>(Plugin::new(NAME.get().copied().unwrap_or("weir"))))
+        Box::new(Root::<F>(Plugin::new(
+            NAME.get().copied().unwrap_or("weir"),
+        )))
     }
 
     /// Registers `F` with proxy-wasm and logs any panic with the filter's name.
     pub fn start<F: HttpFilter>(name: &'static str) {
         let _ = NAME.set(name);
         std::panic::set_hook(Box::new(move |info| {
-            crate::log::log(crate::log::Level::Critical, &format!("{name}: filter panicked: {info}"));
+            crate::log::log(
+                crate::log::Level::Critical,
+                &format!("{name}: filter panicked: {info}"),
+            );
         }));
         proxy_wasm::set_root_context(new_root::<F>);
     }

@@ -57,12 +57,19 @@ impl<F: HttpFilter> TestFilter<F> {
     /// Configures the filter with `json` (empty for "no configuration"), as Envoy would.
     /// Metrics, shared data and the tick period start empty.
     pub fn configure(json: &str) -> Result<Self, ConfigError> {
-        let name = std::any::type_name::<F>().rsplit("::").next().unwrap_or("filter");
+        let name = std::any::type_name::<F>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("filter");
         native::lasting(|l| *l = Default::default());
         native::with(|s| *s = Default::default());
         let mut plugin = Plugin::new(name);
         plugin.configure(json.as_bytes())?;
-        Ok(TestFilter { plugin, responder: None, refuse: false })
+        Ok(TestFilter {
+            plugin,
+            responder: None,
+            refuse: false,
+        })
     }
 
     /// Replaces the configuration, as a configuration update in Envoy would.
@@ -73,7 +80,10 @@ impl<F: HttpFilter> TestFilter<F> {
     /// Answers every callout with `answer(call)`: `Some(response)` is the
     /// upstream's answer, `None` a failure or timeout. Without it, every
     /// callout fails as if the cluster timed out.
-    pub fn answer_callouts(&mut self, answer: impl FnMut(&Call) -> Option<TestResponse> + 'static) -> &mut Self {
+    pub fn answer_callouts(
+        &mut self,
+        answer: impl FnMut(&Call) -> Option<TestResponse> + 'static,
+    ) -> &mut Self {
         self.responder = Some(Box::new(answer));
         self
     }
@@ -98,11 +108,21 @@ impl<F: HttpFilter> TestFilter<F> {
         let (has_body, has_trailers) = (!request.body.is_empty(), !request.trailers.is_empty());
 
         let request_action = stream.request_headers(!has_body && !has_trailers);
-        let mut open = self.settle(&mut stream, request_action, Direction::Request, &mut callouts);
+        let mut open = self.settle(
+            &mut stream,
+            request_action,
+            Direction::Request,
+            &mut callouts,
+        );
         if open && has_body {
             native::with(|s| s.buffers[Buffer::RequestBody as usize] = request.body.clone());
             let a = stream.request_body(request.body.len(), !has_trailers);
-            open = self.settle(&mut stream, if has_trailers { Action::Continue } else { a }, Direction::Request, &mut callouts);
+            open = self.settle(
+                &mut stream,
+                if has_trailers { Action::Continue } else { a },
+                Direction::Request,
+                &mut callouts,
+            );
         }
         if open && has_trailers {
             native::with(|s| s.maps[Map::RequestTrailers as usize] = request.trailers.clone());
@@ -120,7 +140,8 @@ impl<F: HttpFilter> TestFilter<F> {
         let mut response_action = None;
         if open {
             let response = &request.response;
-            let (has_body, has_trailers) = (!response.body.is_empty(), !response.trailers.is_empty());
+            let (has_body, has_trailers) =
+                (!response.body.is_empty(), !response.trailers.is_empty());
             native::with(|s| {
                 s.maps[Map::ResponseHeaders as usize] = response.headers.clone();
                 let status = find(&response.headers, ":status").map_or(Vec::new(), |v| v.0);
@@ -132,10 +153,17 @@ impl<F: HttpFilter> TestFilter<F> {
             if open && has_body {
                 native::with(|s| s.buffers[Buffer::ResponseBody as usize] = response.body.clone());
                 let a = stream.response_body(response.body.len(), !has_trailers);
-                open = self.settle(&mut stream, if has_trailers { Action::Continue } else { a }, Direction::Response, &mut callouts);
+                open = self.settle(
+                    &mut stream,
+                    if has_trailers { Action::Continue } else { a },
+                    Direction::Response,
+                    &mut callouts,
+                );
             }
             if open && has_trailers {
-                native::with(|s| s.maps[Map::ResponseTrailers as usize] = response.trailers.clone());
+                native::with(|s| {
+                    s.maps[Map::ResponseTrailers as usize] = response.trailers.clone()
+                });
                 let a = stream.response_trailers();
                 self.settle(&mut stream, a, Direction::Response, &mut callouts);
             }
@@ -159,19 +187,30 @@ impl<F: HttpFilter> TestFilter<F> {
 
     /// Answers the callouts a hook made, then says whether the stream goes on:
     /// the hook continued, or a callout's hook resumed it, and nobody replied.
-    fn settle(&mut self, stream: &mut Stream<F>, action: Action, direction: Direction, log: &mut Vec<Call>) -> bool {
+    fn settle(
+        &mut self,
+        stream: &mut Stream<F>,
+        action: Action,
+        direction: Direction,
+        log: &mut Vec<Call>,
+    ) -> bool {
         loop {
             let next = native::with(|s| {
                 (s.reply.is_none() && !s.pending.is_empty()).then(|| s.pending.remove(0))
             });
             let Some(token) = next else { break };
-            let Some(sent) = native::with(|s| s.callouts.iter().find(|c| c.token == token).cloned()) else { break };
+            let Some(sent) =
+                native::with(|s| s.callouts.iter().find(|c| c.token == token).cloned())
+            else {
+                break;
+            };
             let call = Call(sent);
             let answer = self.responder.as_mut().and_then(|r| r(&call));
             log.push(call);
             let body = answer.as_ref().map_or(Vec::new(), |a| a.body.clone());
             native::with(|s| {
-                s.maps[Map::HttpCallResponseHeaders as usize] = answer.map_or(Vec::new(), |a| a.headers);
+                s.maps[Map::HttpCallResponseHeaders as usize] =
+                    answer.map_or(Vec::new(), |a| a.headers);
                 s.buffers[Buffer::HttpCallResponseBody as usize] = body.clone();
             });
             stream.callout_response(token, body.len());
@@ -205,19 +244,26 @@ impl<F: HttpFilter> TestFilter<F> {
         if !native::lasting(|l| l.defined.contains(&id)) {
             return None;
         }
-        (kind != MetricKind::Histogram).then(|| native::lasting(|l| l.counters.get(&id).copied().unwrap_or(0) as u64))
+        (kind != MetricKind::Histogram)
+            .then(|| native::lasting(|l| l.counters.get(&id).copied().unwrap_or(0) as u64))
     }
 
     /// Every value a histogram recorded, in order; empty when it recorded none.
     pub fn histogram(&self, name: &str) -> Vec<u64> {
-        let Some((_, id)) = native::metric_id(name) else { return Vec::new() };
+        let Some((_, id)) = native::metric_id(name) else {
+            return Vec::new();
+        };
         native::lasting(|l| l.histograms.get(&id).cloned().unwrap_or_default())
     }
 
     /// Moves the proxy's clock ([`crate::clock::now`]) forward.
     pub fn advance(&mut self, by: Duration) {
         native::lasting(|l| {
-            let now = if l.clock == 0 { native::CLOCK_START } else { l.clock };
+            let now = if l.clock == 0 {
+                native::CLOCK_START
+            } else {
+                l.clock
+            };
             l.clock = now.saturating_add(by.as_nanos().min(u64::MAX.into()) as u64);
         });
     }
@@ -287,7 +333,10 @@ impl TestRequest {
 
     /// Adds a request trailer.
     pub fn trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.trailers.push((name.to_ascii_lowercase().into_bytes(), value.as_ref().to_vec()));
+        self.trailers.push((
+            name.to_ascii_lowercase().into_bytes(),
+            value.as_ref().to_vec(),
+        ));
         self
     }
 
@@ -311,7 +360,12 @@ impl TestRequest {
 
     fn properties(&self, plugin: &str) -> Vec<(String, Vec<u8>)> {
         let mut p = Vec::new();
-        for (key, header) in [("path", ":path"), ("method", ":method"), ("host", ":authority"), ("scheme", ":scheme")] {
+        for (key, header) in [
+            ("path", ":path"),
+            ("method", ":method"),
+            ("host", ":authority"),
+            ("scheme", ":scheme"),
+        ] {
             if let Some(v) = find(&self.headers, header) {
                 p.push((format!("request.{key}"), v.0));
             }
@@ -346,7 +400,10 @@ impl TestResponse {
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.headers.push((name.to_ascii_lowercase().into_bytes(), value.as_ref().to_vec()));
+        self.headers.push((
+            name.to_ascii_lowercase().into_bytes(),
+            value.as_ref().to_vec(),
+        ));
         self
     }
 
@@ -358,7 +415,10 @@ impl TestResponse {
 
     /// Adds a response trailer (e.g. `grpc-status`).
     pub fn trailer(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.trailers.push((name.to_ascii_lowercase().into_bytes(), value.as_ref().to_vec()));
+        self.trailers.push((
+            name.to_ascii_lowercase().into_bytes(),
+            value.as_ref().to_vec(),
+        ));
         self
     }
 }
@@ -375,7 +435,11 @@ impl Call {
 
     /// A header it carried (`:method`, `:path` and `:authority` included).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.0.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Its `:path`.
@@ -417,11 +481,21 @@ pub struct Exchange {
 
 fn find(pairs: &Pairs, name: &str) -> Option<Value> {
     let name = name.to_ascii_lowercase();
-    pairs.iter().find(|(k, _)| k == name.as_bytes()).map(|(_, v)| Value(v.clone()))
+    pairs
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| Value(v.clone()))
 }
 
 fn level(l: u32) -> Level {
-    const LEVELS: [Level; 6] = [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error, Level::Critical];
+    const LEVELS: [Level; 6] = [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+        Level::Critical,
+    ];
     LEVELS.get(l as usize).copied().unwrap_or(Level::Critical)
 }
 
@@ -451,7 +525,10 @@ impl Exchange {
     /// Every header of the response the client gets.
     pub fn response_headers(&self) -> Vec<(String, Value)> {
         let pairs = self.reply.as_ref().map_or(&self.response, |r| &r.headers);
-        pairs.iter().map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), Value(v.clone()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), Value(v.clone())))
+            .collect()
     }
 
     /// The body the client gets: the local reply's, or the upstream's as the filter left it.
@@ -521,7 +598,10 @@ impl Exchange {
 
     /// Every line the filter logged, with its level.
     pub fn logs(&self) -> Vec<(Level, &str)> {
-        self.logs.iter().map(|(l, m)| (level(*l), m.as_str())).collect()
+        self.logs
+            .iter()
+            .map(|(l, m)| (level(*l), m.as_str()))
+            .collect()
     }
 
     /// True when some logged line contains `text`.

@@ -42,7 +42,10 @@ impl HttpFilter for Echo {
 
     fn on_response_headers(&mut self, cx: &mut Response<'_, Config>) -> weir::Result {
         let status = cx.headers().get(":status");
-        cx.headers().set("x-status", status.map(|s| s.into_bytes()).unwrap_or_default())?;
+        cx.headers().set(
+            "x-status",
+            status.map(|s| s.into_bytes()).unwrap_or_default(),
+        )?;
         Ok(Action::Continue)
     }
 }
@@ -50,7 +53,8 @@ impl HttpFilter for Echo {
 fn header_name() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-z0-9-]{1,12}",
-        proptest::collection::vec(any::<u8>(), 0..12).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        proptest::collection::vec(any::<u8>(), 0..12)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
     ]
 }
 

@@ -7,8 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use xtask::envoy::{Backend, Envoy};
 use weir_tests::{bootstrap, vm_failures, wasm_filter};
+use xtask::envoy::{Backend, Envoy};
 
 /// 0x80..=0xFF: the bytes that took workers down with raw proxy-wasm.
 fn hostile() -> Vec<u8> {
@@ -52,7 +52,11 @@ fn handle(mut stream: TcpStream, answer: &dyn Fn(&str) -> Answer) -> std::io::Re
     }
     let a = answer(&String::from_utf8_lossy(&head));
     std::thread::sleep(a.delay);
-    let mut out = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n", a.status, a.body.len());
+    let mut out = format!(
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+        a.status,
+        a.body.len()
+    );
     for (k, v) in &a.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -62,7 +66,12 @@ fn handle(mut stream: TcpStream, answer: &dyn Fn(&str) -> Answer) -> std::io::Re
 }
 
 fn answer(status: u16, body: &str) -> Answer {
-    Answer { status, headers: Vec::new(), body: body.as_bytes().to_vec(), delay: Duration::ZERO }
+    Answer {
+        status,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+        delay: Duration::ZERO,
+    }
 }
 
 const ACCESS_CONTROL: &str = r#"{
@@ -76,7 +85,11 @@ const ACCESS_CONTROL: &str = r#"{
 }"#;
 
 fn access_control() -> Envoy {
-    Envoy::start(&bootstrap(vec![wasm_filter("access-control", Some(ACCESS_CONTROL))])).unwrap()
+    Envoy::start(&bootstrap(vec![wasm_filter(
+        "access-control",
+        Some(ACCESS_CONTROL),
+    )]))
+    .unwrap()
 }
 
 #[test]
@@ -86,25 +99,53 @@ fn access_control_allows_denies_and_counts() {
     let r = envoy.get("/admin/users", &[]).unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(r.body, b"access denied\n");
-    assert_eq!(envoy.get("/", &[("x-debug-bypass", b"1")]).unwrap().status, 403);
-    assert_eq!(envoy.stat("wasmcustom.access_control_allowed").unwrap(), Some(1));
-    assert_eq!(envoy.stat("wasmcustom.access_control_denied").unwrap(), Some(2));
+    assert_eq!(
+        envoy.get("/", &[("x-debug-bypass", b"1")]).unwrap().status,
+        403
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.access_control_allowed").unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.access_control_denied").unwrap(),
+        Some(2)
+    );
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
 }
 
 #[test]
 fn access_control_rules_apply_per_path_prefix() {
     let envoy = access_control();
-    assert_eq!(envoy.get("/api/v1", &[]).unwrap().status, 403, "the /api/ rule requires a key");
-    assert_eq!(envoy.get("/api/v1", &[("x-api-key", b"demo-key")]).unwrap().status, 200);
-    assert_eq!(envoy.get("/internal/x", &[]).unwrap().status, 403, "only 10/8 may reach /internal/");
+    assert_eq!(
+        envoy.get("/api/v1", &[]).unwrap().status,
+        403,
+        "the /api/ rule requires a key"
+    );
+    assert_eq!(
+        envoy
+            .get("/api/v1", &[("x-api-key", b"demo-key")])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        envoy.get("/internal/x", &[]).unwrap().status,
+        403,
+        "only 10/8 may reach /internal/"
+    );
     assert_eq!(envoy.get("/elsewhere", &[]).unwrap().status, 200);
 }
 
 #[test]
 fn access_control_denies_grpc_calls_with_a_grpc_status() {
     let envoy = access_control();
-    let r = envoy.get("/admin.Admin/Drop", &[("content-type", b"application/grpc")]).unwrap();
+    let r = envoy
+        .get(
+            "/admin.Admin/Drop",
+            &[("content-type", b"application/grpc")],
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "gRPC errors travel in grpc-status");
     assert_eq!(r.header_str("grpc-status").as_deref(), Some("7"));
 }
@@ -115,7 +156,13 @@ fn access_control_high_bytes_never_trap() {
     let bytes = hostile();
     for _ in 0..3 {
         assert_eq!(envoy.get("/", &[("x-bytes", &bytes)]).unwrap().status, 200);
-        assert_eq!(envoy.get("/api/x", &[("x-api-key", &bytes)]).unwrap().status, 403);
+        assert_eq!(
+            envoy
+                .get("/api/x", &[("x-api-key", &bytes)])
+                .unwrap()
+                .status,
+            403
+        );
     }
     assert_eq!(envoy.get("/after", &[]).unwrap().status, 200);
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
@@ -125,10 +172,21 @@ fn access_control_high_bytes_never_trap() {
 /// an upstream that echoes the request head it received.
 fn ext_authz() -> Envoy {
     let auth = serve(|head| {
-        let auth = head.lines().find_map(|l| l.strip_prefix("authorization: ")).unwrap_or("").trim().to_owned();
+        let auth = head
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: "))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
         match auth.as_str() {
-            "Bearer good" => Answer { headers: vec![("x-user", "alice".into())], ..answer(200, "") },
-            "Bearer slow" => Answer { delay: Duration::from_millis(1500), ..answer(200, "") },
+            "Bearer good" => Answer {
+                headers: vec![("x-user", "alice".into())],
+                ..answer(200, "")
+            },
+            "Bearer slow" => Answer {
+                delay: Duration::from_millis(1500),
+                ..answer(200, "")
+            },
             _ => answer(401, "who are you?"),
         }
     });
@@ -144,26 +202,44 @@ fn ext_authz() -> Envoy {
 #[test]
 fn ext_authz_allows_with_the_services_user() {
     let envoy = ext_authz();
-    let r = envoy.get("/orders", &[("authorization", b"Bearer good"), ("x-user", b"mallory")]).unwrap();
+    let r = envoy
+        .get(
+            "/orders",
+            &[("authorization", b"Bearer good"), ("x-user", b"mallory")],
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", envoy.log_tail(20));
     let seen = String::from_utf8_lossy(&r.body).to_string();
     assert!(seen.contains("x-user: alice"), "the upstream got: {seen}");
-    assert!(!seen.contains("mallory"), "the client's x-user was replaced: {seen}");
+    assert!(
+        !seen.contains("mallory"),
+        "the client's x-user was replaced: {seen}"
+    );
     assert_eq!(envoy.stat("wasmcustom.ext_authz_allowed").unwrap(), Some(1));
 }
 
 #[test]
 fn ext_authz_denies_and_times_out() {
     let envoy = ext_authz();
-    let r = envoy.get("/orders", &[("authorization", b"Bearer nope")]).unwrap();
+    let r = envoy
+        .get("/orders", &[("authorization", b"Bearer nope")])
+        .unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(r.body, b"who are you?");
-    let r = envoy.get("/orders", &[("authorization", b"Bearer slow")]).unwrap();
+    let r = envoy
+        .get("/orders", &[("authorization", b"Bearer slow")])
+        .unwrap();
     assert_eq!(r.status, 503, "the 300 ms timeout fails closed");
     assert_eq!(envoy.stat("wasmcustom.ext_authz_denied").unwrap(), Some(1));
     assert_eq!(envoy.stat("wasmcustom.ext_authz_failed").unwrap(), Some(1));
     // After a timeout the worker still serves.
-    assert_eq!(envoy.get("/", &[("authorization", b"Bearer good")]).unwrap().status, 200);
+    assert_eq!(
+        envoy
+            .get("/", &[("authorization", b"Bearer good")])
+            .unwrap()
+            .status,
+        200
+    );
 }
 
 #[test]
@@ -173,7 +249,12 @@ fn ext_authz_high_bytes_never_trap() {
     for _ in 0..3 {
         let r = envoy.get("/", &[("authorization", &bytes)]).unwrap();
         assert_eq!(r.status, 403, "an unsendable credential is a missing one");
-        let r = envoy.get("/", &[("authorization", b"Bearer good"), ("x-bytes", &bytes)]).unwrap();
+        let r = envoy
+            .get(
+                "/",
+                &[("authorization", b"Bearer good"), ("x-bytes", &bytes)],
+            )
+            .unwrap();
         assert_eq!(r.status, 200);
     }
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
@@ -189,14 +270,41 @@ fn rate_limit_counts_in_shared_data_and_answers_429() {
     }
     let r = envoy.get("/", &[]).unwrap();
     assert_eq!(r.status, 429);
-    let retry: u64 = r.header_str("retry-after").and_then(|v| v.parse().ok()).expect("a retry-after header");
+    let retry: u64 = r
+        .header_str("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("a retry-after header");
     assert!((1..=60).contains(&retry), "retry-after {retry}");
     // Per-key counts under the /keyed rule, hostile bytes included.
     let bytes = hostile();
-    assert_eq!(envoy.get("/keyed", &[("x-api-key", &bytes)]).unwrap().status, 200);
-    assert_eq!(envoy.get("/keyed", &[("x-api-key", &bytes)]).unwrap().status, 429);
-    assert_eq!(envoy.get("/keyed", &[("x-api-key", b"other")]).unwrap().status, 200);
-    assert_eq!(envoy.stat("wasmcustom.rate_limit_allowed").unwrap(), Some(5));
-    assert_eq!(envoy.stat("wasmcustom.rate_limit_limited").unwrap(), Some(2));
+    assert_eq!(
+        envoy
+            .get("/keyed", &[("x-api-key", &bytes)])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        envoy
+            .get("/keyed", &[("x-api-key", &bytes)])
+            .unwrap()
+            .status,
+        429
+    );
+    assert_eq!(
+        envoy
+            .get("/keyed", &[("x-api-key", b"other")])
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.rate_limit_allowed").unwrap(),
+        Some(5)
+    );
+    assert_eq!(
+        envoy.stat("wasmcustom.rate_limit_limited").unwrap(),
+        Some(2)
+    );
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
 }

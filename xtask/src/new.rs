@@ -28,25 +28,46 @@ impl Args {
 
 /// Names cargo reserves or the workspace already uses for another crate.
 const TAKEN: &[&str] = &[
-    "test", "std", "core", "alloc", "proc_macro", "proc-macro", "self", "super", "crate", "build", "deps",
-    "examples", "incremental", "weir", "weir-macros", "weir-tests", "xtask",
+    "test",
+    "std",
+    "core",
+    "alloc",
+    "proc_macro",
+    "proc-macro",
+    "self",
+    "super",
+    "crate",
+    "build",
+    "deps",
+    "examples",
+    "incremental",
+    "weir",
+    "weir-macros",
+    "weir-tests",
+    "xtask",
 ];
 
 /// Rust keywords: a crate named like one cannot be used from Rust code.
 const KEYWORDS: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false", "fn", "for",
-    "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref", "return", "static", "struct",
-    "trait", "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final",
-    "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield", "gen",
+    "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern", "false",
+    "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut", "pub", "ref",
+    "return", "static", "struct", "trait", "true", "type", "unsafe", "use", "where", "while",
+    "abstract", "become", "box", "do", "final", "macro", "override", "priv", "try", "typeof",
+    "unsized", "virtual", "yield", "gen",
 ];
 
 /// Checks `name` as a filter (and crate) name.
 pub fn check_name(name: &str) -> Result<()> {
-    let Some(first) = name.chars().next() else { bail!("the filter name is empty: give one like `rate-limit`") };
+    let Some(first) = name.chars().next() else {
+        bail!("the filter name is empty: give one like `rate-limit`")
+    };
     if !first.is_ascii_lowercase() {
         bail!("`{name}` is not a valid filter name: it must start with a lowercase letter");
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
         bail!("`{name}` is not a valid filter name: {c:?} is not allowed (use lowercase letters, digits, `-` and `_`)");
     }
     if name.ends_with(['-', '_']) || name.len() > 64 {
@@ -65,7 +86,9 @@ fn type_name(name: &str) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let mut c = p.chars();
-            c.next().map_or_else(String::new, |f| f.to_ascii_uppercase().to_string() + c.as_str())
+            c.next().map_or_else(String::new, |f| {
+                f.to_ascii_uppercase().to_string() + c.as_str()
+            })
         })
         .collect()
 }
@@ -85,10 +108,15 @@ pub fn create(root: &Path, name: &str) -> Result<PathBuf> {
         ("config.example.json", CONFIG_JSON),
         ("README.md", README_MD),
     ];
-    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::create_dir_all(dir.join("tests")).with_context(|| format!("cannot create {}/tests", dir.display()))?;
+    std::fs::create_dir_all(dir.join("src"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("tests"))
+        .with_context(|| format!("cannot create {}/tests", dir.display()))?;
     for (path, template) in files {
-        let text = template.replace("{name}", name).replace("{crate}", &name.replace('-', "_")).replace("{Type}", &ty);
+        let text = template
+            .replace("{name}", name)
+            .replace("{crate}", &name.replace('-', "_"))
+            .replace("{Type}", &ty);
         let path = dir.join(path);
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -214,7 +242,10 @@ mod tests {
             ("test", "reserved"),
         ];
         for (name, expected) in cases {
-            let e = check_name(name).err().unwrap_or_else(|| panic!("`{name}` was accepted")).to_string();
+            let e = check_name(name)
+                .err()
+                .unwrap_or_else(|| panic!("`{name}` was accepted"))
+                .to_string();
             assert!(e.contains(expected), "{name}: {e}");
         }
     }
@@ -227,7 +258,9 @@ mod tests {
 
     #[test]
     fn refuses_an_existing_filter() {
-        let e = create(&project::root(), "add-header").unwrap_err().to_string();
+        let e = create(&project::root(), "add-header")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("filters/add-header already exists"), "{e}");
     }
 
@@ -251,31 +284,57 @@ mod tests {
         std::fs::write(scratch.join("Cargo.toml"), manifest).unwrap();
         std::fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock")).unwrap();
         let dir = create(&scratch, "hello-world").unwrap();
-        for file in ["Cargo.toml", "src/lib.rs", "tests/native.rs", "config.example.json", "README.md"] {
+        for file in [
+            "Cargo.toml",
+            "src/lib.rs",
+            "tests/native.rs",
+            "config.example.json",
+            "README.md",
+        ] {
             assert!(dir.join(file).is_file(), "{file} was not written");
         }
         let e = create(&scratch, "hello-world").unwrap_err().to_string();
         assert!(e.contains("already exists"), "{e}");
-        let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["test", "--offline", "-p", "hello-world"])
-            .current_dir(&scratch)
-            .env("CARGO_TARGET_DIR", scratch.join("target"))
-            .output()
-            .unwrap();
-        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "the generated filter's tests failed:\n{log}");
+        let out =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["test", "--offline", "-p", "hello-world"])
+                .current_dir(&scratch)
+                .env("CARGO_TARGET_DIR", scratch.join("target"))
+                .output()
+                .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "the generated filter's tests failed:\n{log}"
+        );
         assert!(log.contains("test result: ok. 2 passed"), "{log}");
 
         let target = crate::toolchain::Target::Wasip1;
         let toolchain = crate::toolchain::find(target, false).unwrap();
-        let out = toolchain.cargo_build(target, &scratch).args(["--offline", "-p", "hello-world"]).output().unwrap();
+        let out = toolchain
+            .cargo_build(target, &scratch)
+            .args(["--offline", "-p", "hello-world"])
+            .output()
+            .unwrap();
         let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "the generated filter does not compile to wasm:\n{log}");
-        let module = toolchain.artifact_dir(target, &scratch).join("hello_world.wasm");
+        assert!(
+            out.status.success(),
+            "the generated filter does not compile to wasm:\n{log}"
+        );
+        let module = toolchain
+            .artifact_dir(target, &scratch)
+            .join("hello_world.wasm");
         let verdict = crate::validate::verdict(&module);
         assert!(verdict.ok, "{}", crate::validate::render(&verdict));
         let bytes = std::fs::read(&module).unwrap();
         let section = b"\x0aweir.hooks\x01\x00\x00\x00"; // name, then bit 0: on_request_headers only
-        assert!(bytes.windows(section.len()).any(|w| w == section), "no weir.hooks section saying request headers only");
+        assert!(
+            bytes.windows(section.len()).any(|w| w == section),
+            "no weir.hooks section saying request headers only"
+        );
     }
 }

@@ -70,7 +70,9 @@ impl HeaderRule {
     fn matches(&self, cx: &mut Request<'_, Config>) -> bool {
         match cx.headers().get(self.name.as_str()) {
             None => false,
-            Some(v) => self.values.is_empty() || self.values.iter().any(|x| x.as_bytes() == v.as_bytes()),
+            Some(v) => {
+                self.values.is_empty() || self.values.iter().any(|x| x.as_bytes() == v.as_bytes())
+            }
         }
     }
 }
@@ -93,7 +95,10 @@ impl Cidr {
             }
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Cidr { network: addr, prefix })
+        (prefix <= max).then_some(Cidr {
+            network: addr,
+            prefix,
+        })
     }
 
     /// True when `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
@@ -116,7 +121,9 @@ impl<'de> serde::Deserialize<'de> for Cidr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Cidr::parse(&text).ok_or_else(|| {
-            serde::de::Error::custom(format_args!("`{text}` is not an IP address or CIDR (like 10.0.0.0/8)"))
+            serde::de::Error::custom(format_args!(
+                "`{text}` is not an IP address or CIDR (like 10.0.0.0/8)"
+            ))
         })
     }
 }
@@ -131,14 +138,20 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
                 return Some("access_control_source_denied");
             }
         }
-        if !config.allow_sources.is_empty() && !source.is_some_and(|ip| config.allow_sources.iter().any(|c| c.contains(ip))) {
+        if !config.allow_sources.is_empty()
+            && !source.is_some_and(|ip| config.allow_sources.iter().any(|c| c.contains(ip)))
+        {
             return Some("access_control_source_not_allowed");
         }
     }
     if !config.deny_path_prefixes.is_empty() {
         let path = cx.headers().get(":path");
         let path = path.as_ref().map_or(&b""[..], |p| p.as_bytes());
-        if config.deny_path_prefixes.iter().any(|p| path.starts_with(p.as_bytes())) {
+        if config
+            .deny_path_prefixes
+            .iter()
+            .any(|p| path.starts_with(p.as_bytes()))
+        {
             return Some("access_control_path_denied");
         }
     }
@@ -162,7 +175,10 @@ impl HttpFilter for AccessControl {
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if !(200..=599).contains(&config.deny_status) {
-            return Err(ConfigError::at("deny_status", "must be an HTTP status from 200 to 599"));
+            return Err(ConfigError::at(
+                "deny_status",
+                "must be an HTTP status from 200 to 599",
+            ));
         }
         Ok(())
     }
@@ -176,8 +192,13 @@ impl HttpFilter for AccessControl {
             Some(reason) => {
                 DENIED.inc();
                 let config = cx.config();
-                let mut reply = LocalReply::new(config.deny_status).body(config.deny_body.as_bytes()).details(reason);
-                let grpc = cx.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+                let mut reply = LocalReply::new(config.deny_status)
+                    .body(config.deny_body.as_bytes())
+                    .details(reason);
+                let grpc = cx
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
                 if grpc {
                     reply = reply.grpc_status(GRPC_PERMISSION_DENIED);
                 }

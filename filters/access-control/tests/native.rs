@@ -25,8 +25,13 @@ fn denies_sources_outside_the_allow_list() {
     let ex = f.send(TestRequest::get("/").source("192.168.1.9:4000"));
     assert_eq!(ex.status(), 403);
     assert_eq!(ex.reply_body(), Some(&b"access denied\n"[..]));
-    assert_eq!(ex.reply_details(), Some("access_control_source_not_allowed"));
-    assert!(f.send(TestRequest::get("/").source("10.20.30.40:1")).forwarded());
+    assert_eq!(
+        ex.reply_details(),
+        Some("access_control_source_not_allowed")
+    );
+    assert!(f
+        .send(TestRequest::get("/").source("10.20.30.40:1"))
+        .forwarded());
     assert!(f.send(TestRequest::get("/").source("[::1]:1")).forwarded());
     assert_eq!(f.metric("access_control_denied"), Some(1));
 }
@@ -34,7 +39,10 @@ fn denies_sources_outside_the_allow_list() {
 #[test]
 fn denies_path_prefixes_and_headers() {
     let mut f = example();
-    assert_eq!(f.send(TestRequest::get("/admin/users")).reply_details(), Some("access_control_path_denied"));
+    assert_eq!(
+        f.send(TestRequest::get("/admin/users")).reply_details(),
+        Some("access_control_path_denied")
+    );
     let ex = f.send(TestRequest::get("/").header("x-debug-bypass", "1"));
     assert_eq!(ex.reply_details(), Some("access_control_header_denied"));
 }
@@ -43,9 +51,18 @@ fn denies_path_prefixes_and_headers() {
 fn api_rule_requires_the_key_and_keeps_global_fields() {
     let mut f = example();
     let ex = f.send(TestRequest::get("/api/v1"));
-    assert_eq!((ex.status(), ex.reply_details()), (403, Some("access_control_header_required")));
-    assert!(f.send(TestRequest::get("/api/v1").header("x-api-key", "demo-key")).forwarded());
-    let ex = f.send(TestRequest::get("/api/v1").header("x-api-key", "demo-key").source("8.8.8.8:1"));
+    assert_eq!(
+        (ex.status(), ex.reply_details()),
+        (403, Some("access_control_header_required"))
+    );
+    assert!(f
+        .send(TestRequest::get("/api/v1").header("x-api-key", "demo-key"))
+        .forwarded());
+    let ex = f.send(
+        TestRequest::get("/api/v1")
+            .header("x-api-key", "demo-key")
+            .source("8.8.8.8:1"),
+    );
     assert_eq!(ex.status(), 403, "the rule inherits allow_sources");
 }
 
@@ -57,7 +74,9 @@ fn deny_sources_and_custom_status() {
     .unwrap();
     let ex = f.send(TestRequest::get("/").source("10.1.1.1:9"));
     assert_eq!((ex.status(), ex.reply_body()), (401, Some(&b"no"[..])));
-    assert!(f.send(TestRequest::get("/").source("11.1.1.1:9")).forwarded());
+    assert!(f
+        .send(TestRequest::get("/").source("11.1.1.1:9"))
+        .forwarded());
 }
 
 #[test]
@@ -66,19 +85,39 @@ fn route_rule_overrides_by_route_name() {
         r#"{"_rules_": [{"_match_route_": ["admin-route"], "require_headers": [{"name": "x-admin"}]}]}"#,
     )
     .unwrap();
-    assert_eq!(f.send(TestRequest::get("/").route("admin-route")).status(), 403);
-    assert!(f.send(TestRequest::get("/").route("admin-route").header("x-admin", "y")).forwarded());
-    assert!(f.send(TestRequest::get("/").route("other")).forwarded(), "no global config: other routes skip the filter");
+    assert_eq!(
+        f.send(TestRequest::get("/").route("admin-route")).status(),
+        403
+    );
+    assert!(f
+        .send(
+            TestRequest::get("/")
+                .route("admin-route")
+                .header("x-admin", "y")
+        )
+        .forwarded());
+    assert!(
+        f.send(TestRequest::get("/").route("other")).forwarded(),
+        "no global config: other routes skip the filter"
+    );
 }
 
 #[test]
 fn high_bytes_in_headers_never_trap() {
     let mut f = example();
     let hostile: Vec<u8> = (0x80..=0xFF).collect();
-    let ex = f.send(TestRequest::get("/").header("x-bytes", &hostile).header("x-api-key", b"\xff"));
+    let ex = f.send(
+        TestRequest::get("/")
+            .header("x-bytes", &hostile)
+            .header("x-api-key", b"\xff"),
+    );
     assert!(ex.forwarded());
     let ex = f.send(TestRequest::get("/api/x").header("x-api-key", &hostile));
-    assert_eq!(ex.status(), 403, "a non-matching key, whatever its bytes, is denied");
+    assert_eq!(
+        ex.status(),
+        403,
+        "a non-matching key, whatever its bytes, is denied"
+    );
     let ex = f.send(TestRequest::get("/").header(":path", b"/admin\xff"));
     assert_eq!(ex.status(), 403);
 }
@@ -86,14 +125,28 @@ fn high_bytes_in_headers_never_trap() {
 #[test]
 fn bad_configurations_name_the_field() {
     let cases = [
-        (r#"{"allow_sources": ["10.0.0.0/33"]}"#, "field `allow_sources[0]`: `10.0.0.0/33` is not an IP address or CIDR"),
-        (r#"{"deny_status": 99}"#, "field `deny_status`: must be an HTTP status"),
-        (r#"{"deny_headers": [{"name": "Bad Name"}]}"#, "field `deny_headers[0].name`"),
+        (
+            r#"{"allow_sources": ["10.0.0.0/33"]}"#,
+            "field `allow_sources[0]`: `10.0.0.0/33` is not an IP address or CIDR",
+        ),
+        (
+            r#"{"deny_status": 99}"#,
+            "field `deny_status`: must be an HTTP status",
+        ),
+        (
+            r#"{"deny_headers": [{"name": "Bad Name"}]}"#,
+            "field `deny_headers[0].name`",
+        ),
         (r#"{"deny_paths": []}"#, "unknown field `deny_paths`"),
-        (r#"{"_rules_": [{"_match_route_": ["a"], "deny_status": 700}]}"#, "field `_rules_[0].deny_status`: must be"),
+        (
+            r#"{"_rules_": [{"_match_route_": ["a"], "deny_status": 700}]}"#,
+            "field `_rules_[0].deny_status`: must be",
+        ),
     ];
     for (json, expected) in cases {
-        let err = TestFilter::<AccessControl>::configure(json).err().unwrap_or_else(|| panic!("{json} was accepted"));
+        let err = TestFilter::<AccessControl>::configure(json)
+            .err()
+            .unwrap_or_else(|| panic!("{json} was accepted"));
         assert!(err.to_string().contains(expected), "{json}: got {err}");
     }
 }
@@ -114,7 +167,10 @@ fn cidr_matching() {
 #[test]
 fn grpc_calls_are_denied_with_permission_denied() {
     let mut f = example();
-    let ex = f.send(TestRequest::new("POST", "/admin.Admin/Drop").header("content-type", "application/grpc+proto"));
+    let ex = f.send(
+        TestRequest::new("POST", "/admin.Admin/Drop")
+            .header("content-type", "application/grpc+proto"),
+    );
     assert_eq!(ex.reply_grpc_status(), Some(7));
     let ex = f.send(TestRequest::get("/admin"));
     assert_eq!(ex.reply_grpc_status(), None);

@@ -11,7 +11,10 @@
 use std::time::Duration;
 
 use weir::metrics::Counter;
-use weir::{Action, Callback, Callout, CalloutResponse, ConfigError, HeaderName, Headers, HttpFilter, LocalReply, Request};
+use weir::{
+    Action, Callback, Callout, CalloutResponse, ConfigError, HeaderName, Headers, HttpFilter,
+    LocalReply, Request,
+};
 
 static ALLOWED: Counter = Counter::new("ext_authz_allowed");
 static DENIED: Counter = Counter::new("ext_authz_denied");
@@ -67,19 +70,29 @@ pub struct ExtAuthz;
 #[weir::filter]
 impl HttpFilter for ExtAuthz {
     type Config = Config;
-    const METRICS: &'static [&'static weir::metrics::Metric] = &[ALLOWED.metric(), DENIED.metric(), FAILED.metric()];
+    const METRICS: &'static [&'static weir::metrics::Metric] =
+        &[ALLOWED.metric(), DENIED.metric(), FAILED.metric()];
     const BODY_LIMIT: usize = 8 * 1024;
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.cluster.is_empty() {
-            return Err(ConfigError::at("cluster", "name the authorization service's Envoy cluster"));
+            return Err(ConfigError::at(
+                "cluster",
+                "name the authorization service's Envoy cluster",
+            ));
         }
         if !(1..=60_000).contains(&config.timeout_ms) {
             return Err(ConfigError::at("timeout_ms", "must be from 1 to 60000"));
         }
-        for (field, status) in [("deny_status", config.deny_status), ("failure_status", config.failure_status)] {
+        for (field, status) in [
+            ("deny_status", config.deny_status),
+            ("failure_status", config.failure_status),
+        ] {
             if !(200..=599).contains(&status) {
-                return Err(ConfigError::at(field, "must be an HTTP status from 200 to 599"));
+                return Err(ConfigError::at(
+                    field,
+                    "must be an HTTP status from 200 to 599",
+                ));
             }
         }
         Ok(())
@@ -90,9 +103,15 @@ impl HttpFilter for ExtAuthz {
         let headers = cx.headers();
         let method = headers.get(":method");
         let method = method.as_ref().and_then(|m| m.to_str()).unwrap_or("GET");
-        let path = headers.get(":path").map_or_else(|| "/".into(), |p| escape_path(p.as_bytes()));
-        let mut check = Callout::new(method, &config.cluster, &format!("{}{path}", config.path_prefix))
-            .timeout(Duration::from_millis(config.timeout_ms));
+        let path = headers
+            .get(":path")
+            .map_or_else(|| "/".into(), |p| escape_path(p.as_bytes()));
+        let mut check = Callout::new(
+            method,
+            &config.cluster,
+            &format!("{}{path}", config.path_prefix),
+        )
+        .timeout(Duration::from_millis(config.timeout_ms));
         if let Some(host) = headers.get(":authority") {
             if let Some(host) = host.to_str() {
                 check = check.header("x-forwarded-host", host);
@@ -117,7 +136,11 @@ impl HttpFilter for ExtAuthz {
         }
     }
 
-    fn on_callout_response(&mut self, cx: &mut Callback<'_, Config>, response: CalloutResponse) -> weir::Result {
+    fn on_callout_response(
+        &mut self,
+        cx: &mut Callback<'_, Config>,
+        response: CalloutResponse,
+    ) -> weir::Result {
         let config = cx.config();
         match response.status() {
             Some(200..=299) => {
@@ -139,7 +162,11 @@ impl HttpFilter for ExtAuthz {
             },
             Some(_) => {
                 DENIED.inc();
-                cx.reply(LocalReply::new(config.deny_status).body(response.body()).details("ext_authz_denied"))
+                cx.reply(
+                    LocalReply::new(config.deny_status)
+                        .body(response.body())
+                        .details("ext_authz_denied"),
+                )
             }
         }
     }
@@ -175,7 +202,11 @@ fn fail(config: &Config, request: &mut Headers) -> Option<LocalReply> {
         }
         return None;
     }
-    Some(LocalReply::new(config.failure_status).body("authorization service unavailable\n").details("ext_authz_error"))
+    Some(
+        LocalReply::new(config.failure_status)
+            .body("authorization service unavailable\n")
+            .details("ext_authz_error"),
+    )
 }
 
 weir::export!(ExtAuthz);

@@ -23,11 +23,17 @@ fn example() -> TestFilter<ExtAuthz> {
 fn allowed_requests_go_upstream_with_the_user() {
     let mut f = example();
     let ex = f.send(
-        TestRequest::get("/orders?id=1").header("authorization", "Bearer good").header("x-user", "mallory"),
+        TestRequest::get("/orders?id=1")
+            .header("authorization", "Bearer good")
+            .header("x-user", "mallory"),
     );
     assert_eq!(ex.status(), 200);
     assert!(ex.forwarded());
-    assert_eq!(ex.upstream_header("x-user").unwrap(), "alice", "the service's x-user replaces the client's");
+    assert_eq!(
+        ex.upstream_header("x-user").unwrap(),
+        "alice",
+        "the service's x-user replaces the client's"
+    );
     let call = &ex.callouts()[0];
     assert_eq!(call.upstream(), "ext-authz");
     assert_eq!(call.path(), "/check/orders?id=1");
@@ -45,7 +51,10 @@ fn denied_requests_get_403_with_the_service_body() {
     assert_eq!(ex.reply_body(), Some(&b"who are you?"[..]));
     assert_eq!(ex.reply_details(), Some("ext_authz_denied"));
     assert!(!ex.forwarded());
-    assert!(f.send(TestRequest::get("/")).replied_locally(), "no credentials: the service says 401");
+    assert!(
+        f.send(TestRequest::get("/")).replied_locally(),
+        "no credentials: the service says 401"
+    );
     assert_eq!(f.metric("ext_authz_denied"), Some(2));
 }
 
@@ -56,7 +65,11 @@ fn timeouts_fail_closed_with_503() {
     assert_eq!(ex.status(), 503);
     assert_eq!(ex.reply_details(), Some("ext_authz_error"));
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer broken"));
-    assert_eq!(ex.status(), 503, "a 5xx from the service is a failure, not a denial");
+    assert_eq!(
+        ex.status(),
+        503,
+        "a 5xx from the service is a failure, not a denial"
+    );
     assert_eq!(f.metric("ext_authz_failed"), Some(2));
     assert_eq!(f.metric("ext_authz_denied"), Some(0));
 }
@@ -79,7 +92,11 @@ fn a_refused_callout_is_a_failure_not_a_pass() {
     f.refuse_callouts();
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer good"));
     assert_eq!(ex.status(), 503);
-    assert!(ex.logged("ext-authz: the proxy refused a callout to cluster `missing`"), "{:?}", ex.logs());
+    assert!(
+        ex.logged("ext-authz: the proxy refused a callout to cluster `missing`"),
+        "{:?}",
+        ex.logs()
+    );
 }
 
 #[test]
@@ -93,11 +110,18 @@ fn custom_statuses_and_post_method() {
         Some(_) => Some(TestResponse::new(403)),
         None => None,
     });
-    let ex = f.send(TestRequest::new("POST", "/p").header("x-key", "k").body("data"));
+    let ex = f.send(
+        TestRequest::new("POST", "/p")
+            .header("x-key", "k")
+            .body("data"),
+    );
     assert!(ex.forwarded());
     assert_eq!(ex.upstream_body(), b"data");
     assert_eq!(ex.callouts()[0].header(":method"), Some("POST"));
-    assert_eq!(f.send(TestRequest::get("/").header("x-key", "no")).status(), 401);
+    assert_eq!(
+        f.send(TestRequest::get("/").header("x-key", "no")).status(),
+        401
+    );
     assert_eq!(f.send(TestRequest::get("/")).status(), 500);
 }
 
@@ -105,13 +129,33 @@ fn custom_statuses_and_post_method() {
 fn high_bytes_are_not_forwarded_and_never_trap() {
     let mut f = example();
     let hostile: Vec<u8> = (0x80..=0xFF).collect();
-    let ex = f.send(TestRequest::get("/").header("authorization", &hostile).header("x-other", &hostile));
-    assert_eq!(ex.status(), 403, "an unsendable credential is a missing one");
+    let ex = f.send(
+        TestRequest::get("/")
+            .header("authorization", &hostile)
+            .header("x-other", &hostile),
+    );
+    assert_eq!(
+        ex.status(),
+        403,
+        "an unsendable credential is a missing one"
+    );
     assert_eq!(ex.callouts()[0].header("authorization"), None);
-    let ex = f.send(TestRequest::get("/").header("authorization", "Bearer good").header("cookie", b"\xff"));
+    let ex = f.send(
+        TestRequest::get("/")
+            .header("authorization", "Bearer good")
+            .header("cookie", b"\xff"),
+    );
     assert_eq!(ex.status(), 200);
-    let ex = f.send(TestRequest::get("/").header(":path", b"/a\xff").header("authorization", "Bearer good"));
-    assert_eq!(ex.callouts()[0].path(), "/check/a%FF", "the service sees the path's every byte");
+    let ex = f.send(
+        TestRequest::get("/")
+            .header(":path", b"/a\xff")
+            .header("authorization", "Bearer good"),
+    );
+    assert_eq!(
+        ex.callouts()[0].path(),
+        "/check/a%FF",
+        "the service sees the path's every byte"
+    );
     assert!(ex.forwarded());
 }
 
@@ -119,13 +163,24 @@ fn high_bytes_are_not_forwarded_and_never_trap() {
 fn bad_configurations_name_the_field() {
     let cases = [
         (r#"{}"#, "missing field `cluster`"),
-        (r#"{"cluster": ""}"#, "field `cluster`: name the authorization service"),
+        (
+            r#"{"cluster": ""}"#,
+            "field `cluster`: name the authorization service",
+        ),
         (r#"{"cluster": "a", "timeout_ms": 0}"#, "field `timeout_ms`"),
-        (r#"{"cluster": "a", "failure_status": 1000}"#, "field `failure_status`"),
-        (r#"{"cluster": "a", "forward_headers": ["Authorization"]}"#, "field `forward_headers[0]`: header name has uppercase"),
+        (
+            r#"{"cluster": "a", "failure_status": 1000}"#,
+            "field `failure_status`",
+        ),
+        (
+            r#"{"cluster": "a", "forward_headers": ["Authorization"]}"#,
+            "field `forward_headers[0]`: header name has uppercase",
+        ),
     ];
     for (json, expected) in cases {
-        let err = TestFilter::<ExtAuthz>::configure(json).err().unwrap_or_else(|| panic!("{json} was accepted"));
+        let err = TestFilter::<ExtAuthz>::configure(json)
+            .err()
+            .unwrap_or_else(|| panic!("{json} was accepted"));
         assert!(err.to_string().contains(expected), "{json}: got {err}");
     }
 }

@@ -106,14 +106,18 @@ pub struct RateLimit;
 #[weir::filter]
 impl HttpFilter for RateLimit {
     type Config = Config;
-    const METRICS: &'static [&'static weir::metrics::Metric] = &[ALLOWED.metric(), LIMITED.metric()];
+    const METRICS: &'static [&'static weir::metrics::Metric] =
+        &[ALLOWED.metric(), LIMITED.metric()];
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.window_seconds == 0 {
             return Err(ConfigError::at("window_seconds", "must be at least 1"));
         }
         if !(400..=599).contains(&config.status) {
-            return Err(ConfigError::at("status", "must be an error status from 400 to 599"));
+            return Err(ConfigError::at(
+                "status",
+                "must be an error status from 400 to 599",
+            ));
         }
         Ok(())
     }
@@ -121,13 +125,28 @@ impl HttpFilter for RateLimit {
     fn on_request_headers(&mut self, cx: &mut Request<'_, Config>) -> weir::Result {
         let config = cx.config();
         let client = match &config.key_header {
-            Some(name) => cx.headers().get(name.as_str()).map(|v| v.into_bytes()).unwrap_or_default(),
-            None => cx.properties().source_address().map(|a| a.ip().to_string().into_bytes()).unwrap_or_default(),
+            Some(name) => cx
+                .headers()
+                .get(name.as_str())
+                .map(|v| v.into_bytes())
+                .unwrap_or_default(),
+            None => cx
+                .properties()
+                .source_address()
+                .map(|a| a.ip().to_string().into_bytes())
+                .unwrap_or_default(),
         };
-        let now = weir::clock::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = weir::clock::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         // A count that cannot be kept (the proxy refuses shared data) lets the
         // request through: the hook's error is logged and the request continues.
-        match count(&shared_key(&client), config.requests, config.window_seconds, now)? {
+        match count(
+            &shared_key(&client),
+            config.requests,
+            config.window_seconds,
+            now,
+        )? {
             Verdict::Allow => {
                 ALLOWED.inc();
                 Ok(Action::Continue)

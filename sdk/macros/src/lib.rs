@@ -33,9 +33,13 @@ pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
     let mut tokens: Vec<TokenTree> = item.into_iter().collect();
     let is_filter_impl = matches!(tokens.first(), Some(TokenTree::Ident(i)) if i.to_string() == "impl")
-        && tokens.iter().any(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == "HttpFilter"));
+        && tokens
+            .iter()
+            .any(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == "HttpFilter"));
     let body = match tokens.last() {
-        Some(TokenTree::Group(g)) if is_filter_impl && g.delimiter() == Delimiter::Brace => g.clone(),
+        Some(TokenTree::Group(g)) if is_filter_impl && g.delimiter() == Delimiter::Brace => {
+            g.clone()
+        }
         _ => {
             return error(
                 "#[weir::filter] goes on `impl weir::HttpFilter for YourFilter { .. }`",
@@ -49,12 +53,18 @@ pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
         if let [TokenTree::Ident(kw), TokenTree::Ident(name)] = pair {
             if kw.to_string() == "fn" {
                 let name = name.to_string();
-                mask |= HOOKS.iter().find(|(n, _)| *n == name).map_or(0, |(_, bit)| *bit);
+                mask |= HOOKS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(0, |(_, bit)| *bit);
             }
         }
         if let [TokenTree::Ident(kw), TokenTree::Ident(name)] = pair {
             if kw.to_string() == "const" && name.to_string() == "HOOKS" {
-                return error("#[weir::filter] writes `HOOKS` itself: remove it", name.span());
+                return error(
+                    "#[weir::filter] writes `HOOKS` itself: remove it",
+                    name.span(),
+                );
             }
         }
     }

@@ -26,6 +26,7 @@ pub(crate) enum Map {
 }
 
 /// The proxy's byte buffers, numbered as the ABI numbers them.
+#[allow(clippy::enum_variant_names)] // the ABI's names
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum Buffer {
@@ -64,7 +65,10 @@ pub(crate) enum SetStatus {
 /// Serializes header pairs the way the ABI expects them: a count, the lengths,
 /// then each name and value followed by a NUL byte.
 pub(crate) fn serialize_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let size = 4 + pairs.iter().map(|(k, v)| 8 + k.len() + v.len() + 2).sum::<usize>();
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| 8 + k.len() + v.len() + 2)
+        .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
@@ -88,7 +92,9 @@ pub(crate) fn deserialize_pairs(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let b = bytes.get(at..at.checked_add(4)?)?;
         Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     }
-    let Some(count) = u32_at(bytes, 0) else { return Vec::new() };
+    let Some(count) = u32_at(bytes, 0) else {
+        return Vec::new();
+    };
     let Some(mut data) = count.checked_mul(8).and_then(|n| n.checked_add(4)) else {
         return Vec::new();
     };
@@ -97,9 +103,13 @@ pub(crate) fn deserialize_pairs(bytes: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         let (Some(klen), Some(vlen)) = (u32_at(bytes, 4 + i * 8), u32_at(bytes, 8 + i * 8)) else {
             break;
         };
-        let Some(key) = data.checked_add(klen).and_then(|end| bytes.get(data..end)) else { break };
+        let Some(key) = data.checked_add(klen).and_then(|end| bytes.get(data..end)) else {
+            break;
+        };
         data += klen + 1;
-        let Some(value) = data.checked_add(vlen).and_then(|end| bytes.get(data..end)) else { break };
+        let Some(value) = data.checked_add(vlen).and_then(|end| bytes.get(data..end)) else {
+            break;
+        };
         data += vlen + 1;
         out.push((key.to_vec(), value.to_vec()));
     }

@@ -82,7 +82,10 @@ pub(crate) fn lasting<R>(f: impl FnOnce(&mut Lasting) -> R) -> R {
 /// The id of the metric called `name`, if one was defined.
 pub(crate) fn metric_id(name: &str) -> Option<(MetricKind, u32)> {
     let names = METRIC_NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    names.iter().position(|(_, n)| n == name).map(|i| (names[i].0, i as u32))
+    names
+        .iter()
+        .position(|(_, n)| n == name)
+        .map(|i| (names[i].0, i as u32))
 }
 
 fn lower(name: &[u8]) -> Vec<u8> {
@@ -95,7 +98,12 @@ pub(crate) fn log(level: u32, message: &str) {
 
 pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
     let name = lower(name.as_bytes());
-    with(|s| s.maps[map as usize].iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    with(|s| {
+        s.maps[map as usize]
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
 }
 
 pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -144,7 +152,10 @@ pub(crate) fn send_local_reply(
         status,
         details: details.to_owned(),
         body: body.to_vec(),
-        headers: headers.iter().map(|(k, v)| (lower(k), v.to_vec())).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (lower(k), v.to_vec()))
+            .collect(),
         grpc_status,
     };
     with(|s| s.reply = Some(reply));
@@ -171,7 +182,12 @@ pub(crate) fn buffer_set(buffer: Buffer, start: usize, size: usize, bytes: &[u8]
 
 pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
     let key = path.join(".");
-    with(|s| s.properties.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()))
+    with(|s| {
+        s.properties
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    })
 }
 
 pub(crate) fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
@@ -197,11 +213,15 @@ pub(crate) fn increment_metric(id: u32, delta: i64) -> bool {
 }
 
 pub(crate) fn record_metric(id: u32, value: u64) -> bool {
-    let kind = METRIC_NAMES.lock().unwrap_or_else(|e| e.into_inner()).get(id as usize).map(|m| m.0);
+    let kind = METRIC_NAMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(id as usize)
+        .map(|m| m.0);
     lasting(|l| {
         l.defined.insert(id);
         match kind {
-        Some(MetricKind::Histogram) => l.histograms.entry(id).or_default().push(value),
+            Some(MetricKind::Histogram) => l.histograms.entry(id).or_default().push(value),
             _ => {
                 l.counters.insert(id, value as i64);
             }
@@ -209,7 +229,6 @@ pub(crate) fn record_metric(id: u32, value: u64) -> bool {
     });
     true
 }
-
 
 pub(crate) fn shared_get(key: &str) -> Option<(Vec<u8>, u32)> {
     lasting(|l| l.shared.get(key).cloned())
@@ -221,7 +240,8 @@ pub(crate) fn shared_set(key: &str, value: &[u8], cas: u32) -> SetStatus {
         if cas != 0 && cas != current {
             return SetStatus::CasMismatch;
         }
-        l.shared.insert(key.to_owned(), (value.to_vec(), current + 1));
+        l.shared
+            .insert(key.to_owned(), (value.to_vec(), current + 1));
         SetStatus::Ok
     })
 }
@@ -236,7 +256,12 @@ pub(crate) fn resume(direction: Direction) -> bool {
     true
 }
 
-pub(crate) fn http_call(upstream: &str, headers: &[(&str, &str)], body: &[u8], timeout: Duration) -> Option<u32> {
+pub(crate) fn http_call(
+    upstream: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Option<u32> {
     if with(|s| s.refuse_callouts) {
         return None;
     }
@@ -247,7 +272,10 @@ pub(crate) fn http_call(upstream: &str, headers: &[(&str, &str)], body: &[u8], t
     let call = SentCallout {
         token,
         upstream: upstream.to_owned(),
-        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         body: body.to_vec(),
         timeout,
     };
@@ -259,5 +287,7 @@ pub(crate) fn http_call(upstream: &str, headers: &[(&str, &str)], body: &[u8], t
 }
 
 pub(crate) fn now_nanos() -> Option<u64> {
-    Some(lasting(|l| if l.clock == 0 { CLOCK_START } else { l.clock }))
+    Some(lasting(
+        |l| if l.clock == 0 { CLOCK_START } else { l.clock },
+    ))
 }

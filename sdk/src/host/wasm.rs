@@ -72,7 +72,13 @@ pub(crate) fn log(level: u32, message: &str) {
 pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0);
     unsafe {
-        match proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size) {
+        match proxy_get_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        ) {
             OK => Some(take(data, size)),
             _ => None,
         }
@@ -91,15 +97,25 @@ pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
     unsafe {
-        proxy_replace_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len())
-            == OK
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        ) == OK
     }
 }
 
 pub(crate) fn map_add(map: Map, name: &[u8], value: &[u8]) -> bool {
     unsafe {
-        proxy_add_header_map_value(map as u32, name.as_ptr(), name.len(), value.as_ptr(), value.len())
-            == OK
+        proxy_add_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        ) == OK
     }
 }
 
@@ -147,8 +163,19 @@ pub(crate) fn send_local_reply(
 
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_set_buffer_bytes(buffer: u32, start: usize, size: usize, data: *const u8, data_size: usize) -> u32;
-    fn proxy_get_property(path: *const u8, path_size: usize, value: *mut *mut u8, value_size: *mut usize) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        value: *mut *mut u8,
+        value_size: *mut usize,
+    ) -> u32;
     fn proxy_define_metric(kind: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
     fn proxy_increment_metric(id: u32, offset: i64) -> u32;
     fn proxy_record_metric(id: u32, value: u64) -> u32;
@@ -159,7 +186,13 @@ extern "C" {
         value_size: *mut usize,
         cas: *mut u32,
     ) -> u32;
-    fn proxy_set_shared_data(key: *const u8, key_size: usize, value: *const u8, value_size: usize, cas: u32) -> u32;
+    fn proxy_set_shared_data(
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_continue_stream(stream: u32) -> u32;
     fn proxy_get_current_time_nanoseconds(nanos: *mut u64) -> u32;
@@ -203,7 +236,9 @@ pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
 
 pub(crate) fn define_metric(kind: MetricKind, name: &str) -> Option<u32> {
     let mut id = 0;
-    unsafe { (proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) == OK).then_some(id) }
+    unsafe {
+        (proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) == OK).then_some(id)
+    }
 }
 
 pub(crate) fn increment_metric(id: u32, delta: i64) -> bool {
@@ -213,7 +248,6 @@ pub(crate) fn increment_metric(id: u32, delta: i64) -> bool {
 pub(crate) fn record_metric(id: u32, value: u64) -> bool {
     unsafe { proxy_record_metric(id, value) == OK }
 }
-
 
 pub(crate) fn shared_get(key: &str) -> Option<(Vec<u8>, u32)> {
     let (mut data, mut len, mut cas) = (null_mut(), 0, 0);
@@ -252,7 +286,8 @@ pub(crate) fn http_call(
     timeout: std::time::Duration,
 ) -> Option<u32> {
     let body = (!body.is_empty()).then_some(body);
-    proxy_wasm::hostcalls::dispatch_http_call(upstream, headers.to_vec(), body, Vec::new(), timeout).ok()
+    proxy_wasm::hostcalls::dispatch_http_call(upstream, headers.to_vec(), body, Vec::new(), timeout)
+        .ok()
 }
 
 pub(crate) fn now_nanos() -> Option<u64> {
