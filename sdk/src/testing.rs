@@ -181,6 +181,8 @@ impl<F: HttpFilter> TestFilter<F> {
                 callouts,
                 request_action,
                 response_action,
+                grpc: find(&request.headers, "content-type")
+                    .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc")),
             }
         })
     }
@@ -477,6 +479,8 @@ pub struct Exchange {
     callouts: Vec<Call>,
     request_action: Action,
     response_action: Option<Action>,
+    /// The request said `content-type: application/grpc…`.
+    grpc: bool,
 }
 
 fn find(pairs: &Pairs, name: &str) -> Option<Value> {
@@ -501,9 +505,13 @@ fn level(l: u32) -> Level {
 
 impl Exchange {
     /// The status the client gets: the local reply's, or the upstream's
-    /// (0 when the request was held and nobody answered).
+    /// (0 when the request was held and nobody answered). As in Envoy, a
+    /// local reply with a gRPC status to a gRPC request is HTTP 200.
     pub fn status(&self) -> u16 {
         if let Some(reply) = &self.reply {
+            if self.grpc && reply.grpc_status.is_some() {
+                return 200;
+            }
             return reply.status as u16;
         }
         if self.upstream.is_none() {

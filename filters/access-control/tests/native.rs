@@ -172,6 +172,8 @@ fn grpc_calls_are_denied_with_permission_denied() {
             .header("content-type", "application/grpc+proto"),
     );
     assert_eq!(ex.reply_grpc_status(), Some(7));
+    assert_eq!(ex.status(), 200, "gRPC errors travel in grpc-status");
     let ex = f.send(TestRequest::get("/admin"));
+    assert_eq!(ex.status(), 403);
     assert_eq!(ex.reply_grpc_status(), None);
 }
