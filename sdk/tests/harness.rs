@@ -462,6 +462,7 @@ fn reconfigure_replaces_the_configuration() {
 struct NoCallback;
 
 #[weir::filter]
+#[allow(clippy::needless_lifetimes)] // another attribute after ours still works
 impl HttpFilter for NoCallback {
     type Config = ();
     fn default_config() -> Option<()> {

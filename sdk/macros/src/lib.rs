@@ -32,10 +32,12 @@ pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
         return error("#[weir::filter] takes no arguments", Span::call_site());
     }
     let mut tokens: Vec<TokenTree> = item.into_iter().collect();
-    let is_filter_impl = matches!(tokens.first(), Some(TokenTree::Ident(i)) if i.to_string() == "impl")
-        && tokens
+    let has_ident = |name: &str| {
+        tokens
             .iter()
-            .any(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == "HttpFilter"));
+            .any(|t| matches!(t, TokenTree::Ident(i) if i.to_string() == name))
+    };
+    let is_filter_impl = has_ident("impl") && has_ident("HttpFilter");
     let body = match tokens.last() {
         Some(TokenTree::Group(g)) if is_filter_impl && g.delimiter() == Delimiter::Brace => {
             g.clone()
