@@ -13,14 +13,25 @@ use std::time::{Duration, Instant};
 
 /// Panics unless `tool` runs: the tests need the real thing, never a silent skip.
 pub fn need(tool: &str) {
-    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     assert!(found, "`{tool}` is not installed: run `cargo xtask setup`");
 }
 
 /// Panics unless python3 can `import oras.client` (oras-py).
 pub fn need_oras_py() {
-    let ok = Command::new("python3").args(["-c", "import oras.client"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    assert!(ok, "oras-py is not installed (python3 -c 'import oras.client' fails): run `cargo xtask setup`");
+    let ok = Command::new("python3")
+        .args(["-c", "import oras.client"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "oras-py is not installed (python3 -c 'import oras.client' fails): run `cargo xtask setup`"
+    );
 }
 
 /// A port nothing listens on right now.
@@ -66,7 +77,11 @@ impl Registry {
         Self::spawn_with(login, tls, None)
     }
 
-    fn spawn_with(login: Option<(&str, &str)>, tls: Option<&Tls>, tokens: Option<&TokenServer>) -> Self {
+    fn spawn_with(
+        login: Option<(&str, &str)>,
+        tls: Option<&Tls>,
+        tokens: Option<&TokenServer>,
+    ) -> Self {
         need("docker-registry");
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = dir.path().join("storage");
@@ -79,11 +94,30 @@ impl Registry {
             need("htpasswd");
             let file = dir.path().join("htpasswd");
             // -i: the password comes on stdin, not in htpasswd's arguments.
-            let mut h = Command::new("htpasswd").args(["-iBc"]).arg(&file).arg(user).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("run htpasswd");
-            h.stdin.take().expect("stdin").write_all(password.as_bytes()).expect("write password");
+            let mut h = Command::new("htpasswd")
+                .args(["-iBc"])
+                .arg(&file)
+                .arg(user)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run htpasswd");
+            h.stdin
+                .take()
+                .expect("stdin")
+                .write_all(password.as_bytes())
+                .expect("write password");
             let out = h.wait_with_output().expect("htpasswd");
-            assert!(out.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n", file.display()));
+            assert!(
+                out.status.success(),
+                "htpasswd failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n",
+                file.display()
+            ));
         }
         if let Some(t) = tokens {
             config.push_str(&format!(
@@ -93,7 +127,11 @@ impl Registry {
             ));
         }
         if let Some(tls) = tls {
-            config.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", tls.cert.display(), tls.key.display()));
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                tls.cert.display(),
+                tls.key.display()
+            ));
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write config");
@@ -106,7 +144,14 @@ impl Registry {
             .stderr(log_file)
             .spawn()
             .expect("start docker-registry");
-        let mut r = Registry { child, port, storage, log, tls: tls.is_some(), _dir: dir };
+        let mut r = Registry {
+            child,
+            port,
+            storage,
+            log,
+            tls: tls.is_some(),
+            _dir: dir,
+        };
         r.wait_ready();
         r
     }
@@ -130,7 +175,11 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not answer on port {} within 20 s:\n{}", self.port, self.log_text());
+        panic!(
+            "docker-registry did not answer on port {} within 20 s:\n{}",
+            self.port,
+            self.log_text()
+        );
     }
 
     /// `127.0.0.1:PORT`.
@@ -148,7 +197,10 @@ impl Registry {
         self.log_text()
             .lines()
             .filter(|l| {
-                ["\"POST /v2/", "\"PUT /v2/", "\"PATCH /v2/"].iter().any(|m| l.contains(m)) && l.contains("/blobs/uploads/")
+                ["\"POST /v2/", "\"PUT /v2/", "\"PATCH /v2/"]
+                    .iter()
+                    .any(|m| l.contains(m))
+                    && l.contains("/blobs/uploads/")
             })
             .count()
     }
@@ -156,7 +208,11 @@ impl Registry {
     /// The file holding blob `digest` (`sha256:...`) in the registry's storage.
     pub fn blob_file(&self, digest: &str) -> PathBuf {
         let hex = digest.trim_start_matches("sha256:");
-        self.storage.join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
+        self.storage
+            .join("docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
     }
 }
 
@@ -182,15 +238,79 @@ impl Tls {
     pub fn make(dir: &Path) -> Tls {
         need("openssl");
         let run = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=weir test CA"]].concat());
-        run(&[&["req"][..], &ec, &["-keyout", "key.pem", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat());
-        std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").expect("write ext");
-        run(&["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "cert.pem", "-days", "2", "-extfile", "ext.cnf"]);
-        Tls { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") }
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=weir test CA",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Tls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
     }
 }
 
@@ -214,20 +334,48 @@ impl TokenServer {
     pub fn start(dir: &Path, user: &str, password: &str) -> Self {
         need("openssl");
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-            .args(["-keyout", "token.key", "-out", "token.pem", "-days", "2", "-subj", "/CN=weir token signer"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+            ])
+            .args([
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=weir token signer",
+            ])
             .current_dir(dir)
             .output()
             .expect("run openssl");
-        assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let cert = dir.join("token.pem");
-        let der_b64: String = std::fs::read_to_string(&cert).expect("cert").lines().filter(|l| !l.starts_with("-----")).collect();
+        let der_b64: String = std::fs::read_to_string(&cert)
+            .expect("cert")
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (r, st, key) = (requests.clone(), stop.clone(), dir.join("token.key"));
-        let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
         let user = user.to_owned();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -248,14 +396,18 @@ impl TokenServer {
                 let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
                 let scope = query_value(&target, "scope");
                 let authorized = head.lines().any(|l| {
-                    l.split_once(':').is_some_and(|(k, v)| k.eq_ignore_ascii_case("authorization") && v.trim() == expected)
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected
+                    })
                 });
                 if let Ok(mut log) = r.lock() {
                     log.push((scope.clone(), authorized));
                 }
                 let response = if authorized {
                     let token = sign_token(&key, &der_b64, &user, &scope);
-                    let body = format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#);
+                    let body = format!(
+                        r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#
+                    );
                     format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
                 } else {
                     let body = r#"{"details":"wrong user name or password"}"#;
@@ -265,7 +417,12 @@ impl TokenServer {
                 let _ = conn.shutdown(Shutdown::Both);
             }
         });
-        TokenServer { port, cert, requests, stop }
+        TokenServer {
+            port,
+            cert,
+            requests,
+            stop,
+        }
     }
 }
 
@@ -280,8 +437,20 @@ fn query_value(target: &str, key: &str) -> String {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     query
         .split('&')
-        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
-        .map(|v| v.replace("%3A", ":").replace("%3a", ":").replace("%2C", ",").replace("%2c", ",").replace("%2F", "/").replace("%2f", "/").replace('+', " "))
+        .find_map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| *k == key)
+                .map(|(_, v)| v)
+        })
+        .map(|v| {
+            v.replace("%3A", ":")
+                .replace("%3a", ":")
+                .replace("%2C", ",")
+                .replace("%2c", ",")
+                .replace("%2F", "/")
+                .replace("%2f", "/")
+                .replace('+', " ")
+        })
         .unwrap_or_default()
 }
 
@@ -289,16 +458,26 @@ fn query_value(target: &str, key: &str) -> String {
 fn sign_token(key: &Path, cert_der_b64: &str, user: &str, scope: &str) -> String {
     use base64::Engine as _;
     let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut parts = scope.splitn(3, ':');
-    let (kind, name, actions) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (kind, name, actions) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
     let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": [cert_der_b64]});
     let claims = serde_json::json!({
         "iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
         "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("weir-{now}-{}", free_port()),
         "access": [{"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}],
     });
-    let input = format!("{}.{}", url.encode(header.to_string()), url.encode(claims.to_string()));
+    let input = format!(
+        "{}.{}",
+        url.encode(header.to_string()),
+        url.encode(claims.to_string())
+    );
     let mut child = Command::new("openssl")
         .args(["dgst", "-sha256", "-sign"])
         .arg(key)
@@ -306,7 +485,12 @@ fn sign_token(key: &Path, cert_der_b64: &str, user: &str, scope: &str) -> String
         .stdout(Stdio::piped())
         .spawn()
         .expect("run openssl dgst");
-    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
     let der = child.wait_with_output().expect("openssl dgst").stdout;
     format!("{input}.{}", url.encode(der_ecdsa_to_raw(&der)))
 }
@@ -337,6 +521,9 @@ pub struct Faults {
     pub stall: bool,
     /// Answer every upload with 403 DENIED (an account that may not push).
     pub deny_uploads: bool,
+    /// Answer every upload with 404 NAME_UNKNOWN (a registry that does not create
+    /// repositories on push).
+    pub no_repository: bool,
     /// Answer a manifest PUT whose body contains this text with 400 MANIFEST_INVALID (a
     /// registry that refuses custom artifact media types).
     pub reject_manifest_containing: Option<String>,
@@ -390,7 +577,11 @@ impl FaultProxy {
     pub fn set(&self, new: Faults) {
         if let Ok(mut f) = self.faults.lock() {
             let (a, d) = (f.answered_503, f.dropped);
-            *f = Faults { answered_503: a, dropped: d, ..new };
+            *f = Faults {
+                answered_503: a,
+                dropped: d,
+                ..new
+            };
         }
     }
 }
@@ -423,7 +614,11 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let length: usize = head
         .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().parse().unwrap_or(0)))
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.trim().parse().unwrap_or(0))
+        })
         .unwrap_or(0);
     let upload = path.contains("/blobs/uploads/") && matches!(method, "POST" | "PUT" | "PATCH");
     if method == "PUT" && path.contains("/manifests/") {
@@ -442,7 +637,13 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             "stall"
         } else if upload && f.deny_uploads {
             "403"
-        } else if f.reject_manifest_containing.as_deref().is_some_and(|n| method == "PUT" && path.contains("/manifests/") && body_has(n)) {
+        } else if upload && f.no_repository {
+            "404"
+        } else if f
+            .reject_manifest_containing
+            .as_deref()
+            .is_some_and(|n| method == "PUT" && path.contains("/manifests/") && body_has(n))
+        {
             "400"
         } else if upload && f.fail_uploads > 0 {
             f.fail_uploads -= 1;
@@ -475,11 +676,22 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             let _ = client.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: close\r\n\r\nfault proxy says no");
             let _ = client.shutdown(Shutdown::Both);
         }
-        "403" | "400" => {
+        "403" | "404" | "400" => {
             let (status, body) = if action == "403" {
-                ("403 Forbidden", r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#)
+                (
+                    "403 Forbidden",
+                    r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+                )
+            } else if action == "404" {
+                (
+                    "404 Not Found",
+                    r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#,
+                )
             } else {
-                ("400 Bad Request", r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"unsupported config media type"}]}"#)
+                (
+                    "400 Bad Request",
+                    r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":"unsupported config media type"}]}"#,
+                )
             };
             let mut have = buf.len() - head_end;
             while have < length {
@@ -512,13 +724,18 @@ fn forward(mut client: TcpStream, upstream: u16, buf: &[u8], head_end: usize) {
         return;
     };
     let head = String::from_utf8_lossy(&buf[..head_end]);
-    let mut lines: Vec<&str> = head.split("\r\n").filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:")).collect();
+    let mut lines: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
     lines.push("Connection: close");
     let new_head = format!("{}\r\n\r\n", lines.join("\r\n"));
     if up.write_all(new_head.as_bytes()).is_err() || up.write_all(&buf[head_end..]).is_err() {
         return;
     }
-    let (Ok(mut client_r), Ok(mut up_w)) = (client.try_clone(), up.try_clone()) else { return };
+    let (Ok(mut client_r), Ok(mut up_w)) = (client.try_clone(), up.try_clone()) else {
+        return;
+    };
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut client_r, &mut up_w);
     });
@@ -574,7 +791,11 @@ pub fn xtask_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Ru
     cmd.args(args)
         .env("DOCKER_CONFIG", empty.path())
         .env_remove("SOURCE_DATE_EPOCH")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -627,7 +848,13 @@ pub fn module_file(dir: &Path, name: &str, size: usize, seed: u64) -> (PathBuf, 
 /// Runs a python snippet with oras-py; `args` become `sys.argv[1:]`.
 pub fn oras_py(script: &str, args: &[&str], cwd: &Path) -> Run {
     need_oras_py();
-    let out = Command::new("python3").arg("-c").arg(script).args(args).current_dir(cwd).output().expect("run python3");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run python3");
     Run {
         status: out.status,
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -638,13 +865,23 @@ pub fn oras_py(script: &str, args: &[&str], cwd: &Path) -> Run {
 /// oras-py pulls `target` from a plain-HTTP registry into `outdir`; returns the files it wrote.
 pub fn oras_pull(host: &str, target: &str, outdir: &Path) -> Vec<PathBuf> {
     let script = "import sys, oras.client\nc = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\nfor f in c.pull(target=sys.argv[2], outdir=sys.argv[3]):\n    print(f)\n";
-    let run = oras_py(script, &[host, target, &outdir.display().to_string()], outdir);
+    let run = oras_py(
+        script,
+        &[host, target, &outdir.display().to_string()],
+        outdir,
+    );
     assert!(run.status.success(), "oras-py pull failed:\n{}", run.all());
     run.stdout.lines().map(PathBuf::from).collect()
 }
 
 /// The seed's push, by oras-py: `--manifest-config runtime-config.json:application/vnd.module.wasm.config.v1+json FILE:application/vnd.module.wasm.content.layer.v1+wasm`.
-pub fn oras_push_seed_layout(host: &str, target: &str, dir: &Path, wasm_name: &str, runtime_config: &str) {
+pub fn oras_push_seed_layout(
+    host: &str,
+    target: &str,
+    dir: &Path,
+    wasm_name: &str,
+    runtime_config: &str,
+) {
     std::fs::write(dir.join("runtime-config.json"), runtime_config).expect("write runtime config");
     let script = "import sys, oras.client\nc = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)\nr = c.push(target=sys.argv[2], files=[sys.argv[3] + ':application/vnd.module.wasm.content.layer.v1+wasm'], manifest_config='runtime-config.json:application/vnd.module.wasm.config.v1+json')\nassert r.status_code in (200, 201), r.status_code\n";
     let run = oras_py(script, &[host, target, wasm_name], dir);
@@ -654,13 +891,25 @@ pub fn oras_push_seed_layout(host: &str, target: &str, dir: &Path, wasm_name: &s
 /// `skopeo ARGS`, returning stdout; panics with skopeo's words if it fails.
 pub fn skopeo(args: &[&str]) -> String {
     need("skopeo");
-    let out = Command::new("skopeo").args(args).output().expect("run skopeo");
-    assert!(out.status.success(), "skopeo {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The manifest a registry serves for `repo:tag`, read by skopeo.
 pub fn registry_manifest(host: &str, reference: &str) -> serde_json::Value {
-    let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{host}/{reference}")]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/{reference}"),
+    ]);
     serde_json::from_str(&raw).expect("skopeo prints the manifest as JSON")
 }

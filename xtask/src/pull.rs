@@ -48,10 +48,18 @@ impl Args {
             .context("cannot start the async runtime")?
             .block_on(async {
                 let store = match target {
-                    Target::Layout(reference) => Store::Layout { layout: Layout::open(&reference.dir)?, reference },
+                    Target::Layout(reference) => Store::Layout {
+                        layout: Layout::open(&reference.dir)?,
+                        reference,
+                    },
                     Target::Registry(reference) => {
                         let login = credentials::resolve(&self.credentials, &reference.host)?;
-                        let registry = Registry::new(reference, &self.transport, &login, indicatif::ProgressBar::hidden())?;
+                        let registry = Registry::new(
+                            reference,
+                            &self.transport,
+                            &login,
+                            indicatif::ProgressBar::hidden(),
+                        )?;
                         registry.authenticate(false).await?;
                         Store::Registry(registry)
                     }
@@ -78,7 +86,13 @@ impl Args {
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            println!("pulled {} ({} layout, {}) to {}", self.reference, pulled.layout, crate::build::human_bytes(pulled.module.len() as u64), self.output.display());
+            println!(
+                "pulled {} ({} layout, {}) to {}",
+                self.reference,
+                pulled.layout,
+                crate::build::human_bytes(pulled.module.len() as u64),
+                self.output.display()
+            );
             println!("  pinned    {}", pulled.pinned);
             println!("  module    sha256:{}", project::sha256_hex(&pulled.module));
             if !abi.is_empty() {

@@ -60,7 +60,10 @@ impl Args {
         let target = Target::parse(&self.reference)?;
         let (module, meta) = self.module()?;
         let artifact = artifact::pack(self.format, &module, &meta)?;
-        let progress = progress_bar(self.json, artifact.blobs.iter().map(|b| b.bytes.len() as u64).sum());
+        let progress = progress_bar(
+            self.json,
+            artifact.blobs.iter().map(|b| b.bytes.len() as u64).sum(),
+        );
         let report = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -74,18 +77,27 @@ impl Args {
                     }
                     Target::Registry(reference) => {
                         if reference.digest.is_some() {
-                            bail!("cannot push to a digest ({reference}): name a tag, e.g. {}:v1", reference.repository_url());
+                            bail!(
+                                "cannot push to a digest ({reference}): name a tag, e.g. {}:v1",
+                                reference.repository_url()
+                            );
                         }
                         let login = credentials::resolve(&self.credentials, &reference.host)?;
                         let tag = reference.tag_or_default().to_owned();
-                        let registry = Registry::new(reference, &self.transport, &login, progress.clone())?;
+                        let registry =
+                            Registry::new(reference, &self.transport, &login, progress.clone())?;
                         registry.authenticate(true).await?;
                         (Store::Registry(registry), tag)
                     }
                 };
                 transfer::push(&store, &artifact, &tag, module.len() as u64)
                     .await
-                    .with_context(|| format!("push to {} did not complete; no tag was written, run it again", store.name()))
+                    .with_context(|| {
+                        format!(
+                            "push to {} did not complete; no tag was written, run it again",
+                            store.name()
+                        )
+                    })
             });
         progress.finish_and_clear();
         let report = report?;
@@ -100,28 +112,59 @@ impl Args {
     /// The module's bytes and what the artifact says about it.
     fn module(&self) -> Result<(Vec<u8>, Metadata)> {
         let as_file = Path::new(&self.input);
-        let (path, title, root_ids, source, revision) = if self.input.ends_with(".wasm") || as_file.is_file() {
-            let stem = as_file.file_stem().and_then(|s| s.to_str()).unwrap_or("module").to_owned();
-            (as_file.to_path_buf(), stem.clone(), vec![stem], None, None)
-        } else {
-            let filter = project::filter(&self.input)?;
-            let path = crate::build::module_for(&filter.name)?;
-            let source = repository_url(&filter.dir.join("Cargo.toml")).or_else(|| repository_url(&project::root().join("Cargo.toml")));
-            (path, filter.name.clone(), vec![filter.root_id().to_owned()], source, git_revision())
-        };
-        let module = std::fs::read(&path).with_context(|| format!("cannot read the module {}", path.display()))?;
+        let (path, title, root_ids, source, revision) =
+            if self.input.ends_with(".wasm") || as_file.is_file() {
+                let stem = as_file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("module")
+                    .to_owned();
+                (as_file.to_path_buf(), stem.clone(), vec![stem], None, None)
+            } else {
+                let filter = project::filter(&self.input)?;
+                let path = crate::build::module_for(&filter.name)?;
+                let source = repository_url(&filter.dir.join("Cargo.toml"))
+                    .or_else(|| repository_url(&project::root().join("Cargo.toml")));
+                (
+                    path,
+                    filter.name.clone(),
+                    vec![filter.root_id().to_owned()],
+                    source,
+                    git_revision(),
+                )
+            };
+        let module = std::fs::read(&path)
+            .with_context(|| format!("cannot read the module {}", path.display()))?;
         if !module.starts_with(b"\0asm") {
-            bail!("{} is not a wasm module (no \\0asm header); build one with `cargo xtask build`", path.display());
+            bail!(
+                "{} is not a wasm module (no \\0asm header); build one with `cargo xtask build`",
+                path.display()
+            );
         }
         // Nothing Envoy would refuse gets pushed: the same ABI check as `cargo xtask validate`.
-        let report = crate::abi::check(&module).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let report =
+            crate::abi::check(&module).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         if !report.is_ok() {
             let problems: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
             bail!("{} does not fit the proxy-wasm ABI, so Envoy would not load it; nothing was pushed:\n{}", path.display(), problems.join("\n"));
         }
         let abi_versions = report.abi_versions;
-        let root_ids = if self.root_ids.is_empty() { root_ids } else { self.root_ids.clone() };
-        Ok((module, Metadata { title, root_ids, abi_versions, source, revision, epoch: source_date_epoch()? }))
+        let root_ids = if self.root_ids.is_empty() {
+            root_ids
+        } else {
+            self.root_ids.clone()
+        };
+        Ok((
+            module,
+            Metadata {
+                title,
+                root_ids,
+                abi_versions,
+                source,
+                revision,
+                epoch: source_date_epoch()?,
+            },
+        ))
     }
 }
 
@@ -130,7 +173,9 @@ fn progress_bar(json: bool, total: u64) -> indicatif::ProgressBar {
         return indicatif::ProgressBar::hidden();
     }
     let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}") {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}")
+    {
         bar.set_style(style);
     }
     bar
@@ -138,15 +183,33 @@ fn progress_bar(json: bool, total: u64) -> indicatif::ProgressBar {
 
 fn print_summary(r: &PushReport) {
     let size = |n: u64| crate::build::human_bytes(n);
-    let (done, sent) = if r.reference.starts_with("oci:") { ("written", "wrote") } else { ("uploaded", "sent") };
-    println!("pushed {} ({}, module {})", r.reference, r.format, size(r.module_size));
+    let (done, sent) = if r.reference.starts_with("oci:") {
+        ("written", "wrote")
+    } else {
+        ("uploaded", "sent")
+    };
+    println!(
+        "pushed {} ({}, module {})",
+        r.reference,
+        r.format,
+        size(r.module_size)
+    );
     println!("  pinned    {}", r.pinned);
     for b in &r.blobs {
         let what = if b.uploaded { done } else { "already there" };
-        println!("  {:<14} {} {:>9}  {what}", b.role, &b.digest[..b.digest.len().min(19)], size(b.size));
+        println!(
+            "  {:<14} {} {:>9}  {what}",
+            b.role,
+            &b.digest[..b.digest.len().min(19)],
+            size(b.size)
+        );
     }
     println!("  manifest  {} (tag written last)", size(r.manifest_size));
-    println!("  {sent} {} of blobs, skipped {}", size(r.uploaded_bytes), size(r.skipped_bytes));
+    println!(
+        "  {sent} {} of blobs, skipped {}",
+        size(r.uploaded_bytes),
+        size(r.skipped_bytes)
+    );
     if let Some(c) = &r.credentials {
         println!("  as        {c}");
     }
@@ -156,7 +219,12 @@ fn print_summary(r: &PushReport) {
 fn repository_url(cargo_toml: &PathBuf) -> Option<String> {
     let text = std::fs::read_to_string(cargo_toml).ok()?;
     text.lines().find_map(|line| {
-        let value = line.trim().strip_prefix("repository")?.trim_start().strip_prefix('=')?.trim();
+        let value = line
+            .trim()
+            .strip_prefix("repository")?
+            .trim_start()
+            .strip_prefix('=')?
+            .trim();
         let url = value.strip_prefix('"')?.split('"').next()?;
         (!url.is_empty()).then(|| url.to_owned())
     })
@@ -164,7 +232,11 @@ fn repository_url(cargo_toml: &PathBuf) -> Option<String> {
 
 /// `git rev-parse HEAD` of the workspace, when it is a git checkout.
 fn git_revision() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(project::root()).output().ok()?;
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(project::root())
+        .output()
+        .ok()?;
     let rev = String::from_utf8(out.stdout).ok()?.trim().to_owned();
     (out.status.success() && rev.len() == 40).then_some(rev)
 }
@@ -188,6 +260,9 @@ mod tests {
     #[test]
     fn repository_comes_from_the_workspace_manifest() {
         let url = repository_url(&project::root().join("Cargo.toml"));
-        assert!(url.as_deref().is_some_and(|u| u.starts_with("https://")), "{url:?}");
+        assert!(
+            url.as_deref().is_some_and(|u| u.starts_with("https://")),
+            "{url:?}"
+        );
     }
 }

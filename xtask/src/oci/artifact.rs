@@ -171,7 +171,12 @@ pub struct RuntimeSettings {
 
 impl Blob {
     fn new(media_type: &str, bytes: Vec<u8>, role: &'static str) -> Self {
-        Blob { media_type: media_type.to_owned(), digest: Digest::of(&bytes), bytes, role }
+        Blob {
+            media_type: media_type.to_owned(),
+            digest: Digest::of(&bytes),
+            bytes,
+            role,
+        }
     }
 
     fn descriptor(&self, title: Option<&str>) -> Descriptor {
@@ -193,7 +198,9 @@ pub fn runtime_config(meta: &Metadata) -> Vec<u8> {
     let config = RuntimeConfig {
         kind: "envoy_proxy".to_owned(),
         abi_versions: meta.abi_versions.clone(),
-        config: RuntimeSettings { root_ids: meta.root_ids.clone() },
+        config: RuntimeSettings {
+            root_ids: meta.root_ids.clone(),
+        },
     };
     serde_json::to_vec(&config).unwrap_or_default()
 }
@@ -203,7 +210,10 @@ pub fn pack(format: Format, module: &[u8], meta: &Metadata) -> Result<Artifact> 
     let wasm_title = format!("{}.wasm", meta.title);
     let runtime = Blob::new(WASM_CONFIG, runtime_config(meta), "runtime config");
     let mut annotations = BTreeMap::new();
-    annotations.insert("org.opencontainers.image.title".to_owned(), meta.title.clone());
+    annotations.insert(
+        "org.opencontainers.image.title".to_owned(),
+        meta.title.clone(),
+    );
     annotations.insert(ABI_ANNOTATION.to_owned(), meta.abi_versions.join(","));
     if let Some(s) = &meta.source {
         annotations.insert("org.opencontainers.image.source".to_owned(), s.clone());
@@ -217,7 +227,10 @@ pub fn pack(format: Format, module: &[u8], meta: &Metadata) -> Result<Artifact> 
     let (config, layers, blobs) = match format {
         Format::Universal => {
             let wasm = Blob::new(WASM_LAYER, module.to_vec(), "wasm layer");
-            let layers = vec![runtime.descriptor(Some("runtime-config.json")), wasm.descriptor(Some(&wasm_title))];
+            let layers = vec![
+                runtime.descriptor(Some("runtime-config.json")),
+                wasm.descriptor(Some(&wasm_title)),
+            ];
             (runtime.descriptor(None), layers, vec![runtime, wasm])
         }
         Format::Asm => {
@@ -231,7 +244,11 @@ pub fn pack(format: Format, module: &[u8], meta: &Metadata) -> Result<Artifact> 
             let image_config = image_config(&Digest::of(&tar), meta.epoch);
             let layer = Blob::new(OCI_LAYER_GZIP, gzip(&tar)?, "compat layer");
             let config = Blob::new(OCI_IMAGE_CONFIG, image_config, "image config");
-            (config.descriptor(None), vec![layer.descriptor(None)], vec![config, layer])
+            (
+                config.descriptor(None),
+                vec![layer.descriptor(None)],
+                vec![config, layer],
+            )
         }
     };
     let manifest = Manifest {
@@ -243,7 +260,13 @@ pub fn pack(format: Format, module: &[u8], meta: &Metadata) -> Result<Artifact> 
         annotations,
     };
     let bytes = serde_json::to_vec(&manifest).context("cannot serialize the manifest")?;
-    Ok(Artifact { format, digest: Digest::of(&bytes), manifest: bytes, media_type: OCI_MANIFEST, blobs })
+    Ok(Artifact {
+        format,
+        digest: Digest::of(&bytes),
+        manifest: bytes,
+        media_type: OCI_MANIFEST,
+        blobs,
+    })
 }
 
 /// A minimal OCI image config for the compat image.
@@ -263,7 +286,10 @@ fn image_config(diff_id: &Digest, epoch: Option<i64>) -> Vec<u8> {
 /// An uncompressed tar of `plugin.wasm` and `runtime-config.json`, owned by root, mode 0644.
 fn compat_tar(module: &[u8], runtime_config: &[u8], mtime: i64) -> Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
-    for (name, bytes) in [(PLUGIN_FILE, module), ("runtime-config.json", runtime_config)] {
+    for (name, bytes) in [
+        (PLUGIN_FILE, module),
+        ("runtime-config.json", runtime_config),
+    ] {
         let mut header = tar::Header::new_ustar();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);
@@ -271,15 +297,19 @@ fn compat_tar(module: &[u8], runtime_config: &[u8], mtime: i64) -> Result<Vec<u8
         header.set_uid(0);
         header.set_gid(0);
         header.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut header, name, bytes).with_context(|| format!("cannot add {name} to the compat layer"))?;
+        tar.append_data(&mut header, name, bytes)
+            .with_context(|| format!("cannot add {name} to the compat layer"))?;
     }
     tar.into_inner().context("cannot finish the compat layer")
 }
 
 /// Gzip with no name and mtime 0, so the output depends only on the input.
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
-    gz.write_all(bytes).context("cannot compress the compat layer")?;
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes)
+        .context("cannot compress the compat layer")?;
     gz.finish().context("cannot compress the compat layer")
 }
 
@@ -307,7 +337,11 @@ pub struct Located {
 pub fn locate(manifest: &Manifest) -> Result<Located> {
     let media_type = manifest.media_type.as_deref().unwrap_or("");
     if media_type == OCI_INDEX || media_type == DOCKER_LIST || !manifest.manifests.is_empty() {
-        let digests: Vec<&str> = manifest.manifests.iter().map(|m| m.digest.as_str()).collect();
+        let digests: Vec<&str> = manifest
+            .manifests
+            .iter()
+            .map(|m| m.digest.as_str())
+            .collect();
         bail!(
             "it is an image index of {} manifests ({}); pull one of them by digest (REPO@sha256:...)",
             digests.len(),
@@ -315,11 +349,23 @@ pub fn locate(manifest: &Manifest) -> Result<Located> {
         );
     }
     if manifest.schema_version != 2 {
-        bail!("its manifest has schemaVersion {}; only schema 2 manifests hold wasm artifacts", manifest.schema_version);
+        bail!(
+            "its manifest has schemaVersion {}; only schema 2 manifests hold wasm artifacts",
+            manifest.schema_version
+        );
     }
     let layers = &manifest.layers;
-    let runtime_config = manifest.config.clone().filter(|c| c.media_type == WASM_CONFIG);
-    let types = || layers.iter().map(|l| l.media_type.as_str()).collect::<Vec<_>>().join(", ");
+    let runtime_config = manifest
+        .config
+        .clone()
+        .filter(|c| c.media_type == WASM_CONFIG);
+    let types = || {
+        layers
+            .iter()
+            .map(|l| l.media_type.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if media_type == DOCKER_MANIFEST {
         return match layers.as_slice() {
             [layer] if layer.media_type == DOCKER_LAYER_GZIP => {
@@ -351,9 +397,16 @@ pub fn locate(manifest: &Manifest) -> Result<Located> {
 
 /// The module out of a located layer's (already verified) bytes.
 pub fn unpack(located: &Located, layer: Vec<u8>) -> Result<Vec<u8>> {
-    let module = if located.tar_gzip { plugin_from_tar_gzip(&layer)? } else { layer };
+    let module = if located.tar_gzip {
+        plugin_from_tar_gzip(&layer)?
+    } else {
+        layer
+    };
     if !module.starts_with(b"\0asm") {
-        bail!("the {} layer does not hold a wasm module (no \\0asm header)", located.layout);
+        bail!(
+            "the {} layer does not hold a wasm module (no \\0asm header)",
+            located.layout
+        );
     }
     Ok(module)
 }
@@ -363,7 +416,11 @@ fn plugin_from_tar_gzip(layer: &[u8]) -> Result<Vec<u8>> {
     let entries = archive.entries().context("the layer is not tar+gzip")?;
     for entry in entries {
         let entry = entry.context("the layer is not a readable tar+gzip")?;
-        let is_plugin = entry.path().ok().and_then(|p| p.file_name().map(|n| n == PLUGIN_FILE)).unwrap_or(false);
+        let is_plugin = entry
+            .path()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n == PLUGIN_FILE))
+            .unwrap_or(false);
         if !is_plugin {
             continue;
         }
@@ -372,7 +429,10 @@ fn plugin_from_tar_gzip(layer: &[u8]) -> Result<Vec<u8>> {
             bail!("{PLUGIN_FILE} in the layer is {size} bytes, more than the {MAX_MODULE} weir unpacks");
         }
         let mut module = Vec::with_capacity(size as usize);
-        entry.take(MAX_MODULE).read_to_end(&mut module).with_context(|| format!("cannot read {PLUGIN_FILE} from the layer"))?;
+        entry
+            .take(MAX_MODULE)
+            .read_to_end(&mut module)
+            .with_context(|| format!("cannot read {PLUGIN_FILE} from the layer"))?;
         return Ok(module);
     }
     Err(anyhow!("the tar+gzip layer holds no {PLUGIN_FILE}"))
@@ -400,7 +460,10 @@ mod tests {
     #[test]
     fn runtime_config_is_the_issue_shape() {
         let v: serde_json::Value = serde_json::from_slice(&runtime_config(&meta())).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"envoy_proxy","abiVersions":["0_2_1"],"config":{"rootIds":["add-header"]}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"envoy_proxy","abiVersions":["0_2_1"],"config":{"rootIds":["add-header"]}})
+        );
     }
 
     #[test]
@@ -408,13 +471,25 @@ mod tests {
         let a = pack(Format::Universal, MODULE, &meta()).unwrap();
         let m = manifest(&a);
         assert_eq!(m.layers.len(), 2);
-        assert_eq!(m.layers.iter().filter(|l| l.media_type == WASM_LAYER).count(), 1);
+        assert_eq!(
+            m.layers
+                .iter()
+                .filter(|l| l.media_type == WASM_LAYER)
+                .count(),
+            1
+        );
         assert_eq!(m.config.as_ref().unwrap().media_type, WASM_CONFIG);
         assert_eq!(m.annotations[ABI_ANNOTATION], "0_2_1");
-        assert!(!m.annotations.contains_key("org.opencontainers.image.created"));
+        assert!(!m
+            .annotations
+            .contains_key("org.opencontainers.image.created"));
         let located = locate(&m).unwrap();
         assert_eq!((located.layout, located.tar_gzip), ("universal", false));
-        assert_eq!(a.blobs.len(), 2, "the runtime config is config and layer but one blob");
+        assert_eq!(
+            a.blobs.len(),
+            2,
+            "the runtime config is config and layer but one blob"
+        );
     }
 
     #[test]
@@ -423,7 +498,10 @@ mod tests {
         assert_eq!(m.config.as_ref().unwrap().media_type, WASM_CONFIG);
         assert_eq!(m.layers.len(), 1);
         assert_eq!(m.layers[0].media_type, WASM_LAYER);
-        assert_eq!(m.layers[0].annotations["org.opencontainers.image.title"], "add-header.wasm");
+        assert_eq!(
+            m.layers[0].annotations["org.opencontainers.image.title"],
+            "add-header.wasm"
+        );
         assert_eq!(locate(&m).unwrap().layout, "asm");
     }
 
@@ -434,7 +512,11 @@ mod tests {
         assert_eq!(m.annotations["module.wasm.image/variant"], "compat");
         let located = locate(&m).unwrap();
         assert_eq!(located.layout, "compat");
-        let layer = a.blobs.iter().find(|b| b.media_type == OCI_LAYER_GZIP).unwrap();
+        let layer = a
+            .blobs
+            .iter()
+            .find(|b| b.media_type == OCI_LAYER_GZIP)
+            .unwrap();
         assert_eq!(unpack(&located, layer.bytes.clone()).unwrap(), MODULE);
     }
 
@@ -443,25 +525,65 @@ mod tests {
         let a = pack(Format::Compat, MODULE, &meta()).unwrap();
         let b = pack(Format::Compat, MODULE, &meta()).unwrap();
         assert_eq!(a.digest, b.digest);
-        let dated = Metadata { epoch: Some(1_700_000_000), ..meta() };
+        let dated = Metadata {
+            epoch: Some(1_700_000_000),
+            ..meta()
+        };
         let c = pack(Format::Universal, MODULE, &dated).unwrap();
-        assert_eq!(manifest(&c).annotations["org.opencontainers.image.created"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            manifest(&c).annotations["org.opencontainers.image.created"],
+            "2023-11-14T22:13:20Z"
+        );
     }
 
     #[test]
     fn locate_refuses_what_istio_refuses() {
-        let layer = |t: &str| Descriptor { media_type: t.into(), digest: Digest::of(b"x").to_string(), size: 1, annotations: BTreeMap::new() };
-        let m = |layers: Vec<Descriptor>| Manifest { schema_version: 2, media_type: Some(OCI_MANIFEST.into()), config: None, layers, manifests: vec![], annotations: BTreeMap::new() };
-        let three = m(vec![layer(WASM_LAYER), layer(WASM_CONFIG), layer(WASM_CONFIG)]);
+        let layer = |t: &str| Descriptor {
+            media_type: t.into(),
+            digest: Digest::of(b"x").to_string(),
+            size: 1,
+            annotations: BTreeMap::new(),
+        };
+        let m = |layers: Vec<Descriptor>| Manifest {
+            schema_version: 2,
+            media_type: Some(OCI_MANIFEST.into()),
+            config: None,
+            layers,
+            manifests: vec![],
+            annotations: BTreeMap::new(),
+        };
+        let three = m(vec![
+            layer(WASM_LAYER),
+            layer(WASM_CONFIG),
+            layer(WASM_CONFIG),
+        ]);
         assert!(locate(&three).unwrap_err().to_string().contains("3 layers"));
         let none = m(vec![layer("application/octet-stream")]);
-        assert!(locate(&none).unwrap_err().to_string().contains("application/octet-stream"));
+        assert!(locate(&none)
+            .unwrap_err()
+            .to_string()
+            .contains("application/octet-stream"));
         let mut docker = m(vec![layer(DOCKER_LAYER_GZIP)]);
         docker.media_type = Some(DOCKER_MANIFEST.into());
         assert_eq!(locate(&docker).unwrap().layout, "docker-compat");
-        let index = Manifest { media_type: Some(OCI_INDEX.into()), manifests: vec![layer(OCI_MANIFEST)], ..m(vec![]) };
-        assert!(locate(&index).unwrap_err().to_string().contains("image index"));
-        let raw = Located { layout: "asm", layer: layer(WASM_LAYER), tar_gzip: false, runtime_config: None };
-        assert!(unpack(&raw, b"not wasm".to_vec()).unwrap_err().to_string().contains("no \\0asm header"));
+        let index = Manifest {
+            media_type: Some(OCI_INDEX.into()),
+            manifests: vec![layer(OCI_MANIFEST)],
+            ..m(vec![])
+        };
+        assert!(locate(&index)
+            .unwrap_err()
+            .to_string()
+            .contains("image index"));
+        let raw = Located {
+            layout: "asm",
+            layer: layer(WASM_LAYER),
+            tar_gzip: false,
+            runtime_config: None,
+        };
+        assert!(unpack(&raw, b"not wasm".to_vec())
+            .unwrap_err()
+            .to_string()
+            .contains("no \\0asm header"));
     }
 }

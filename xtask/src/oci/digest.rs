@@ -21,7 +21,11 @@ impl Digest {
         if algorithm != "sha256" {
             bail!("digest `{text}` uses {algorithm}; weir verifies sha256 digests only");
         }
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             bail!("`{text}` is not a digest: expected sha256:<64 lowercase hex digits>");
         }
         Ok(Digest(text.to_owned()))
@@ -72,14 +76,26 @@ mod tests {
     #[test]
     fn parses_and_verifies() {
         let d = Digest::of(b"abc");
-        assert_eq!(d.as_str(), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            d.as_str(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
         d.verify(b"abc", Some(3), "x").unwrap();
-        let e = d.verify(b"abd", None, "the wasm layer").unwrap_err().to_string();
-        assert!(e.contains("the wasm layer has digest") && e.contains("refusing"), "{e}");
+        let e = d
+            .verify(b"abd", None, "the wasm layer")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the wasm layer has digest") && e.contains("refusing"),
+            "{e}"
+        );
         let e = d.verify(b"ab", Some(3), "x").unwrap_err().to_string();
         assert!(e.contains("is 2 bytes, but its descriptor says 3"), "{e}");
-        assert!(Digest::parse("sha512:00").unwrap_err().to_string().contains("sha256 digests only"));
+        assert!(Digest::parse("sha512:00")
+            .unwrap_err()
+            .to_string()
+            .contains("sha256 digests only"));
         assert!(Digest::parse("sha256:XYZ").is_err());
     }
 }

@@ -34,12 +34,15 @@ impl Layout {
     /// Opens `dir` for writing, creating it and its `oci-layout` marker when missing.
     pub fn create(dir: &Path) -> Result<Self> {
         let blobs = dir.join("blobs").join("sha256");
-        std::fs::create_dir_all(&blobs).with_context(|| format!("cannot create OCI layout {}", dir.display()))?;
+        std::fs::create_dir_all(&blobs)
+            .with_context(|| format!("cannot create OCI layout {}", dir.display()))?;
         let marker = dir.join("oci-layout");
         if !marker.is_file() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        Ok(Layout { dir: dir.to_owned() })
+        Ok(Layout {
+            dir: dir.to_owned(),
+        })
     }
 
     /// Opens an existing layout for reading.
@@ -47,7 +50,9 @@ impl Layout {
         if !dir.join("oci-layout").is_file() {
             bail!("{} is not an OCI image layout (no oci-layout file); push to it first with `cargo xtask push FILTER oci:{}:TAG`", dir.display(), dir.display());
         }
-        Ok(Layout { dir: dir.to_owned() })
+        Ok(Layout {
+            dir: dir.to_owned(),
+        })
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -68,24 +73,43 @@ impl Layout {
     /// Reads a blob and verifies it against `digest` (and `size` when known).
     pub fn get_blob(&self, digest: &Digest, size: Option<u64>, what: &str) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
-        let bytes = std::fs::read(&path).with_context(|| format!("OCI layout {} lacks the {what} {digest} ({})", self.dir.display(), path.display()))?;
-        digest.verify(&bytes, size, &format!("the {what} in {}", self.dir.display()))?;
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "OCI layout {} lacks the {what} {digest} ({})",
+                self.dir.display(),
+                path.display()
+            )
+        })?;
+        digest.verify(
+            &bytes,
+            size,
+            &format!("the {what} in {}", self.dir.display()),
+        )?;
         Ok(bytes)
     }
 
     fn read_index(&self) -> Result<Index> {
         let path = self.dir.join("index.json");
         if !path.exists() {
-            return Ok(Index { schema_version: 2, media_type: Some(OCI_INDEX.to_owned()), manifests: Vec::new(), annotations: BTreeMap::new() });
+            return Ok(Index {
+                schema_version: 2,
+                media_type: Some(OCI_INDEX.to_owned()),
+                manifests: Vec::new(),
+                annotations: BTreeMap::new(),
+            });
         }
-        let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_slice(&text).with_context(|| format!("{} is not an OCI image index", path.display()))
+        let text =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not an OCI image index", path.display()))
     }
 
     /// Points `tag` at the manifest (written after every blob): replaces an older `tag`.
     pub fn tag(&self, tag: &str, manifest: Descriptor) -> Result<()> {
         let mut index = self.read_index()?;
-        index.manifests.retain(|m| m.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
+        index
+            .manifests
+            .retain(|m| m.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
         let mut manifest = manifest;
         manifest.annotations = BTreeMap::from([(REF_NAME.to_owned(), tag.to_owned())]);
         index.manifests.push(manifest);
@@ -98,8 +122,16 @@ impl Layout {
     pub fn resolve(&self, tag: Option<&str>) -> Result<Descriptor> {
         let index = self.read_index()?;
         let names = || {
-            let n: Vec<&str> = index.manifests.iter().filter_map(|m| m.annotations.get(REF_NAME).map(String::as_str)).collect();
-            if n.is_empty() { "none".to_owned() } else { n.join(", ") }
+            let n: Vec<&str> = index
+                .manifests
+                .iter()
+                .filter_map(|m| m.annotations.get(REF_NAME).map(String::as_str))
+                .collect();
+            if n.is_empty() {
+                "none".to_owned()
+            } else {
+                n.join(", ")
+            }
         };
         match tag {
             Some(tag) => index
@@ -107,10 +139,22 @@ impl Layout {
                 .iter()
                 .find(|m| m.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
                 .cloned()
-                .with_context(|| format!("OCI layout {} has no tag `{tag}` (it has: {})", self.dir.display(), names())),
+                .with_context(|| {
+                    format!(
+                        "OCI layout {} has no tag `{tag}` (it has: {})",
+                        self.dir.display(),
+                        names()
+                    )
+                }),
             None => match index.manifests.as_slice() {
                 [only] => Ok(only.clone()),
-                _ => bail!("OCI layout {} holds {} manifests; name one: oci:{}:TAG (tags: {})", self.dir.display(), index.manifests.len(), self.dir.display(), names()),
+                _ => bail!(
+                    "OCI layout {} holds {} manifests; name one: oci:{}:TAG (tags: {})",
+                    self.dir.display(),
+                    index.manifests.len(),
+                    self.dir.display(),
+                    names()
+                ),
             },
         }
     }
@@ -129,24 +173,45 @@ mod tests {
         layout.put_blob(&d, b"hello").unwrap();
         assert!(layout.has_blob(&d));
         assert_eq!(layout.get_blob(&d, Some(5), "blob").unwrap(), b"hello");
-        let desc = |d: &Digest| Descriptor { media_type: "m".into(), digest: d.to_string(), size: 5, annotations: BTreeMap::new() };
+        let desc = |d: &Digest| Descriptor {
+            media_type: "m".into(),
+            digest: d.to_string(),
+            size: 5,
+            annotations: BTreeMap::new(),
+        };
         layout.tag("v1", desc(&d)).unwrap();
         let e = Digest::of(b"other");
         layout.tag("v1", desc(&e)).unwrap();
         layout.tag("v2", desc(&d)).unwrap();
         let opened = Layout::open(dir.path()).unwrap();
         assert_eq!(opened.resolve(Some("v1")).unwrap().digest, e.to_string());
-        assert!(opened.resolve(None).unwrap_err().to_string().contains("holds 2 manifests"));
-        assert!(opened.resolve(Some("v3")).unwrap_err().to_string().contains("has no tag `v3` (it has: v1, v2)"));
+        assert!(opened
+            .resolve(None)
+            .unwrap_err()
+            .to_string()
+            .contains("holds 2 manifests"));
+        assert!(opened
+            .resolve(Some("v3"))
+            .unwrap_err()
+            .to_string()
+            .contains("has no tag `v3` (it has: v1, v2)"));
         // A damaged blob is not "present", and reading it fails verification.
         std::fs::write(opened.blob_path(&d), b"hellO").unwrap();
         assert!(!opened.has_blob(&d));
-        assert!(opened.get_blob(&d, None, "blob").unwrap_err().to_string().contains("refusing"));
+        assert!(opened
+            .get_blob(&d, None, "blob")
+            .unwrap_err()
+            .to_string()
+            .contains("refusing"));
     }
 
     #[test]
     fn a_plain_directory_is_not_a_layout() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Layout::open(dir.path()).err().unwrap().to_string().contains("is not an OCI image layout"));
+        assert!(Layout::open(dir.path())
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("is not an OCI image layout"));
     }
 }

@@ -68,8 +68,16 @@ impl RegistryRef {
     /// The same reference for oci-client (digest wins over tag, as registries resolve it).
     pub fn to_oci(&self) -> oci_client::Reference {
         match &self.digest {
-            Some(d) => oci_client::Reference::with_digest(self.host.clone(), self.repository.clone(), d.to_string()),
-            None => oci_client::Reference::with_tag(self.host.clone(), self.repository.clone(), self.tag_or_default().to_owned()),
+            Some(d) => oci_client::Reference::with_digest(
+                self.host.clone(),
+                self.repository.clone(),
+                d.to_string(),
+            ),
+            None => oci_client::Reference::with_tag(
+                self.host.clone(),
+                self.repository.clone(),
+                self.tag_or_default().to_owned(),
+            ),
         }
     }
 }
@@ -118,7 +126,10 @@ fn parse_layout(rest: &str) -> Result<LayoutRef> {
     if let Some(tag) = tag {
         check_tag(tag, &format!("oci:{rest}"))?;
     }
-    Ok(LayoutRef { dir: PathBuf::from(dir), tag: tag.map(str::to_owned) })
+    Ok(LayoutRef {
+        dir: PathBuf::from(dir),
+        tag: tag.map(str::to_owned),
+    })
 }
 
 fn parse_registry(text: &str) -> Result<RegistryRef> {
@@ -128,7 +139,9 @@ fn parse_registry(text: &str) -> Result<RegistryRef> {
     if !(host.contains('.') || host.contains(':') || host == "localhost") {
         bail!("`{text}` names no registry host (`{host}` has no dot, port or `localhost`); {HELP}");
     }
-    if host.contains(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))) {
+    if host.contains(|c: char| {
+        !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    }) {
         bail!("`{host}` in `{text}` is not a host[:port]; {HELP}");
     }
     let (path, digest) = match path.split_once('@') {
@@ -157,7 +170,9 @@ fn check_repository(repo: &str, text: &str) -> Result<()> {
     let ok = !repo.is_empty()
         && repo.split('/').all(|c| {
             !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+                && c.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
                 && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
         });
@@ -170,8 +185,13 @@ fn check_repository(repo: &str, text: &str) -> Result<()> {
 /// `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
 fn check_tag(tag: &str, text: &str) -> Result<()> {
     let ok = (1..=128).contains(&tag.len())
-        && tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !ok {
         bail!("`{tag}` in `{text}` is not a tag: up to 128 of A-Z a-z 0-9 . _ -, not starting with . or -");
     }
@@ -192,7 +212,10 @@ mod tests {
     #[test]
     fn registry_references() {
         let r = reg("localhost:5000/team/add-header:v1");
-        assert_eq!((r.host.as_str(), r.repository.as_str(), r.tag.as_deref()), ("localhost:5000", "team/add-header", Some("v1")));
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost:5000", "team/add-header", Some("v1"))
+        );
         assert_eq!(r.to_string(), "localhost:5000/team/add-header:v1");
         let r = reg("acree-1.cr.example.com/asm/asm-test");
         assert_eq!((r.tag_or_default(), r.digest.as_ref()), ("latest", None));
@@ -207,9 +230,18 @@ mod tests {
     fn layout_references() {
         assert_eq!(
             Target::parse("oci:out/layout:v1").unwrap(),
-            Target::Layout(LayoutRef { dir: "out/layout".into(), tag: Some("v1".into()) })
+            Target::Layout(LayoutRef {
+                dir: "out/layout".into(),
+                tag: Some("v1".into())
+            })
         );
-        assert_eq!(Target::parse("oci:/tmp/x").unwrap(), Target::Layout(LayoutRef { dir: "/tmp/x".into(), tag: None }));
+        assert_eq!(
+            Target::parse("oci:/tmp/x").unwrap(),
+            Target::Layout(LayoutRef {
+                dir: "/tmp/x".into(),
+                tag: None
+            })
+        );
     }
 
     #[test]

@@ -67,10 +67,19 @@ enum Kind {
 
 impl Registry {
     /// Sets up the client for `target` with `login`; nothing is sent yet.
-    pub fn new(target: RegistryRef, transport: &TransportArgs, login: &Resolved, progress: ProgressBar) -> Result<Self> {
+    pub fn new(
+        target: RegistryRef,
+        transport: &TransportArgs,
+        login: &Resolved,
+        progress: ProgressBar,
+    ) -> Result<Self> {
         let timeout = Duration::from_secs(transport.timeout.max(1));
         let mut config = ClientConfig {
-            protocol: if transport.plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
+            protocol: if transport.plain_http {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
             read_timeout: Some(timeout),
             connect_timeout: Some(timeout.min(Duration::from_secs(10))),
             use_monolithic_push: true,
@@ -78,11 +87,15 @@ impl Registry {
             ..ClientConfig::default()
         };
         if let Some(ca) = &transport.ca_file {
-            let data = std::fs::read(ca).with_context(|| format!("cannot read --ca-file {}", ca.display()))?;
+            let data = std::fs::read(ca)
+                .with_context(|| format!("cannot read --ca-file {}", ca.display()))?;
             if !data.windows(11).any(|w| w == b"-----BEGIN ") {
                 bail!("--ca-file {} is not a PEM certificate (no -----BEGIN line); convert it with `openssl x509 -inform der -in FILE -out ca.pem`", ca.display());
             }
-            config.extra_root_certificates.push(Certificate { encoding: CertificateEncoding::Pem, data });
+            config.extra_root_certificates.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
         }
         // try_from, not new: `new` silently falls back to a default client, dropping the CA.
         let client = oci_client::Client::try_from(config)
@@ -110,16 +123,28 @@ impl Registry {
     }
 
     fn tagged(&self, tag: &str) -> oci_client::Reference {
-        oci_client::Reference::with_tag(self.target.host.clone(), self.target.repository.clone(), tag.to_owned())
+        oci_client::Reference::with_tag(
+            self.target.host.clone(),
+            self.target.repository.clone(),
+            tag.to_owned(),
+        )
     }
 
     /// Presents the login (a bearer-token registry hands out its token here).
     pub async fn authenticate(&self, push: bool) -> Result<()> {
-        let op = if push { RegistryOperation::Push } else { RegistryOperation::Pull };
+        let op = if push {
+            RegistryOperation::Push
+        } else {
+            RegistryOperation::Pull
+        };
         let r = self.target.to_oci();
         let step = "logging in";
         self.retry
-            .run(|| self.client.auth(&r, &self.auth, op), transient, |n, e, w| self.note_retry(step, n, e, w))
+            .run(
+                || self.client.auth(&r, &self.auth, op),
+                transient,
+                |n, e, w| self.note_retry(step, n, e, w),
+            )
             .await
             .map(|_| ())
             .map_err(|(e, n)| self.fail(step, e, n))
@@ -128,9 +153,17 @@ impl Registry {
     /// True when the repository already has the blob (one HEAD request).
     pub async fn has_blob(&self, blob: &Blob) -> Result<bool> {
         let r = self.tagged(self.target.tag_or_default());
-        let step = format!("checking whether it has the {} {}", blob.role, blob.digest.short());
+        let step = format!(
+            "checking whether it has the {} {}",
+            blob.role,
+            blob.digest.short()
+        );
         self.retry
-            .run(|| self.client.blob_exists(&r, blob.digest.as_str()), transient, |n, e, w| self.note_retry(&step, n, e, w))
+            .run(
+                || self.client.blob_exists(&r, blob.digest.as_str()),
+                transient,
+                |n, e, w| self.note_retry(&step, n, e, w),
+            )
             .await
             .map_err(|(e, n)| self.fail(&step, e, n))
     }
@@ -146,12 +179,20 @@ impl Registry {
                 || {
                     self.progress.set_position(start);
                     let bar = self.progress.clone();
-                    let pieces: Vec<_> = (0..data.len()).step_by(PIECE).map(|i| data.slice(i..data.len().min(i + PIECE))).collect();
+                    let pieces: Vec<_> = (0..data.len())
+                        .step_by(PIECE)
+                        .map(|i| data.slice(i..data.len().min(i + PIECE)))
+                        .collect();
                     let body = futures_util::stream::iter(pieces.into_iter().map(move |p| {
                         bar.inc(p.len() as u64);
                         Ok(p)
                     }));
-                    self.client.push_blob_stream(&r, body, blob.digest.as_str(), Some(data.len() as u64))
+                    self.client.push_blob_stream(
+                        &r,
+                        body,
+                        blob.digest.as_str(),
+                        Some(data.len() as u64),
+                    )
                 },
                 transient,
                 |n, e, w| self.note_retry(&step, n, e, w),
@@ -169,8 +210,12 @@ impl Registry {
         self.retry
             .run(
                 || async {
-                    let content_type = media_type.parse().map_err(|_| OciError::UnsupportedMediaTypeError(media_type.to_owned()))?;
-                    self.client.push_manifest_raw(&r, body.clone(), content_type).await
+                    let content_type = media_type
+                        .parse()
+                        .map_err(|_| OciError::UnsupportedMediaTypeError(media_type.to_owned()))?;
+                    self.client
+                        .push_manifest_raw(&r, body.clone(), content_type)
+                        .await
                 },
                 transient,
                 |n, e, w| self.note_retry(&step, n, e, w),
@@ -186,7 +231,14 @@ impl Registry {
         let step = format!("reading the manifest of {}", self.target);
         let (bytes, said) = self
             .retry
-            .run(|| self.client.pull_manifest_raw(&r, &self.auth, MANIFEST_TYPES), transient, |n, e, w| self.note_retry(&step, n, e, w))
+            .run(
+                || {
+                    self.client
+                        .pull_manifest_raw(&r, &self.auth, MANIFEST_TYPES)
+                },
+                transient,
+                |n, e, w| self.note_retry(&step, n, e, w),
+            )
             .await
             .map_err(|(e, n)| self.fail(&step, e, n))?;
         let actual = Digest::of(&bytes);
@@ -203,9 +255,18 @@ impl Registry {
 
     /// Downloads a blob the manifest names and verifies its size and digest.
     pub async fn get_blob(&self, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
-        let digest = Digest::parse(&desc.digest).with_context(|| format!("the manifest of {} names its {what} by a bad digest", self.target))?;
+        let digest = Digest::parse(&desc.digest).with_context(|| {
+            format!(
+                "the manifest of {} names its {what} by a bad digest",
+                self.target
+            )
+        })?;
         if desc.size > MAX_BLOB {
-            bail!("the {what} of {} is {} bytes, more than the {MAX_BLOB} weir downloads", self.target, desc.size);
+            bail!(
+                "the {what} of {} is {} bytes, more than the {MAX_BLOB} weir downloads",
+                self.target,
+                desc.size
+            );
         }
         let r = self.target.to_oci();
         let step = format!("downloading the {what} {}", digest.short());
@@ -214,14 +275,21 @@ impl Registry {
             .run(
                 || async {
                     let mut out = Vec::with_capacity(desc.size as usize);
-                    self.client.pull_blob(&r, digest.as_str(), &mut out).await.map(|()| out)
+                    self.client
+                        .pull_blob(&r, digest.as_str(), &mut out)
+                        .await
+                        .map(|()| out)
                 },
                 transient,
                 |n, e, w| self.note_retry(&step, n, e, w),
             )
             .await
             .map_err(|(e, n)| self.fail(&step, e, n))?;
-        digest.verify(&bytes, Some(desc.size), &format!("the {what} from {}", self.target.repository_url()))?;
+        digest.verify(
+            &bytes,
+            Some(desc.size),
+            &format!("the {what} from {}", self.target.repository_url()),
+        )?;
         Ok(bytes)
     }
 
@@ -242,7 +310,11 @@ impl Registry {
         let host = &self.target.host;
         let repo = self.target.repository_url();
         let tried = &self.tried;
-        let after = if tries > 1 { format!(" after {tries} tries") } else { String::new() };
+        let after = if tries > 1 {
+            format!(" after {tries} tries")
+        } else {
+            String::new()
+        };
         let cause = cause(&e);
         match kind(&e) {
             Kind::Unauthorized => anyhow!(
@@ -251,10 +323,13 @@ impl Registry {
             Kind::Denied => anyhow!(
                 "{host} denied access to {repo} while {step} (403 forbidden) for {tried}; check that this account may use {repo}"
             ),
-            Kind::NotFound => anyhow!(
-                "{host} has no {} while {step} ({cause}); check the reference, or push it first with `cargo xtask push FILTER {}`",
-                if step.starts_with("reading") { format!("tag or repository {}", self.target) } else { format!("repository {repo}") },
+            Kind::NotFound if step.starts_with("reading") || step.starts_with("downloading") => anyhow!(
+                "{host} has no tag or repository {} while {step} ({cause}); check the reference, or push it first with `cargo xtask push FILTER {}`",
+                self.target,
                 self.target
+            ),
+            Kind::NotFound => anyhow!(
+                "{host} has no repository {repo} while {step} ({cause}); create it in the registry first (this registry does not create repositories on push), or check the name"
             ),
             // A TLS port answers plain HTTP with a bare 400, not the registry's JSON errors.
             Kind::Rejected if self.plain_http && status(&e) == Some(400) && !has_registry_errors(&e) => anyhow!(
@@ -287,13 +362,18 @@ fn status(e: &OciError) -> Option<u16> {
         OciError::ServerError { code, .. } => Some(*code),
         OciError::UnauthorizedError { .. } | OciError::AuthenticationFailure(_) => Some(401),
         OciError::RequestError(r) => r.status().map(|s| s.as_u16()),
-        OciError::RegistryError { envelope, .. } => envelope.errors.iter().find_map(|err| match err.code {
-            OciErrorCode::Unauthorized => Some(401),
-            OciErrorCode::Denied => Some(403),
-            OciErrorCode::NameUnknown | OciErrorCode::ManifestUnknown | OciErrorCode::BlobUnknown | OciErrorCode::NotFound => Some(404),
-            OciErrorCode::Toomanyrequests => Some(429),
-            _ => None,
-        }),
+        OciError::RegistryError { envelope, .. } => {
+            envelope.errors.iter().find_map(|err| match err.code {
+                OciErrorCode::Unauthorized => Some(401),
+                OciErrorCode::Denied => Some(403),
+                OciErrorCode::NameUnknown
+                | OciErrorCode::ManifestUnknown
+                | OciErrorCode::BlobUnknown
+                | OciErrorCode::NotFound => Some(404),
+                OciErrorCode::Toomanyrequests => Some(429),
+                _ => None,
+            })
+        }
         _ => None,
     }
 }
@@ -309,7 +389,16 @@ fn has_registry_errors(e: &OciError) -> bool {
 
 fn is_tls(e: &OciError) -> bool {
     let text = chain(e).to_ascii_lowercase();
-    ["certificate", "tls", "invalidcontenttype", "handshake", "unknownissuer", "corrupt message"].iter().any(|w| text.contains(w))
+    [
+        "certificate",
+        "tls",
+        "invalidcontenttype",
+        "handshake",
+        "unknownissuer",
+        "corrupt message",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 fn kind(e: &OciError) -> Kind {
@@ -325,11 +414,16 @@ fn kind(e: &OciError) -> Kind {
         None => {}
     }
     match e {
-        OciError::RegistryError { .. } | OciError::UnsupportedMediaTypeError(_) | OciError::ManifestParsingError(_) | OciError::VersionedParsingError(_) => Kind::Rejected,
+        OciError::RegistryError { .. }
+        | OciError::UnsupportedMediaTypeError(_)
+        | OciError::ManifestParsingError(_)
+        | OciError::VersionedParsingError(_) => Kind::Rejected,
         OciError::RequestError(r) if r.is_timeout() => Kind::Timeout,
         OciError::RequestError(_) if is_tls(e) => Kind::Tls,
         OciError::RequestError(r) if r.is_connect() => Kind::Connect,
-        OciError::RequestError(r) if r.is_request() || r.is_body() || r.is_decode() => Kind::Dropped,
+        OciError::RequestError(r) if r.is_request() || r.is_body() || r.is_decode() => {
+            Kind::Dropped
+        }
         OciError::IoError(_) => Kind::Dropped,
         _ => Kind::Other,
     }
@@ -337,7 +431,10 @@ fn kind(e: &OciError) -> Kind {
 
 /// Worth another try: the registry or the connection failed in passing.
 fn transient(e: &OciError) -> bool {
-    matches!(kind(e), Kind::Server | Kind::Dropped | Kind::Timeout | Kind::Connect | Kind::Digest)
+    matches!(
+        kind(e),
+        Kind::Server | Kind::Dropped | Kind::Timeout | Kind::Connect | Kind::Digest
+    )
 }
 
 /// The error and its sources on one line (reqwest hides the useful part in `source`).
@@ -359,7 +456,11 @@ fn cause(e: &OciError) -> String {
     let text = match e {
         OciError::ServerError { code, message, .. } => format!("HTTP {code}: {}", message.trim()),
         OciError::RegistryError { envelope, .. } => {
-            let parts: Vec<String> = envelope.errors.iter().map(|x| format!("{:?}: {}", x.code, x.message)).collect();
+            let parts: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|x| format!("{}: {}", serde_json::to_string(&x.code).unwrap_or_default().trim_matches('"'), x.message))
+                .collect();
             parts.join("; ")
         }
         _ => chain(e),
@@ -378,15 +479,26 @@ mod tests {
 
     #[test]
     fn statuses_decide_kind_and_retry() {
-        let server = |code| OciError::ServerError { code, url: "u".into(), message: "m".into() };
+        let server = |code| OciError::ServerError {
+            code,
+            url: "u".into(),
+            message: "m".into(),
+        };
         assert_eq!(kind(&server(503)), Kind::Server);
         assert!(transient(&server(503)) && transient(&server(429)));
         assert_eq!(kind(&server(401)), Kind::Unauthorized);
         assert!(!transient(&server(401)) && !transient(&server(403)) && !transient(&server(404)));
         assert_eq!(kind(&server(415)), Kind::Rejected);
         let env: oci_client::errors::OciEnvelope = serde_json::from_str(r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#).unwrap();
-        let e = OciError::RegistryError { envelope: env, url: "u".into() };
+        let e = OciError::RegistryError {
+            envelope: env,
+            url: "u".into(),
+        };
         assert_eq!(kind(&e), Kind::NotFound);
-        assert!(cause(&e).contains("repository name not known"), "{}", cause(&e));
+        assert!(
+            cause(&e).contains("NAME_UNKNOWN: repository name not known"),
+            "{}",
+            cause(&e)
+        );
     }
 }

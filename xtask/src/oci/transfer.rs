@@ -90,7 +90,12 @@ impl Store {
 }
 
 /// Pushes `artifact` and points `tag` at it, after every blob is in place.
-pub async fn push(store: &Store, artifact: &Artifact, tag: &str, module_size: u64) -> Result<PushReport> {
+pub async fn push(
+    store: &Store,
+    artifact: &Artifact,
+    tag: &str,
+    module_size: u64,
+) -> Result<PushReport> {
     let mut blobs = Vec::new();
     for blob in &artifact.blobs {
         let present = match store {
@@ -122,15 +127,30 @@ pub async fn push(store: &Store, artifact: &Artifact, tag: &str, module_size: u6
             };
             layout.tag(tag, desc)?;
             let dir = reference.dir.display();
-            (format!("oci:{dir}:{tag}"), format!("oci:{dir}@{}", artifact.digest), None)
+            (
+                format!("oci:{dir}:{tag}"),
+                format!("oci:{dir}@{}", artifact.digest),
+                None,
+            )
         }
         Store::Registry(r) => {
-            r.put_manifest(tag, &artifact.manifest, artifact.media_type).await?;
+            r.put_manifest(tag, &artifact.manifest, artifact.media_type)
+                .await?;
             let t = r.target();
-            (format!("{}:{tag}", t.repository_url()), t.pinned(&artifact.digest), Some(r.tried().to_owned()))
+            (
+                format!("{}:{tag}", t.repository_url()),
+                t.pinned(&artifact.digest),
+                Some(r.tried().to_owned()),
+            )
         }
     };
-    let sum = |up: bool| blobs.iter().filter(|b| b.uploaded == up).map(|b| b.size).sum();
+    let sum = |up: bool| {
+        blobs
+            .iter()
+            .filter(|b| b.uploaded == up)
+            .map(|b| b.size)
+            .sum()
+    };
     Ok(PushReport {
         reference,
         pinned,
@@ -151,17 +171,25 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
     let (manifest_bytes, digest) = match store {
         Store::Layout { layout, reference } => {
             let desc = layout.resolve(reference.tag.as_deref())?;
-            let d = Digest::parse(&desc.digest).with_context(|| format!("{name}: index.json names a bad digest"))?;
+            let d = Digest::parse(&desc.digest)
+                .with_context(|| format!("{name}: index.json names a bad digest"))?;
             (layout.get_blob(&d, Some(desc.size), "manifest")?, d)
         }
         Store::Registry(r) => r.get_manifest().await?,
     };
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| anyhow::anyhow!("the manifest of {name} is not an OCI or Docker manifest ({e})"))?;
-    let located = artifact::locate(&manifest).with_context(|| format!("cannot pull a wasm module from {name}"))?;
-    let what = if located.tar_gzip { "compat layer" } else { "wasm layer" };
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+        anyhow::anyhow!("the manifest of {name} is not an OCI or Docker manifest ({e})")
+    })?;
+    let located = artifact::locate(&manifest)
+        .with_context(|| format!("cannot pull a wasm module from {name}"))?;
+    let what = if located.tar_gzip {
+        "compat layer"
+    } else {
+        "wasm layer"
+    };
     let layer = get(store, &located.layer, what).await?;
-    let module = artifact::unpack(&located, layer).with_context(|| format!("cannot pull a wasm module from {name}"))?;
+    let module = artifact::unpack(&located, layer)
+        .with_context(|| format!("cannot pull a wasm module from {name}"))?;
     let runtime_config = match &located.runtime_config {
         Some(desc) => {
             let bytes = get(store, desc, "runtime config").await?;
@@ -173,13 +201,21 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
         Store::Layout { reference, .. } => format!("oci:{}@{digest}", reference.dir.display()),
         Store::Registry(r) => r.target().pinned(&digest),
     };
-    Ok(Pulled { module, layout: located.layout, digest, layer_digest: located.layer.digest.clone(), runtime_config, pinned })
+    Ok(Pulled {
+        module,
+        layout: located.layout,
+        digest,
+        layer_digest: located.layer.digest.clone(),
+        runtime_config,
+        pinned,
+    })
 }
 
 async fn get(store: &Store, desc: &Descriptor, what: &str) -> Result<Vec<u8>> {
     match store {
         Store::Layout { layout, .. } => {
-            let d = Digest::parse(&desc.digest).with_context(|| format!("the manifest names its {what} by a bad digest"))?;
+            let d = Digest::parse(&desc.digest)
+                .with_context(|| format!("the manifest names its {what} by a bad digest"))?;
             layout.get_blob(&d, Some(desc.size), what)
         }
         Store::Registry(r) => r.get_blob(desc, what).await,
