@@ -40,9 +40,9 @@ pub struct Args {
     /// report errors and Envoy's memory over time.
     #[arg(long, value_name = "N")]
     pub load: Option<u64>,
-    /// Where the report goes.
-    #[arg(long, default_value = "target/bench")]
-    pub out: PathBuf,
+    /// Where the report goes (default: target/bench in the workspace).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// One wrk run.
@@ -340,8 +340,9 @@ impl Args {
                 bail!("{tool} is not installed: run `cargo xtask setup`");
             }
         }
+        let out = self.out.clone().unwrap_or_else(|| project::root().join("target").join("bench"));
         if let Some(n) = self.load {
-            return load(n, self.connections, &self.out);
+            return load(n, self.connections, &out);
         }
         let (rounds, seconds) = if self.quick { (1, 2) } else { (self.rounds, self.seconds) };
         eprintln!("     Measure {rounds} round(s) of {seconds} s per variant, {} connections", self.connections);
@@ -360,13 +361,13 @@ impl Args {
             sizes,
             build,
         };
-        std::fs::create_dir_all(&self.out).with_context(|| format!("cannot create {}", self.out.display()))?;
-        project::write_atomic(&self.out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
-        project::write_atomic(&self.out.join("throughput.svg"), chart(&report.variants).as_bytes())?;
+        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        project::write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+        project::write_atomic(&out.join("throughput.svg"), chart(&report.variants).as_bytes())?;
         let md = markdown(&report);
-        project::write_atomic(&self.out.join("report.md"), md.as_bytes())?;
+        project::write_atomic(&out.join("report.md"), md.as_bytes())?;
         println!("{md}");
-        println!("wrote {}/report.json, report.md, throughput.svg", self.out.display());
+        println!("wrote {}/report.json, report.md, throughput.svg", out.display());
         Ok(())
     }
 }

@@ -73,6 +73,20 @@ pub const NEEDS: &[Need] = &[
         pip: &["oras"],
     },
     Need {
+        name: "openssl",
+        purpose: "certificates and token keys for the TLS and bearer-token registry tests",
+        present: || which("openssl").is_some(),
+        apt: &["openssl"],
+        pip: &[],
+    },
+    Need {
+        name: "tar",
+        purpose: "reading the compat image's layer in the registry tests",
+        present: || which("tar").is_some(),
+        apt: &["tar"],
+        pip: &[],
+    },
+    Need {
         name: "skopeo",
         purpose: "interop tests reading OCI layouts and registries",
         present: || which("skopeo").is_some(),

@@ -1,4 +1,5 @@
-//! `cargo xtask`: parses flags, moves to the workspace root, dispatches one subcommand.
+//! `cargo xtask`: parses flags and dispatches one subcommand. Paths the user gives
+//! are relative to where they ran it; the workspace's own paths come from `project::root()`.
 
 use clap::{Parser, Subcommand};
 use xtask::{bench, build, deploy, doctor, new, pull, push, run, test, validate};
@@ -29,7 +30,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let result = xtask::project::enter_root().and_then(|()| match cli.command {
+    let result = match cli.command {
         Command::Build(a) => a.run(),
         Command::Validate(a) => a.run(),
         Command::Run(a) => a.run(),
@@ -41,7 +42,7 @@ fn main() {
         Command::Bench(a) => a.run(),
         Command::Setup(a) => a.run(),
         Command::Doctor(a) => a.run(),
-    });
+    };
     if let Err(e) = result {
         if xtask::is_broken_pipe(&e) {
             std::process::exit(0);

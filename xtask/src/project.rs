@@ -13,12 +13,6 @@ pub fn root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-/// Makes the workspace root the current directory, so every path below is relative to it.
-pub fn enter_root() -> Result<()> {
-    let root = root();
-    std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))
-}
-
 /// A filter crate under `filters/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
@@ -110,6 +104,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    // tempfile creates 0600; a module or a config must be readable by an Envoy
+    // running as another user, as a file written by `cp` would be.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.as_file().sync_all().ok();
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
