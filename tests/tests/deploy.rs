@@ -43,7 +43,9 @@ fn deploy(args: &[&str]) -> Output {
 fn deploy_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let docker = tempfile::tempdir().expect("tempdir");
     let mut cmd = Command::new(xtask_bin());
-    cmd.arg("deploy")
+    // Like a user in the repository root, where the examples' commands are run.
+    cmd.current_dir(root())
+        .arg("deploy")
         .args(args)
         .env("DOCKER_CONFIG", docker.path())
         .stdin(Stdio::null());
@@ -524,12 +526,10 @@ fn refuses_unknown_fields_the_filter_refuses() {
 
 #[test]
 fn accepts_parameters_the_filter_accepts_read_from_a_file() {
-    let out = asm(&[
-        "--filter",
-        "add-header",
-        "--parameters",
-        "@filters/add-header/config.example.json",
-    ]);
+    // @FILE is relative to where the user runs the command; give this one absolutely.
+    let file = xtask::project::root().join("filters/add-header/config.example.json");
+    let parameters = format!("@{}", file.display());
+    let out = asm(&["--filter", "add-header", "--parameters", &parameters]);
     let yaml = assert_ok(&out);
     assert!(
         yaml.contains(r#"parameters: '{"name":"hello","value":"hello details"}'"#),
