@@ -7,7 +7,7 @@ use std::process::Command;
 fn copy_workspace(to: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     std::fs::create_dir_all(to).unwrap();
-    for part in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", ".cargo", "sdk", "filters", "xtask", "tests"] {
+    for part in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", ".cargo", "sdk", "filters", "benches", "xtask", "tests"] {
         let status = Command::new("cp").arg("-a").arg(root.join(part)).arg(to).status().unwrap();
         assert!(status.success(), "cannot copy {part}");
     }
