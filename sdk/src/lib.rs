@@ -86,21 +86,106 @@ pub use weir_macros::filter;
 /// Exports a filter type as the proxy-wasm module's plugin.
 ///
 /// Use it once, at the crate root of a `cdylib` filter crate. The filter's name
-/// in Envoy's log lines is the crate's package name. It also writes the
-/// `weir.hooks` custom section (see [`hooks`]). On native targets it expands to
+/// in Envoy's log lines is the crate's package name.
+///
+/// On wasm32 it defines the proxy-wasm ABI 0.2.1 exports (`_initialize`,
+/// `proxy_on_context_create`, `proxy_on_request_headers`, ...) around one
+/// static VM state for this filter type, and writes the `weir.hooks` custom
+/// section (see [`hooks`]) from which `cargo xtask build` drops the hooks the
+/// filter does not implement. There is no `proxy_on_done` export: the host
+/// then treats every context as done at once. On native targets it expands to
 /// nothing but a type check, so the same crate runs its tests natively.
 #[macro_export]
 macro_rules! export {
     ($filter:ty) => {
         #[cfg(target_arch = "wasm32")]
-        $crate::__private::proxy_wasm::main! {{
-            $crate::__private::start::<$filter>(env!("CARGO_PKG_NAME"));
-        }}
-        #[cfg(target_arch = "wasm32")]
-        #[link_section = "weir.hooks"]
-        #[used]
-        static __WEIR_HOOKS: [u8; 4] =
-            $crate::hooks::section(<$filter as $crate::HttpFilter>::HOOKS);
+        const _: () = {
+            use $crate::__private::Vm;
+            static VM: Vm<$filter> = Vm::new(env!("CARGO_PKG_NAME"));
+
+            #[cfg(target_os = "wasi")]
+            extern "C" {
+                fn __wasm_call_ctors();
+            }
+            #[no_mangle]
+            extern "C" fn _initialize() {
+                #[cfg(target_os = "wasi")]
+                unsafe {
+                    __wasm_call_ctors();
+                }
+                VM.initialize();
+            }
+            #[no_mangle]
+            extern "C" fn proxy_abi_version_0_2_1() {}
+            #[cfg_attr(target_os = "unknown", export_name = "malloc")]
+            #[cfg_attr(not(target_os = "unknown"), no_mangle)]
+            extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+                $crate::__private::allocate(size)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_vm_start(_id: u32, _size: usize) -> bool {
+                true
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_context_create(id: u32, parent: u32) {
+                VM.context_create(id, parent)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_configure(id: u32, size: usize) -> bool {
+                VM.configure(id, size)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_tick(id: u32) {
+                VM.tick(id)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_request_headers(id: u32, _n: usize, end: bool) -> u32 {
+                VM.request_headers(id, end)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_request_body(id: u32, size: usize, end: bool) -> u32 {
+                VM.request_body(id, size, end)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_request_trailers(id: u32, _n: usize) -> u32 {
+                VM.request_trailers(id)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_response_headers(id: u32, _n: usize, end: bool) -> u32 {
+                VM.response_headers(id, end)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_response_body(id: u32, size: usize, end: bool) -> u32 {
+                VM.response_body(id, size, end)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_response_trailers(id: u32, _n: usize) -> u32 {
+                VM.response_trailers(id)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_log(id: u32) {
+                VM.log(id)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_http_call_response(
+                _id: u32,
+                token: u32,
+                _headers: usize,
+                body: usize,
+                _trailers: usize,
+            ) {
+                VM.http_call_response(token, body)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_delete(id: u32) {
+                VM.delete(id)
+            }
+
+            #[link_section = "weir.hooks"]
+            #[used]
+            static __WEIR_HOOKS: [u8; 4] =
+                $crate::hooks::section(<$filter as $crate::HttpFilter>::HOOKS);
+        };
         #[cfg(not(target_arch = "wasm32"))]
         const _: () = {
             fn _is_filter<F: $crate::HttpFilter>() {}
@@ -113,7 +198,5 @@ macro_rules! export {
 #[doc(hidden)]
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
-    pub use crate::runtime::wasm::start;
-    #[cfg(target_arch = "wasm32")]
-    pub use proxy_wasm;
+    pub use crate::runtime::wasm::{allocate, Vm};
 }

@@ -268,6 +268,12 @@ impl<F: HttpFilter> Stream<F> {
         }
     }
 
+    /// True when this request's callout `token` is waiting for its answer.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn waits_for(&self, token: u32) -> bool {
+        self.flow.pending == Some(token)
+    }
+
     pub(crate) fn log(&mut self) {
         if F::HOOKS & hooks::LOG == 0 {
             return;
@@ -279,103 +285,190 @@ impl<F: HttpFilter> Stream<F> {
     }
 }
 
-/// The proxy-wasm contexts around [`Plugin`] and [`Stream`].
+/// The proxy-wasm ABI (0.2.1) entry points around [`Plugin`] and [`Stream`].
+///
+/// [`export!`](crate::export) defines one `static` [`wasm::Vm`] for the filter
+/// and `#[no_mangle]` exports that call it, so dispatch is monomorphic: no
+/// `Box<dyn>` per request, no hash map, and no allocation once the stream
+/// table has grown to the worker's concurrency. Streams live in a `Vec`
+/// searched from the newest end; a stream's hooks usually find it in the
+/// first few slots.
 #[cfg(target_arch = "wasm32")]
-pub(crate) mod wasm {
+pub mod wasm {
     use super::{Plugin, Stream};
     use crate::filter::{Action, HttpFilter};
-    use proxy_wasm::traits::{Context, HttpContext, RootContext};
-    use proxy_wasm::types::{self, ContextType};
+    use std::cell::{Cell, UnsafeCell};
 
-    struct Root<F: HttpFilter>(Plugin<F>);
-
-    impl<F: HttpFilter> Context for Root<F> {}
-
-    impl<F: HttpFilter> RootContext for Root<F> {
-        fn on_configure(&mut self, size: usize) -> bool {
-            self.0
-                .configure_logged(&crate::host::plugin_configuration(size))
-        }
-
-        fn on_tick(&mut self) {
-            self.0.tick();
-        }
-
-        fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-            Some(Box::new(self.0.stream()))
-        }
-
-        fn get_type(&self) -> Option<ContextType> {
-            Some(ContextType::HttpContext)
-        }
+    struct State<F: HttpFilter> {
+        roots: Vec<(u32, Plugin<F>)>,
+        streams: Vec<(u32, Stream<F>)>,
     }
 
-    fn action(a: Action) -> types::Action {
+    /// The filter's plugins and requests in this VM. Wasm modules run on one
+    /// thread, and the host never runs two hooks at once; a hook re-entered
+    /// anyway (a host call that calls back in) is ignored rather than allowed
+    /// to alias the state.
+    pub struct Vm<F: HttpFilter> {
+        name: &'static str,
+        busy: Cell<bool>,
+        state: UnsafeCell<State<F>>,
+    }
+
+    // SAFETY: wasm32 modules built by weir are single-threaded; `busy` keeps
+    // every access to `state` exclusive.
+    unsafe impl<F: HttpFilter> Sync for Vm<F> {}
+
+    const CONTINUE: u32 = 0;
+    const PAUSE: u32 = 1;
+
+    fn action(a: Action) -> u32 {
         match a {
-            Action::Continue => types::Action::Continue,
-            Action::Pause => types::Action::Pause,
+            Action::Continue => CONTINUE,
+            Action::Pause => PAUSE,
         }
     }
 
-    impl<F: HttpFilter> Context for Stream<F> {
-        fn on_http_call_response(
-            &mut self,
-            token: u32,
-            _headers: usize,
-            body_size: usize,
-            _trailers: usize,
-        ) {
-            self.callout_response(token, body_size);
+    impl<F: HttpFilter> Vm<F> {
+        /// An empty VM for the filter named `name` (its log lines carry it).
+        pub const fn new(name: &'static str) -> Self {
+            Vm {
+                name,
+                busy: Cell::new(false),
+                state: UnsafeCell::new(State {
+                    roots: Vec::new(),
+                    streams: Vec::new(),
+                }),
+            }
+        }
+
+        /// Runs `f` with exclusive access to the state, or returns `otherwise`
+        /// when a hook is already running.
+        fn with<R>(&self, otherwise: R, f: impl FnOnce(&mut State<F>) -> R) -> R {
+            if self.busy.replace(true) {
+                return otherwise;
+            }
+            // SAFETY: `busy` was false, so no other reference to `state` exists.
+            let result = f(unsafe { &mut *self.state.get() });
+            self.busy.set(false);
+            result
+        }
+
+        fn stream(&self, id: u32, otherwise: u32, f: impl FnOnce(&mut Stream<F>) -> Action) -> u32 {
+            self.with(otherwise, |s| match s.streams.iter_mut().rev().find(|(i, _)| *i == id) {
+                Some((_, stream)) => action(f(stream)),
+                None => otherwise,
+            })
+        }
+
+        fn root(&self, id: u32, f: impl FnOnce(&mut Plugin<F>) -> bool) -> bool {
+            self.with(false, |s| match s.roots.iter_mut().find(|(i, _)| *i == id) {
+                Some((_, root)) => f(root),
+                None => false,
+            })
+        }
+
+        /// `_initialize`: logs panics with the filter's name.
+        pub fn initialize(&'static self) {
+            let name = self.name;
+            std::panic::set_hook(Box::new(move |info| {
+                crate::log::log(
+                    crate::log::Level::Critical,
+                    &format!("{name}: filter panicked: {info}"),
+                );
+            }));
+        }
+
+        /// `proxy_on_context_create`: a plugin (`parent == 0`) or a request of plugin `parent`.
+        pub fn context_create(&self, id: u32, parent: u32) {
+            self.with((), |s| {
+                if parent == 0 {
+                    s.roots.push((id, Plugin::new(self.name)));
+                } else if let Some((_, root)) = s.roots.iter().find(|(i, _)| *i == parent) {
+                    let stream = root.stream();
+                    s.streams.push((id, stream));
+                }
+            })
+        }
+
+        /// `proxy_on_configure`.
+        pub fn configure(&self, id: u32, size: usize) -> bool {
+            self.root(id, |root| {
+                root.configure_logged(&crate::host::plugin_configuration(size))
+            })
+        }
+
+        /// `proxy_on_tick`.
+        pub fn tick(&self, id: u32) {
+            self.root(id, |root| {
+                root.tick();
+                true
+            });
+        }
+
+        /// `proxy_on_request_headers`.
+        pub fn request_headers(&self, id: u32, end_of_stream: bool) -> u32 {
+            self.stream(id, CONTINUE, |s| s.request_headers(end_of_stream))
+        }
+
+        /// `proxy_on_request_body`.
+        pub fn request_body(&self, id: u32, size: usize, end_of_stream: bool) -> u32 {
+            self.stream(id, CONTINUE, |s| s.request_body(size, end_of_stream))
+        }
+
+        /// `proxy_on_request_trailers`.
+        pub fn request_trailers(&self, id: u32) -> u32 {
+            self.stream(id, CONTINUE, |s| s.request_trailers())
+        }
+
+        /// `proxy_on_response_headers`.
+        pub fn response_headers(&self, id: u32, end_of_stream: bool) -> u32 {
+            self.stream(id, CONTINUE, |s| s.response_headers(end_of_stream))
+        }
+
+        /// `proxy_on_response_body`.
+        pub fn response_body(&self, id: u32, size: usize, end_of_stream: bool) -> u32 {
+            self.stream(id, CONTINUE, |s| s.response_body(size, end_of_stream))
+        }
+
+        /// `proxy_on_response_trailers`.
+        pub fn response_trailers(&self, id: u32) -> u32 {
+            self.stream(id, CONTINUE, |s| s.response_trailers())
+        }
+
+        /// `proxy_on_log`.
+        pub fn log(&self, id: u32) {
+            self.stream(id, CONTINUE, |s| {
+                s.log();
+                Action::Continue
+            });
+        }
+
+        /// `proxy_on_http_call_response`: routed by token to the request waiting
+        /// for it, made the effective context first.
+        pub fn http_call_response(&self, token: u32, body_size: usize) {
+            self.with((), |s| {
+                if let Some((id, stream)) = s.streams.iter_mut().find(|(_, st)| st.waits_for(token)) {
+                    crate::host::set_effective_context(*id);
+                    stream.callout_response(token, body_size);
+                }
+            })
+        }
+
+        /// `proxy_on_delete`: forgets the request or plugin `id`.
+        pub fn delete(&self, id: u32) {
+            self.with((), |s| {
+                if let Some(at) = s.streams.iter().rposition(|(i, _)| *i == id) {
+                    s.streams.swap_remove(at);
+                } else if let Some(at) = s.roots.iter().position(|(i, _)| *i == id) {
+                    s.roots.swap_remove(at);
+                }
+            })
         }
     }
 
-    impl<F: HttpFilter> HttpContext for Stream<F> {
-        fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> types::Action {
-            action(self.request_headers(end_of_stream))
-        }
-
-        fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> types::Action {
-            action(self.request_body(size, end_of_stream))
-        }
-
-        fn on_http_request_trailers(&mut self, _n: usize) -> types::Action {
-            action(self.request_trailers())
-        }
-
-        fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> types::Action {
-            action(self.response_headers(end_of_stream))
-        }
-
-        fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> types::Action {
-            action(self.response_body(size, end_of_stream))
-        }
-
-        fn on_http_response_trailers(&mut self, _n: usize) -> types::Action {
-            action(self.response_trailers())
-        }
-
-        fn on_log(&mut self) {
-            Stream::log(self);
-        }
-    }
-
-    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
-
-    fn new_root<F: HttpFilter>(_id: u32) -> Box<dyn RootContext> {
-        Box::new(Root::<F>(Plugin::new(
-            NAME.get().copied().unwrap_or("weir"),
-        )))
-    }
-
-    /// Registers `F` with proxy-wasm and logs any panic with the filter's name.
-    pub fn start<F: HttpFilter>(name: &'static str) {
-        let _ = NAME.set(name);
-        std::panic::set_hook(Box::new(move |info| {
-            crate::log::log(
-                crate::log::Level::Critical,
-                &format!("{name}: filter panicked: {info}"),
-            );
-        }));
-        proxy_wasm::set_root_context(new_root::<F>);
+    /// `proxy_on_memory_allocate`: a buffer the host fills and hands back.
+    pub fn allocate(size: usize) -> *mut u8 {
+        let mut buffer = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(size));
+        buffer.as_mut_ptr()
     }
 }

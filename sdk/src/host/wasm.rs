@@ -1,8 +1,8 @@
 //! The proxy-wasm ABI calls, each returning what it found instead of panicking.
 //!
 //! proxy-wasm's own `hostcalls` panic on an unexpected status and unwrap header
-//! names as UTF-8; the header-map and local-reply calls are declared here so that
-//! nothing the host returns can trap the VM. Everything else goes through proxy-wasm.
+//! names as UTF-8; every call weir makes is declared here instead, so that
+//! nothing the host returns can trap the VM.
 
 use super::{Buffer, Direction, Map, MetricKind, SetStatus};
 use std::ptr::null_mut;
@@ -196,6 +196,19 @@ extern "C" {
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_continue_stream(stream: u32) -> u32;
     fn proxy_get_current_time_nanoseconds(nanos: *mut u64) -> u32;
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_millis: u32,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_set_effective_context(context: u32) -> u32;
 }
 
 const CAS_MISMATCH: u32 = 8;
@@ -277,17 +290,40 @@ pub(crate) fn resume(direction: Direction) -> bool {
     unsafe { proxy_continue_stream(direction as u32) == OK }
 }
 
-/// Dispatches an HTTP call through proxy-wasm, so its dispatcher routes the
-/// answer to the calling request's context. Returns the call's token.
+/// Dispatches an HTTP call; the host answers through `proxy_on_http_call_response`
+/// with the returned token, which the runtime routes to the calling request.
 pub(crate) fn http_call(
     upstream: &str,
     headers: &[(&str, &str)],
     body: &[u8],
     timeout: std::time::Duration,
 ) -> Option<u32> {
-    let body = (!body.is_empty()).then_some(body);
-    proxy_wasm::hostcalls::dispatch_http_call(upstream, headers.to_vec(), body, Vec::new(), timeout)
-        .ok()
+    let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+    let headers = super::serialize_pairs(&pairs);
+    let trailers = super::serialize_pairs(&[]);
+    let millis = timeout.as_millis().min(u32::MAX.into()) as u32;
+    let mut token = 0;
+    unsafe {
+        (proxy_http_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            millis,
+            &mut token,
+        ) == OK)
+            .then_some(token)
+    }
+}
+
+/// Makes `context` the one later host calls act on (a callout's answer arrives
+/// outside the request's own hooks).
+pub(crate) fn set_effective_context(context: u32) -> bool {
+    unsafe { proxy_set_effective_context(context) == OK }
 }
 
 pub(crate) fn now_nanos() -> Option<u64> {
