@@ -48,6 +48,7 @@ pub struct Registry {
     /// Where it stores blobs (`docker/registry/v2/...`).
     pub storage: PathBuf,
     log: PathBuf,
+    config: PathBuf,
     tls: bool,
     _dir: tempfile::TempDir,
 }
@@ -136,24 +137,33 @@ impl Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write config");
         let log = dir.path().join("registry.log");
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("start docker-registry");
+        let child = run_registry(&config_path, &log);
         let mut r = Registry {
             child,
             port,
             storage,
             log,
+            config: config_path,
             tls: tls.is_some(),
             _dir: dir,
         };
         r.wait_ready();
         r
+    }
+
+    /// Kills the registry process (SIGKILL, as a crash would) and waits for it; the port
+    /// and the storage stay, for [`Registry::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again with the same configuration: same port, same storage, same
+    /// upload secret; returns once it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = run_registry(&self.config, &self.log);
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -214,6 +224,96 @@ impl Registry {
             .join(hex)
             .join("data")
     }
+}
+
+/// `docker-registry serve CONFIG`, logging (appending) to `log`.
+fn run_registry(config: &Path, log: &Path) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new("docker-registry")
+        .arg("serve")
+        .arg(config)
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("start docker-registry")
+}
+
+/// One plain-HTTP/1.0 request to `127.0.0.1:port` (so no chunked answer): the status and body.
+/// Asks for OCI and Docker manifests, as pull clients do.
+pub fn http(port: u16, method: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the registry");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json";
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
+    (status, raw[end..].to_vec())
+}
+
+/// What a registry holds under `repo:reference`, read over HTTP.
+#[derive(Debug)]
+pub struct Tagged {
+    /// The manifest's bytes.
+    pub manifest: Vec<u8>,
+    /// Its sha256 digest (`sha256:...`), computed here.
+    pub digest: String,
+    /// Every blob it names (config, then layers).
+    pub blobs: Vec<String>,
+    /// Those the registry answers 404 to (HEAD `/v2/REPO/blobs/DIGEST`).
+    pub missing: Vec<String>,
+}
+
+/// `None` when the registry has no manifest for `repo:reference` (404); otherwise the manifest
+/// and which of its blobs the registry lacks. Panics on any other answer.
+pub fn tagged(port: u16, repo: &str, reference: &str) -> Option<Tagged> {
+    let (status, manifest) = http(port, "GET", &format!("/v2/{repo}/manifests/{reference}"));
+    if status == 404 {
+        return None;
+    }
+    assert_eq!(
+        status,
+        200,
+        "GET manifest {repo}:{reference}: {}",
+        String::from_utf8_lossy(&manifest)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest is JSON");
+    let blobs: Vec<String> = std::iter::once(&json["config"])
+        .chain(json["layers"].as_array().into_iter().flatten())
+        .filter_map(|d| d["digest"].as_str().map(str::to_owned))
+        .collect();
+    let missing = blobs
+        .iter()
+        .filter(|d| {
+            let (status, _) = http(port, "HEAD", &format!("/v2/{repo}/blobs/{d}"));
+            assert!(matches!(status, 200 | 404), "HEAD blob {d}: {status}");
+            status == 404
+        })
+        .cloned()
+        .collect();
+    Some(Tagged {
+        digest: format!("sha256:{}", xtask::project::sha256_hex(&manifest)),
+        manifest,
+        blobs,
+        missing,
+    })
 }
 
 impl Drop for Registry {
@@ -527,10 +627,20 @@ pub struct Faults {
     /// Answer a manifest PUT whose body contains this text with 400 MANIFEST_INVALID (a
     /// registry that refuses custom artifact media types).
     pub reject_manifest_containing: Option<String>,
+    /// Forward blob PUT bodies 8 KiB at a time with this pause after each piece (a slow
+    /// link), so a test can act while an upload is under way.
+    pub slow_uploads: Option<Duration>,
+    /// Forward this many of the next manifest PUTs to the registry, then drop the connection
+    /// instead of passing its answer back: the tag is written, the client never hears so.
+    pub drop_manifest_answers: usize,
     /// 503s answered so far.
     pub answered_503: usize,
     /// Connections dropped mid-blob so far.
     pub dropped: usize,
+    /// Blob bytes forwarded under `slow_uploads` so far.
+    pub slowed_bytes: usize,
+    /// Manifest answers dropped so far.
+    pub dropped_manifest_answers: usize,
 }
 
 /// A small HTTP proxy in front of a real registry that injects [`Faults`]; everything else
@@ -576,10 +686,11 @@ impl FaultProxy {
     /// Replaces the faults to inject from now on (the counts carry over).
     pub fn set(&self, new: Faults) {
         if let Ok(mut f) = self.faults.lock() {
-            let (a, d) = (f.answered_503, f.dropped);
             *f = Faults {
-                answered_503: a,
-                dropped: d,
+                answered_503: f.answered_503,
+                dropped: f.dropped,
+                slowed_bytes: f.slowed_bytes,
+                dropped_manifest_answers: f.dropped_manifest_answers,
                 ..new
             };
         }
@@ -653,6 +764,12 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             f.drop_uploads -= 1;
             f.dropped += 1;
             "drop"
+        } else if upload && method == "PUT" && length > 1 && f.slow_uploads.is_some() {
+            "slow"
+        } else if method == "PUT" && path.contains("/manifests/") && f.drop_manifest_answers > 0 {
+            f.drop_manifest_answers -= 1;
+            f.dropped_manifest_answers += 1;
+            "drop answer"
         } else {
             "forward"
         }
@@ -713,8 +830,80 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             }
             let _ = client.shutdown(Shutdown::Both);
         }
+        "slow" => forward_slowly(client, upstream, &buf, head_end, length, faults),
+        "drop answer" => {
+            // The registry gets the whole request and answers; the client gets a closed socket.
+            let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                return;
+            };
+            if up.write_all(&close_head(&buf[..head_end])).is_ok()
+                && up.write_all(&buf[head_end..]).is_ok()
+            {
+                let mut answer = Vec::new();
+                let _ = up.read_to_end(&mut answer);
+            }
+            let _ = client.shutdown(Shutdown::Both);
+        }
         _ => forward(client, upstream, &buf, head_end),
     }
+}
+
+/// The request head with `Connection: close` in place of any Connection header.
+fn close_head(head: &[u8]) -> Vec<u8> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n")).into_bytes()
+}
+
+/// [`forward`] for a blob PUT under `slow_uploads`: the body goes on 8 KiB at a time, counted
+/// in `slowed_bytes`; if the registry goes away the client's connection is closed.
+fn forward_slowly(
+    mut client: TcpStream,
+    upstream: u16,
+    buf: &[u8],
+    head_end: usize,
+    length: usize,
+    faults: &Mutex<Faults>,
+) {
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    if up.write_all(&close_head(&buf[..head_end])).is_err() {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    let mut body = buf[head_end..].to_vec();
+    let mut sent = 0;
+    let mut chunk = [0u8; 8192];
+    while sent < length {
+        if body.len() - sent < 8192 && body.len() < length {
+            match client.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+            continue;
+        }
+        let piece = &body[sent..body.len().min(sent + 8192)];
+        if up.write_all(piece).is_err() {
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
+        sent += piece.len();
+        let pause = faults.lock().map_or(None, |mut f| {
+            f.slowed_bytes += piece.len();
+            f.slow_uploads
+        });
+        if let Some(p) = pause {
+            std::thread::sleep(p);
+        }
+    }
+    let _ = std::io::copy(&mut up, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
 }
 
 /// Sends the request on with `Connection: close`, then pipes both ways until the registry is done.
