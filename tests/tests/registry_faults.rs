@@ -349,3 +349,68 @@ fn a_registry_down_past_the_retries_fails_clearly_leaves_no_tag_and_a_rerun_comp
         run.stderr
     );
 }
+
+/// The registry writes the tag but its answer to the manifest PUT is lost (the fault proxy
+/// drops the connection after the registry answered). Without retries the push fails, and
+/// must not claim that no tag was written: the tag is there, complete. With retries, the PUT
+/// is sent again (it is idempotent) and the push succeeds.
+#[test]
+fn a_tag_written_whose_answer_was_lost_is_not_called_unwritten() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(
+        reg.port,
+        Faults {
+            drop_manifest_answers: 1,
+            ..Faults::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (file, bytes) = module_file(dir.path(), "lost", 5000, 79);
+    let file = file.to_str().unwrap();
+    let reference = format!("{}/lost/m:v1", proxy.host());
+    let run = xtask(
+        &["push", file, &reference, "--plain-http", "--retries", "0"],
+        None,
+    );
+    assert_eq!(proxy.faults().dropped_manifest_answers, 1);
+    assert!(!run.status.success(), "{}", run.all());
+    let tag = tagged(reg.port, "lost/m", "v1").expect("the registry wrote the tag");
+    assert!(tag.missing.is_empty(), "{:?}", tag.missing);
+    assert!(
+        !run.stderr.contains("no tag was written"),
+        "the push says no tag was written, yet {} holds one:\n{}",
+        reg.host(),
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("while writing tag v1")
+            && run.stderr.contains("tag v1 may or may not")
+            && run.stderr.contains("run it again"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        sha(&pull_bytes(
+            &format!("{}/lost/m:v1", reg.host()),
+            dir.path()
+        )),
+        sha(&bytes)
+    );
+    eprintln!("lost manifest answer, --retries 0:\n{}", run.stderr);
+
+    proxy.set(Faults {
+        drop_manifest_answers: 1,
+        ..Faults::default()
+    });
+    let retried = xtask(&["push", file, &reference, "--plain-http"], None);
+    assert_eq!(proxy.faults().dropped_manifest_answers, 2);
+    assert!(retried.status.success(), "{}", retried.all());
+    assert!(
+        retried
+            .stderr
+            .contains("while writing tag v1 (manifest PUT)")
+            && retried.stderr.contains("retry 1 of 4"),
+        "{}",
+        retried.all()
+    );
+}

@@ -4,7 +4,7 @@ use crate::oci::artifact::{self, Format, Metadata};
 use crate::oci::credentials::{self, CredentialArgs};
 use crate::oci::layout::Layout;
 use crate::oci::reference::Target;
-use crate::oci::registry::{Registry, TransportArgs};
+use crate::oci::registry::{Registry, TagMaybeWritten, TransportArgs};
 use crate::oci::transfer::{self, PushReport, Store};
 use crate::project;
 use anyhow::{bail, Context, Result};
@@ -92,11 +92,17 @@ impl Args {
                 };
                 transfer::push(&store, &artifact, &tag, module.len() as u64)
                     .await
-                    .with_context(|| {
-                        format!(
-                            "push to {} did not complete; no tag was written, run it again",
+                    .map_err(|e| {
+                        // Only say "no tag was written" when that is known.
+                        let written = if e.downcast_ref::<TagMaybeWritten>().is_some() {
+                            ""
+                        } else {
+                            " no tag was written,"
+                        };
+                        e.context(format!(
+                            "push to {} did not complete;{written} run it again",
                             store.name()
-                        )
+                        ))
                     })
             });
         progress.finish_and_clear();

@@ -222,7 +222,17 @@ impl Registry {
             )
             .await
             .map(|_| ())
-            .map_err(|(e, n)| self.fail(&step, e, n))
+            .map_err(|(e, n)| {
+                // A refusal or an unreachable registry wrote nothing; a PUT whose answer never
+                // came (dropped, timed out) may have been stored all the same.
+                let lost = matches!(kind(&e), Kind::Dropped | Kind::Timeout | Kind::Other);
+                let err = self.fail(&step, e, n);
+                if lost {
+                    err.context(TagMaybeWritten(tag.to_owned()))
+                } else {
+                    err
+                }
+            })
     }
 
     /// The manifest the reference names, with its digest verified.
@@ -355,6 +365,22 @@ impl Registry {
         }
     }
 }
+
+/// Marks a failed manifest PUT whose answer never arrived: the registry may have written the tag.
+#[derive(Debug)]
+pub struct TagMaybeWritten(pub String);
+
+impl std::fmt::Display for TagMaybeWritten {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tag {} may or may not point at the new manifest (the registry's answer to the manifest PUT never arrived)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for TagMaybeWritten {}
 
 /// The HTTP status an error carries, if any.
 fn status(e: &OciError) -> Option<u16> {
