@@ -1,6 +1,7 @@
 //! OCI image layout directories (`oci:DIR:TAG`): blobs by digest, tags in `index.json`.
 //!
-//! Every file is written atomically; `index.json`, which holds the tags, is written last.
+//! Every file is written atomically; `index.json`, which holds the tags, is written last, under
+//! a lock (concurrent pushes to one layout keep each other's tags).
 
 use super::artifact::{Descriptor, OCI_INDEX};
 use super::digest::Digest;
@@ -104,8 +105,28 @@ impl Layout {
             .with_context(|| format!("{} is not an OCI image index", path.display()))
     }
 
+    /// Holds the layout's lock until dropped: an exclusive `flock` on the directory itself (no
+    /// extra file in the layout), or on `.weir-index.lock` where a directory cannot be opened.
+    fn lock(&self) -> Result<std::fs::File> {
+        let file = std::fs::File::open(&self.dir).or_else(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(self.dir.join(".weir-index.lock"))
+        });
+        let file =
+            file.with_context(|| format!("cannot lock OCI layout {}", self.dir.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock OCI layout {}", self.dir.display()))?;
+        Ok(file)
+    }
+
     /// Points `tag` at the manifest (written after every blob): replaces an older `tag`.
+    /// index.json is read, changed and replaced under the layout's lock, so concurrent pushes
+    /// to one layout keep each other's tags.
     pub fn tag(&self, tag: &str, manifest: Descriptor) -> Result<()> {
+        let _lock = self.lock()?;
         let mut index = self.read_index()?;
         index
             .manifests
@@ -203,6 +224,34 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("refusing"));
+    }
+
+    /// Pushes to one layout from several processes at once (threads here, each with its own
+    /// handle): every tag written must survive; none is lost to another's index.json rewrite.
+    #[test]
+    fn concurrent_tags_are_all_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        Layout::create(dir.path()).unwrap();
+        let d = Digest::of(b"m");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (path, d) = (dir.path(), &d);
+                s.spawn(move || {
+                    let layout = Layout::create(path).unwrap();
+                    for i in 0..25 {
+                        let desc = Descriptor {
+                            media_type: "m".into(),
+                            digest: d.to_string(),
+                            size: 1,
+                            annotations: BTreeMap::new(),
+                        };
+                        layout.tag(&format!("t{t}-{i}"), desc).unwrap();
+                    }
+                });
+            }
+        });
+        let index = Layout::open(dir.path()).unwrap().read_index().unwrap();
+        assert_eq!(index.manifests.len(), 100, "tags were lost");
     }
 
     #[test]
