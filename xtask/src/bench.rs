@@ -40,6 +40,11 @@ pub struct Args {
     /// report errors and Envoy's memory over time.
     #[arg(long, value_name = "N")]
     pub load: Option<u64>,
+    /// Instead of the comparison: count each module's work per request (VM entries,
+    /// host calls, wasm instructions, linear memory) in an interpreter. Deterministic;
+    /// takes seconds and needs no Envoy.
+    #[arg(long, conflicts_with = "load")]
+    pub work: bool,
     /// Where the report goes (default: target/bench in the workspace).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -58,6 +63,9 @@ pub struct Run {
     pub requests: u64,
     /// Responses that were not 2xx/3xx, plus socket errors.
     pub errors: u64,
+    /// Envoy's CPU time (user + system, all threads) per request, microseconds:
+    /// the work a request costs, steadier than req/s on a shared machine.
+    pub envoy_cpu_us: f64,
 }
 
 /// A variant's runs and their medians.
@@ -73,6 +81,8 @@ pub struct Variant {
     pub p50_us: f64,
     /// Median p99, microseconds.
     pub p99_us: f64,
+    /// Median Envoy CPU time per request, microseconds.
+    pub envoy_cpu_us: f64,
     /// Why it was not measured, when it was not.
     pub skipped: Option<String>,
 }
@@ -101,6 +111,15 @@ pub struct BuildTimes {
     pub warm_cargo_ms: u64,
 }
 
+/// A module's per-request work (see [`crate::configure::request_cost`]).
+#[derive(Debug, Serialize)]
+pub struct ModuleCost {
+    /// The module.
+    pub module: String,
+    /// What one request costs in it.
+    pub cost: crate::configure::RequestCost,
+}
+
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -120,11 +139,26 @@ pub struct Report {
     pub weir_vs_native: Option<f64>,
     /// raw proxy-wasm over native.
     pub raw_vs_native: Option<f64>,
+    /// weir / raw req/s taken round by round (both measured minutes apart at
+    /// most), then the median: less exposed to the machine drifting between rounds.
+    pub weir_vs_raw_per_round: Option<f64>,
+    /// weir / native, round by round, median.
+    pub weir_vs_native_per_round: Option<f64>,
+    /// Envoy CPU per request, raw over weir (> 1: weir costs less).
+    pub weir_vs_raw_cpu: Option<f64>,
+    /// Envoy CPU per request, native over weir.
+    pub weir_vs_native_cpu: Option<f64>,
+    /// Work per request inside each module, counted in an interpreter.
+    pub request_costs: Vec<ModuleCost>,
     /// Module sizes.
     pub sizes: Vec<Size>,
     /// Build times.
     pub build: BuildTimes,
 }
+
+const WEIR: &str = "weir add-header";
+const RAW: &str = "raw proxy-wasm add-header";
+const NATIVE: &str = "native response_headers_to_add";
 
 const SEED: &str = r#"{"name":"hello","value":"hello details"}"#;
 
@@ -158,7 +192,7 @@ fn parse_duration_us(s: &str) -> Option<f64> {
 
 /// Reads wrk's `--latency` output.
 pub fn parse_wrk(out: &str) -> Result<Run> {
-    let mut run = Run { rps: 0.0, p50_us: 0.0, p99_us: 0.0, requests: 0, errors: 0 };
+    let mut run = Run { rps: 0.0, p50_us: 0.0, p99_us: 0.0, requests: 0, errors: 0, envoy_cpu_us: 0.0 };
     for line in out.lines().map(str::trim) {
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
@@ -268,13 +302,18 @@ fn measure(args: &Args, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
                 }
             };
             let _warm = wrk(envoy.port, 1, args.connections);
-            let run = wrk(envoy.port, seconds, args.connections)?;
+            let cpu_before = cpu_seconds(envoy.pid());
+            let mut run = wrk(envoy.port, seconds, args.connections)?;
+            if let (Some(before), Some(after)) = (cpu_before, cpu_seconds(envoy.pid())) {
+                run.envoy_cpu_us = (after - before) * 1e6 / run.requests.max(1) as f64;
+            }
             eprintln!(
-                "  round {round}/{rounds}  {:<36} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us{}",
+                "  round {round}/{rounds}  {:<36} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us  cpu {:>6.1} us/req{}",
                 s.name,
                 run.rps,
                 run.p50_us,
                 run.p99_us,
+                run.envoy_cpu_us,
                 if run.errors > 0 { format!("  {} errors", run.errors) } else { String::new() }
             );
             runs[i].push(run);
@@ -289,6 +328,7 @@ fn measure(args: &Args, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
             rps: median(runs.iter().map(|r| r.rps).collect()),
             p50_us: median(runs.iter().map(|r| r.p50_us).collect()),
             p99_us: median(runs.iter().map(|r| r.p99_us).collect()),
+            envoy_cpu_us: median(runs.iter().map(|r| r.envoy_cpu_us).collect()),
             runs,
             skipped,
         })
@@ -327,9 +367,57 @@ fn build_times(quick: bool) -> Result<BuildTimes> {
     Ok(times)
 }
 
+fn measured<'a>(variants: &'a [Variant], name: &str) -> Option<&'a Variant> {
+    variants.iter().find(|v| v.name == name && v.skipped.is_none() && v.rps > 0.0)
+}
+
 fn ratio(variants: &[Variant], a: &str, b: &str) -> Option<f64> {
-    let find = |n: &str| variants.iter().find(|v| v.name == n && v.skipped.is_none() && v.rps > 0.0);
-    Some(find(a)?.rps / find(b)?.rps)
+    Some(measured(variants, a)?.rps / measured(variants, b)?.rps)
+}
+
+/// The median over rounds of a's req/s over b's in the same round.
+fn ratio_per_round(variants: &[Variant], a: &str, b: &str) -> Option<f64> {
+    let (a, b) = (measured(variants, a)?, measured(variants, b)?);
+    let ratios: Vec<f64> = a.runs.iter().zip(&b.runs).map(|(x, y)| x.rps / y.rps.max(1.0)).collect();
+    (!ratios.is_empty()).then(|| median(ratios))
+}
+
+/// b's CPU per request over a's: how much less work a does per request.
+fn cpu_ratio(variants: &[Variant], a: &str, b: &str) -> Option<f64> {
+    let (a, b) = (measured(variants, a)?, measured(variants, b)?);
+    (a.envoy_cpu_us > 0.0 && b.envoy_cpu_us > 0.0).then(|| b.envoy_cpu_us / a.envoy_cpu_us)
+}
+
+/// Envoy's CPU time so far (user + system, all threads), seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at `state`.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // /proc reports in USER_HZ, 100 on Linux.
+    Some((utime + stime) / 100.0)
+}
+
+/// Per-request work in add-header (weir and raw) and every other filter.
+fn request_costs() -> Result<Vec<ModuleCost>> {
+    let mut out = Vec::new();
+    let mut modules = vec![("raw-add-header".to_owned(), Some(SEED.to_owned()))];
+    modules.push(("add-header".to_owned(), Some(SEED.to_owned())));
+    for f in project::filters()?.into_iter().filter(|f| f.name != "add-header") {
+        let config = f.example_config().ok();
+        modules.push((f.name, config));
+    }
+    for (name, config) in modules {
+        let path = build::build(&bench_filter(&name)?, &Options::default())?.path;
+        let wasm = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        match crate::configure::request_cost(&wasm, config.as_deref().map(str::as_bytes), 1_000, 20_000) {
+            Ok(cost) => out.push(ModuleCost { module: name, cost }),
+            Err(e) => eprintln!("  {name}: per-request cost not measured: {e:#}"),
+        }
+    }
+    Ok(out)
 }
 
 impl Args {
@@ -341,6 +429,13 @@ impl Args {
             }
         }
         let out = self.out.clone().unwrap_or_else(|| project::root().join("target").join("bench"));
+        if self.work {
+            let costs = request_costs()?;
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            project::write_atomic(&out.join("work.json"), &serde_json::to_vec_pretty(&costs)?)?;
+            println!("{}", work_table(&costs));
+            return Ok(());
+        }
         if let Some(n) = self.load {
             return load(n, self.connections, &out);
         }
@@ -348,6 +443,7 @@ impl Args {
         eprintln!("     Measure {rounds} round(s) of {seconds} s per variant, {} connections", self.connections);
         let variants = measure(&self, rounds, seconds)?;
         let sizes = sizes()?;
+        let request_costs = request_costs()?;
         let build = build_times(self.quick)?;
         let report = Report {
             machine: machine(),
@@ -357,6 +453,11 @@ impl Args {
             weir_vs_raw: ratio(&variants, "weir add-header", "raw proxy-wasm add-header"),
             weir_vs_native: ratio(&variants, "weir add-header", "native response_headers_to_add"),
             raw_vs_native: ratio(&variants, "raw proxy-wasm add-header", "native response_headers_to_add"),
+            weir_vs_raw_per_round: ratio_per_round(&variants, WEIR, RAW),
+            weir_vs_native_per_round: ratio_per_round(&variants, WEIR, NATIVE),
+            weir_vs_raw_cpu: cpu_ratio(&variants, WEIR, RAW),
+            weir_vs_native_cpu: cpu_ratio(&variants, WEIR, NATIVE),
+            request_costs,
             variants,
             sizes,
             build,
@@ -392,13 +493,18 @@ fn fmt_ratio(r: Option<f64>) -> String {
 
 fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "## Throughput ({} round(s) × {} s, {} connections, one Envoy worker)\n\nMachine: {}\n\n| variant | median req/s | p50 | p99 |\n|---|---:|---:|---:|\n",
+        "## Throughput ({} round(s) × {} s, {} connections, one Envoy worker)\n\nMachine: {}\n\n| variant | median req/s | p50 | p99 | Envoy CPU per request |\n|---|---:|---:|---:|---:|\n",
         r.rounds, r.seconds, r.connections, r.machine
     );
     for v in &r.variants {
         match &v.skipped {
-            Some(why) => s += &format!("| {} | skipped: {} | | |\n", v.name, why),
-            None => s += &format!("| {} | {:.0} | {:.0} µs | {:.0} µs |\n", v.name, v.rps, v.p50_us, v.p99_us),
+            Some(why) => s += &format!("| {} | skipped: {} | | | |\n", v.name, why),
+            None => {
+                s += &format!(
+                    "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs |\n",
+                    v.name, v.rps, v.p50_us, v.p99_us, v.envoy_cpu_us
+                )
+            }
         }
     }
     s += &format!(
@@ -407,6 +513,14 @@ fn markdown(r: &Report) -> String {
         fmt_ratio(r.weir_vs_native),
         fmt_ratio(r.raw_vs_native)
     );
+    s += &format!(
+        "\nRound by round (median of each round's ratio): weir / raw **{}** · weir / native **{}**  \nBy Envoy CPU per request (the other's CPU over weir's): weir vs raw **{}** · weir vs native **{}**\n",
+        fmt_ratio(r.weir_vs_raw_per_round),
+        fmt_ratio(r.weir_vs_native_per_round),
+        fmt_ratio(r.weir_vs_raw_cpu),
+        fmt_ratio(r.weir_vs_native_cpu)
+    );
+    s += &work_table(&r.request_costs);
     s += "\n## Module sizes\n\n| module | target | cargo output | optimized |\n|---|---|---:|---:|\n";
     for z in &r.sizes {
         s += &format!("| {} | {} | {} | {} |\n", z.module, z.target, human_bytes(z.raw_bytes), human_bytes(z.bytes));
@@ -418,6 +532,18 @@ fn markdown(r: &Report) -> String {
         r.build.warm_cargo_ms as f64 / 1000.0,
         r.build.warm_ms.saturating_sub(r.build.warm_cargo_ms) as f64 / 1000.0
     );
+    s
+}
+
+fn work_table(costs: &[ModuleCost]) -> String {
+    let mut s = "\n## Work per request inside the module (wasmi, deterministic)\n\n| module | VM entries | host calls | wasm instructions | linear memory after warm-up → after run |\n|---|---:|---:|---:|---:|\n".to_owned();
+    for m in costs {
+        let c = &m.cost;
+        s += &format!(
+            "| {} | {:.0} | {:.1} | {:.0} | {} → {} pages ({} requests) |\n",
+            m.module, c.entries, c.host_calls, c.instructions, c.pages_after_warmup, c.pages_at_end, c.requests
+        );
+    }
     s
 }
 

@@ -63,6 +63,8 @@ impl Outcome {
 struct Host {
     configuration: Vec<u8>,
     log: Vec<LogLine>,
+    /// Calls the module made to its imports.
+    calls: u64,
 }
 
 fn memory(caller: &Caller<'_, Host>) -> Result<Memory, wasmi::Error> {
@@ -111,6 +113,7 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
             let bytes = read(&caller, ptr, len)?;
             let message = String::from_utf8_lossy(&bytes).into_owned();
             let mut caller = caller;
+            caller.data_mut().calls += 1;
             caller.data_mut().log.push(LogLine { level, message });
             Ok(OK)
         },
@@ -124,6 +127,7 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
          max: i32,
          data_out: i32,
          size_out: i32| {
+            caller.data_mut().calls += 1;
             if buffer != PLUGIN_CONFIGURATION {
                 return Ok(NOT_FOUND);
             }
@@ -214,7 +218,8 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
             OK
         };
         let results: Vec<_> = ty.results().to_vec();
-        linker.func_new(m, name, ty.clone(), move |_caller, _params, out| {
+        linker.func_new(m, name, ty.clone(), move |mut caller: Caller<'_, Host>, _params, out| {
+            caller.data_mut().calls += 1;
             for (slot, t) in out.iter_mut().zip(&results) {
                 *slot = match t {
                     wasmi::ValType::I32 => Val::I32(status),
@@ -261,55 +266,71 @@ pub fn run(wasm: &[u8], configuration: Option<&[u8]>) -> Result<Outcome> {
     })
 }
 
-fn run_here(wasm: &[u8], configuration: Option<&[u8]>) -> Result<Outcome> {
-    let mut config = Config::default();
-    config.consume_fuel(true);
-    let engine = Engine::new(&config);
-    let module = Module::new(&engine, wasm).map_err(|e| anyhow!("not a valid wasm module: {e}"))?;
-    if !module
-        .exports()
-        .any(|e| e.name().starts_with("proxy_abi_version_"))
-    {
-        bail!("not a proxy-wasm module: it exports no proxy_abi_version_* function");
-    }
-    let mut linker = Linker::<Host>::new(&engine);
-    link(&mut linker, &module).context("cannot provide the module's imports")?;
-    let host = Host {
-        configuration: configuration.unwrap_or_default().to_vec(),
-        log: Vec::new(),
-    };
-    let mut store = Store::new(&engine, host);
-    store.set_fuel(FUEL).map_err(|e| anyhow!("{e}"))?;
-    let instance = linker
-        .instantiate_and_start(&mut store, &module)
-        .map_err(|e| anyhow!("cannot instantiate the module: {e}"))?;
-    let result = (|| -> Result<bool> {
-        call_i32(&mut store, &instance, "_initialize", &[])?;
-        call_i32(
-            &mut store,
-            &instance,
-            "proxy_on_context_create",
-            &[Val::I32(ROOT_CONTEXT), Val::I32(0)],
-        )?;
-        if call_i32(
-            &mut store,
-            &instance,
-            "proxy_on_vm_start",
-            &[Val::I32(ROOT_CONTEXT), Val::I32(0)],
-        )? == Some(0)
+/// A module instantiated and configured in the interpreter.
+struct Session {
+    store: Store<Host>,
+    instance: Instance,
+}
+
+impl Session {
+    /// Instantiates `wasm` and runs its configure step; the bool is the answer.
+    fn start(wasm: &[u8], configuration: Option<&[u8]>) -> Result<(Session, Result<bool>)> {
+        let mut config = Config::default();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config);
+        let module =
+            Module::new(&engine, wasm).map_err(|e| anyhow!("not a valid wasm module: {e}"))?;
+        if !module
+            .exports()
+            .any(|e| e.name().starts_with("proxy_abi_version_"))
         {
-            return Ok(false);
+            bail!("not a proxy-wasm module: it exports no proxy_abi_version_* function");
         }
+        let mut linker = Linker::<Host>::new(&engine);
+        link(&mut linker, &module).context("cannot provide the module's imports")?;
+        let host = Host {
+            configuration: configuration.unwrap_or_default().to_vec(),
+            ..Host::default()
+        };
+        let mut store = Store::new(&engine, host);
+        store.set_fuel(FUEL).map_err(|e| anyhow!("{e}"))?;
+        let instance = linker
+            .instantiate_and_start(&mut store, &module)
+            .map_err(|e| anyhow!("cannot instantiate the module: {e}"))?;
+        let mut session = Session { store, instance };
         let size = configuration.map_or(0, <[u8]>::len) as i32;
-        let configured = call_i32(
-            &mut store,
-            &instance,
-            "proxy_on_configure",
-            &[Val::I32(ROOT_CONTEXT), Val::I32(size)],
-        )?;
-        Ok(configured.unwrap_or(1) != 0)
-    })();
-    let log = std::mem::take(&mut store.data_mut().log);
+        let answer = (|| -> Result<bool> {
+            session.call("_initialize", &[])?;
+            session.call("proxy_on_context_create", &[Val::I32(ROOT_CONTEXT), Val::I32(0)])?;
+            if session.call("proxy_on_vm_start", &[Val::I32(ROOT_CONTEXT), Val::I32(0)])? == Some(0) {
+                return Ok(false);
+            }
+            let configured =
+                session.call("proxy_on_configure", &[Val::I32(ROOT_CONTEXT), Val::I32(size)])?;
+            Ok(configured.unwrap_or(1) != 0)
+        })();
+        Ok((session, answer))
+    }
+
+    fn call(&mut self, name: &str, args: &[Val]) -> Result<Option<i32>> {
+        call_i32(&mut self.store, &self.instance, name, args)
+    }
+
+    fn fuel(&self) -> u64 {
+        self.store.get_fuel().unwrap_or(0)
+    }
+
+    fn memory_pages(&self) -> u64 {
+        match self.instance.get_export(&self.store, "memory") {
+            Some(Extern::Memory(m)) => u64::from(m.size(&self.store)),
+            _ => 0,
+        }
+    }
+}
+
+fn run_here(wasm: &[u8], configuration: Option<&[u8]>) -> Result<Outcome> {
+    let (mut session, result) = Session::start(wasm, configuration)?;
+    let log = std::mem::take(&mut session.store.data_mut().log);
     match result {
         Ok(accepted) => Ok(Outcome { accepted, log }),
         Err(e) => {
@@ -321,6 +342,95 @@ fn run_here(wasm: &[u8], configuration: Option<&[u8]>) -> Result<Outcome> {
             }
         }
     }
+}
+
+/// What one request costs inside the module, counted in the interpreter: a
+/// deterministic view of the work Envoy's VM does per request, free of the
+/// noise of a throughput run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RequestCost {
+    /// Requests measured (after the warm-up).
+    pub requests: u64,
+    /// Entries into the module per request (one per exported hook Envoy calls).
+    pub entries: f64,
+    /// Calls from the module to the host per request.
+    pub host_calls: f64,
+    /// Wasm instructions executed per request (wasmi fuel).
+    pub instructions: f64,
+    /// Linear memory (64 KiB pages) after the warm-up.
+    pub pages_after_warmup: u64,
+    /// Linear memory after all requests: equal when nothing leaks per request.
+    pub pages_at_end: u64,
+}
+
+/// The hooks Envoy calls, in order, for a GET answered by a direct response
+/// with a body: context create first, then each of these the module exports.
+const REQUEST_HOOKS: &[(&str, &[i32])] = &[
+    ("proxy_on_request_headers", &[6, 1]),
+    ("proxy_on_response_headers", &[3, 0]),
+    ("proxy_on_response_body", &[3, 1]),
+    ("proxy_on_log", &[]),
+    ("proxy_on_done", &[]),
+    ("proxy_on_delete", &[]),
+];
+
+/// Configures `wasm`, sends `warmup` then `requests` requests through it the way
+/// Envoy calls a module (skipping hooks it does not export), and reports the
+/// per-request entries, host calls and instructions of the measured ones.
+pub fn request_cost(
+    wasm: &[u8],
+    configuration: Option<&[u8]>,
+    warmup: u64,
+    requests: u64,
+) -> Result<RequestCost> {
+    let run = || -> Result<RequestCost> {
+        let (mut session, answer) = Session::start(wasm, configuration)?;
+        if !answer? {
+            bail!("the module refused its configuration");
+        }
+        let hooks: Vec<(&str, &[i32])> = REQUEST_HOOKS
+            .iter()
+            .copied()
+            .filter(|(name, _)| session.instance.get_func(&session.store, name).is_some())
+            .collect();
+        // One request: context create, then each exported hook; the entries made.
+        let one = |session: &mut Session, id: i32| -> Result<u64> {
+            session.call("proxy_on_context_create", &[Val::I32(id), Val::I32(ROOT_CONTEXT)])?;
+            for (name, extra) in &hooks {
+                let mut args = vec![Val::I32(id)];
+                args.extend(extra.iter().map(|v| Val::I32(*v)));
+                session.call(name, &args)?;
+            }
+            Ok(1 + hooks.len() as u64)
+        };
+        for i in 0..warmup {
+            one(&mut session, 2 + i as i32)?;
+        }
+        let pages_after_warmup = session.memory_pages();
+        let (fuel, calls) = (session.fuel(), session.store.data().calls);
+        let mut entries = 0;
+        for i in 0..requests {
+            entries += one(&mut session, (2 + warmup + i) as i32)?;
+        }
+        let n = requests.max(1) as f64;
+        Ok(RequestCost {
+            requests,
+            entries: entries as f64 / n,
+            host_calls: (session.store.data().calls - calls) as f64 / n,
+            instructions: fuel.saturating_sub(session.fuel()) as f64 / n,
+            pages_after_warmup,
+            pages_at_end: session.memory_pages(),
+        })
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("request-cost".into())
+            .stack_size(STACK)
+            .spawn_scoped(scope, run)
+            .context("cannot start the interpreter thread")?
+            .join()
+            .map_err(|_| anyhow!("the request-cost run panicked"))?
+    })
 }
 
 #[cfg(test)]
@@ -358,6 +468,18 @@ mod tests {
     fn add_header_with_no_configuration_takes_its_default() {
         let out = run(&add_header(), None).unwrap();
         assert!(out.accepted, "{:?}", out.log);
+    }
+
+    #[test]
+    fn add_header_enters_three_times_per_request_and_its_memory_stays_flat() {
+        let example = crate::project::filter("add-header").unwrap().example_config().unwrap();
+        let cost = request_cost(&add_header(), Some(example.as_bytes()), 200, 5_000).unwrap();
+        // context create, response headers, delete: the hooks it implements and no others.
+        assert_eq!(cost.entries, 3.0, "{cost:?}");
+        // One header write; no log line, no look-up.
+        assert_eq!(cost.host_calls, 1.0, "{cost:?}");
+        assert!(cost.instructions > 0.0, "{cost:?}");
+        assert_eq!(cost.pages_at_end, cost.pages_after_warmup, "linear memory grew: {cost:?}");
     }
 
     #[test]
