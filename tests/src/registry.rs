@@ -633,6 +633,9 @@ pub struct Faults {
     /// Forward this many of the next manifest PUTs to the registry, then drop the connection
     /// instead of passing its answer back: the tag is written, the client never hears so.
     pub drop_manifest_answers: usize,
+    /// Answer every blob GET with `307 Temporary Redirect` to this URL, as registries on object
+    /// storage do (S3 or Azure pre-signed URLs carry a signature in the query).
+    pub redirect_blob_gets: Option<String>,
     /// 503s answered so far.
     pub answered_503: usize,
     /// Connections dropped mid-blob so far.
@@ -766,6 +769,11 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             "drop"
         } else if upload && method == "PUT" && length > 1 && f.slow_uploads.is_some() {
             "slow"
+        } else if method == "GET"
+            && path.contains("/blobs/sha256:")
+            && f.redirect_blob_gets.is_some()
+        {
+            "redirect"
         } else if method == "PUT" && path.contains("/manifests/") && f.drop_manifest_answers > 0 {
             f.drop_manifest_answers -= 1;
             f.dropped_manifest_answers += 1;
@@ -828,6 +836,15 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
                     Ok(n) => have += n,
                 }
             }
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        "redirect" => {
+            let to = faults
+                .lock()
+                .ok()
+                .and_then(|f| f.redirect_blob_gets.clone())
+                .unwrap_or_default();
+            let _ = client.write_all(format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
             let _ = client.shutdown(Shutdown::Both);
         }
         "slow" => forward_slowly(client, upstream, &buf, head_end, length, faults),

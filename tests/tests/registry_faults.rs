@@ -414,3 +414,97 @@ fn a_tag_written_whose_answer_was_lost_is_not_called_unwritten() {
         retried.all()
     );
 }
+
+/// A registry on object storage redirects blob downloads to pre-signed URLs whose query holds a
+/// signature. When that download fails, the message names the step and the host, and never
+/// prints the query.
+#[test]
+fn a_failed_redirected_download_does_not_print_the_signed_url() {
+    const SIGNATURE: &str = "X-Amz-Signature=5ec4e7d0b5e1c0ffee";
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = module_file(dir.path(), "signed", 3000, 80);
+    let run = xtask(
+        &[
+            "push",
+            file.to_str().unwrap(),
+            &format!("{}/signed/m:v1", reg.host()),
+            "--plain-http",
+        ],
+        None,
+    );
+    assert!(run.status.success(), "{}", run.all());
+    // Nothing listens on `closed`: the redirected download cannot connect.
+    let closed = weir_tests::registry::free_port();
+    let proxy = FaultProxy::start(
+        reg.port,
+        Faults {
+            redirect_blob_gets: Some(format!(
+                "http://127.0.0.1:{closed}/bucket/blob?X-Amz-Credential=AKIA&{SIGNATURE}"
+            )),
+            ..Faults::default()
+        },
+    );
+    let out = dir.path().join("out.wasm");
+    let pulled = xtask(
+        &[
+            "pull",
+            &format!("{}/signed/m:v1", proxy.host()),
+            "-o",
+            out.to_str().unwrap(),
+            "--plain-http",
+            "--retries",
+            "1",
+        ],
+        None,
+    );
+    assert!(!pulled.status.success(), "{}", pulled.all());
+    assert!(
+        pulled.stderr.contains("while downloading the wasm layer") && !out.exists(),
+        "{}",
+        pulled.all()
+    );
+    assert!(
+        !pulled.all().contains(SIGNATURE) && !pulled.all().contains("AKIA"),
+        "the pre-signed URL's query was printed:\n{}",
+        pulled.all()
+    );
+    eprintln!("redirected download failed:\n{}", pulled.stderr);
+}
+
+/// Six `cargo xtask push` processes write six tags into one `oci:` layout at once: every tag
+/// is kept and pulls back its own module (index.json is rewritten under a lock).
+#[test]
+fn concurrent_pushes_to_one_layout_keep_every_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let modules: Vec<(PathBuf, Vec<u8>)> = (0..6)
+        .map(|i| module_file(dir.path(), &format!("l{i}"), 20_000, 200 + i))
+        .collect();
+    let barrier = Barrier::new(modules.len());
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = modules
+            .iter()
+            .enumerate()
+            .map(|(i, (file, _))| {
+                let (barrier, layout) = (&barrier, &layout);
+                s.spawn(move || {
+                    let reference = format!("oci:{}:t{i}", layout.display());
+                    barrier.wait();
+                    xtask(&["push", file.to_str().unwrap(), &reference], None)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert!(run.status.success(), "{}", run.all());
+    }
+    for (i, (_, bytes)) in modules.iter().enumerate() {
+        let out = dir.path().join(format!("back{i}.wasm"));
+        let reference = format!("oci:{}:t{i}", layout.display());
+        let run = xtask(&["pull", &reference, "-o", out.to_str().unwrap()], None);
+        assert!(run.status.success(), "tag t{i} was lost:\n{}", run.all());
+        assert_eq!(sha(&std::fs::read(&out).unwrap()), sha(bytes), "t{i}");
+    }
+}
