@@ -17,6 +17,8 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench                    5 interleaved rounds of 10 s per variant, sizes, build times
   cargo xtask bench --quick            one short round (what `cargo xtask test` checks runs)
   cargo xtask bench --load 1000000     one million requests through add-header: errors, memory growth
+  cargo xtask bench --work             per-request work in each module (interpreter, deterministic)
+  cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
 
 Writes target/bench/report.json, report.md and throughput.svg.";
 
@@ -45,6 +47,12 @@ pub struct Args {
     /// takes seconds and needs no Envoy.
     #[arg(long, conflicts_with = "load")]
     pub work: bool,
+    /// With --work: count these modules instead of the workspace's filters.
+    #[arg(requires = "work", value_name = "MODULE.wasm")]
+    pub modules: Vec<PathBuf>,
+    /// With --work and modules: the plugin configuration to give them (JSON text).
+    #[arg(long, requires = "modules", value_name = "JSON")]
+    pub config: Option<String>,
     /// Where the report goes (default: target/bench in the workspace).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -400,6 +408,19 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// Per-request work in the given module files.
+fn module_costs(modules: &[PathBuf], config: Option<&str>) -> Result<Vec<ModuleCost>> {
+    modules
+        .iter()
+        .map(|path| {
+            let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let cost = crate::configure::request_cost(&wasm, config.map(str::as_bytes), 1_000, 20_000)
+                .with_context(|| format!("{}: cannot count its work per request", path.display()))?;
+            Ok(ModuleCost { module: path.display().to_string(), cost })
+        })
+        .collect()
+}
+
 /// Per-request work in add-header (weir and raw) and every other filter.
 fn request_costs() -> Result<Vec<ModuleCost>> {
     let mut out = Vec::new();
@@ -430,7 +451,11 @@ impl Args {
         }
         let out = self.out.clone().unwrap_or_else(|| project::root().join("target").join("bench"));
         if self.work {
-            let costs = request_costs()?;
+            let costs = if self.modules.is_empty() {
+                request_costs()?
+            } else {
+                module_costs(&self.modules, self.config.as_deref())?
+            };
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             project::write_atomic(&out.join("work.json"), &serde_json::to_vec_pretty(&costs)?)?;
             println!("{}", work_table(&costs));
