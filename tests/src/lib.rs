@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: built modules and a real Envoy running them.
 
+pub mod client;
 pub mod registry;
+pub mod server;
 
 use std::path::PathBuf;
 
@@ -39,6 +41,8 @@ pub fn envoy_with(filter: &str, configuration: Option<&str>) -> anyhow::Result<E
 
 /// Lines of Envoy's log that show a VM trap or a panic.
 pub fn vm_failures(envoy: &Envoy) -> Vec<String> {
+    // Envoy writes its log file every 50 ms (`Envoy::start`): let the last lines land.
+    std::thread::sleep(std::time::Duration::from_millis(200));
     envoy
         .log_text()
         .lines()

@@ -127,6 +127,17 @@ pub struct Bootstrap {
     pub backend: Backend,
     /// Extra clusters (e.g. one an HTTP callout or `code.remote` needs): `(name, host:port)`.
     pub clusters: Vec<(String, String)>,
+    /// Raised request-header limits; `None` keeps Envoy's defaults (60 KB, 100 headers).
+    pub header_limits: Option<HeaderLimits>,
+}
+
+/// How large a request head the listener accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// The connection manager's `max_request_headers_kb` (request line and headers, in KiB).
+    pub max_request_headers_kb: u32,
+    /// `common_http_protocol_options.max_headers_count`.
+    pub max_headers_count: u32,
 }
 
 fn cluster(name: &str, addr: &str) -> Result<Value> {
@@ -154,6 +165,7 @@ impl Bootstrap {
             native_response_headers: Vec::new(),
             backend: Backend::Direct,
             clusters: Vec::new(),
+            header_limits: None,
         }
     }
 
@@ -181,6 +193,16 @@ impl Bootstrap {
         for (name, addr) in &self.clusters {
             clusters.push(cluster(name, addr)?);
         }
+        let mut manager = json!({
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress",
+            "route_config": {"name": "local", "virtual_hosts": [virtual_host]},
+            "http_filters": http_filters,
+        });
+        if let Some(limits) = self.header_limits {
+            manager["max_request_headers_kb"] = json!(limits.max_request_headers_kb);
+            manager["common_http_protocol_options"] = json!({"max_headers_count": limits.max_headers_count});
+        }
         Ok(json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
             "static_resources": {
@@ -189,12 +211,7 @@ impl Bootstrap {
                     "address": {"socket_address": {"address": "127.0.0.1", "port_value": self.listen_port}},
                     "filter_chains": [{"filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "ingress",
-                            "route_config": {"name": "local", "virtual_hosts": [virtual_host]},
-                            "http_filters": http_filters,
-                        }
+                        "typed_config": manager,
                     }]}],
                 }],
                 "clusters": clusters,
@@ -258,6 +275,9 @@ impl Envoy {
         };
         let child = command
             .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
+            // Envoy flushes its log file every 10 s by default: a trap logged just now
+            // would not be in the file yet when a test reads it.
+            .args(["--file-flush-interval-msec", "50"])
             .args(["--base-id", &bootstrap.admin_port.to_string()])
             .arg("-c")
             .arg(&config)
