@@ -2,76 +2,15 @@
 //! gRPC), per-route rules, metrics in Envoy's stats, an HTTP callout to a real
 //! authorization service (allow, deny, timeout), shared data, and hostile header bytes.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
+use weir_tests::server::{answer, serve, Answer};
 use weir_tests::{bootstrap, vm_failures, wasm_filter};
 use xtask::envoy::{Backend, Envoy};
 
 /// 0x80..=0xFF: the bytes that took workers down with raw proxy-wasm.
 fn hostile() -> Vec<u8> {
     (0x80..=0xFF).collect()
-}
-
-/// What a test server answers: status, headers, body, and a delay before answering.
-struct Answer {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-    delay: Duration,
-}
-
-/// A one-request-per-connection HTTP/1.1 server on a free port; `answer` gets
-/// the request head (lowercase header names, as Envoy sends them).
-fn serve(answer: impl Fn(&str) -> Answer + Send + Sync + 'static) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a test server");
-    let addr = listener.local_addr().expect("its address").to_string();
-    let answer = Arc::new(answer);
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let answer = answer.clone();
-            std::thread::spawn(move || {
-                let _ = handle(stream, &*answer);
-            });
-        }
-    });
-    addr
-}
-
-fn handle(mut stream: TcpStream, answer: &dyn Fn(&str) -> Answer) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Ok(());
-        }
-        head.push(byte[0]);
-    }
-    let a = answer(&String::from_utf8_lossy(&head));
-    std::thread::sleep(a.delay);
-    let mut out = format!(
-        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-        a.status,
-        a.body.len()
-    );
-    for (k, v) in &a.headers {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str("\r\n");
-    stream.write_all(out.as_bytes())?;
-    stream.write_all(&a.body)
-}
-
-fn answer(status: u16, body: &str) -> Answer {
-    Answer {
-        status,
-        headers: Vec::new(),
-        body: body.as_bytes().to_vec(),
-        delay: Duration::ZERO,
-    }
 }
 
 const ACCESS_CONTROL: &str = r#"{
