@@ -93,7 +93,10 @@ pub use weir_macros::filter;
 /// static VM state for this filter type, and writes the `weir.hooks` custom
 /// section (see [`hooks`]) from which `cargo xtask build` drops the hooks the
 /// filter does not implement. There is no `proxy_on_done` export: the host
-/// then treats every context as done at once. On native targets it expands to
+/// then treats every context as done at once. The VM reports its linear memory
+/// as the gauge `wasmcustom.weir.<filter>.memory_bytes` whenever it changes
+/// (checked at configure and at the end of each request), so a leak shows in
+/// Envoy's stats. On native targets it expands to
 /// nothing but a type check, so the same crate runs its tests natively.
 #[macro_export]
 macro_rules! export {
@@ -101,7 +104,9 @@ macro_rules! export {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::__private::Vm;
-            static VM: Vm<$filter> = Vm::new(env!("CARGO_PKG_NAME"));
+            static MEMORY: $crate::metrics::Gauge =
+                $crate::metrics::Gauge::new(concat!("weir.", env!("CARGO_PKG_NAME"), ".memory_bytes"));
+            static VM: Vm<$filter> = Vm::new(env!("CARGO_PKG_NAME"), &MEMORY);
 
             #[cfg(target_os = "wasi")]
             extern "C" {

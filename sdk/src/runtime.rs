@@ -297,6 +297,7 @@ impl<F: HttpFilter> Stream<F> {
 pub mod wasm {
     use super::{Plugin, Stream};
     use crate::filter::{Action, HttpFilter};
+    use crate::metrics::Gauge;
     use std::cell::{Cell, UnsafeCell};
 
     struct State<F: HttpFilter> {
@@ -312,6 +313,10 @@ pub mod wasm {
         name: &'static str,
         busy: Cell<bool>,
         state: UnsafeCell<State<F>>,
+        /// `wasmcustom.weir.<filter>.memory_bytes`: the VM's linear memory.
+        memory: &'static Gauge,
+        /// Linear memory (64 KiB pages) last reported to `memory`.
+        pages: Cell<usize>,
     }
 
     // SAFETY: wasm32 modules built by weir are single-threaded; `busy` keeps
@@ -329,8 +334,9 @@ pub mod wasm {
     }
 
     impl<F: HttpFilter> Vm<F> {
-        /// An empty VM for the filter named `name` (its log lines carry it).
-        pub const fn new(name: &'static str) -> Self {
+        /// An empty VM for the filter named `name` (its log lines carry it),
+        /// reporting its linear memory to the gauge `memory`.
+        pub const fn new(name: &'static str, memory: &'static Gauge) -> Self {
             Vm {
                 name,
                 busy: Cell::new(false),
@@ -338,6 +344,18 @@ pub mod wasm {
                     roots: Vec::new(),
                     streams: Vec::new(),
                 }),
+                memory,
+                pages: Cell::new(0),
+            }
+        }
+
+        /// Reports the linear memory when it changed: one instruction and a
+        /// comparison per call, a host call only when memory grew.
+        fn note_memory(&self) {
+            let pages = core::arch::wasm32::memory_size(0);
+            if pages != self.pages.get() {
+                self.pages.set(pages);
+                self.memory.set(pages as u64 * 65536);
             }
         }
 
@@ -392,9 +410,11 @@ pub mod wasm {
 
         /// `proxy_on_configure`.
         pub fn configure(&self, id: u32, size: usize) -> bool {
-            self.root(id, |root| {
+            let accepted = self.root(id, |root| {
                 root.configure_logged(&crate::host::plugin_configuration(size))
-            })
+            });
+            self.note_memory();
+            accepted
         }
 
         /// `proxy_on_tick`.
@@ -454,7 +474,8 @@ pub mod wasm {
             })
         }
 
-        /// `proxy_on_delete`: forgets the request or plugin `id`.
+        /// `proxy_on_delete`: forgets the request or plugin `id`, then reports
+        /// the linear memory if it changed.
         pub fn delete(&self, id: u32) {
             self.with((), |s| {
                 if let Some(at) = s.streams.iter().rposition(|(i, _)| *i == id) {
@@ -462,7 +483,8 @@ pub mod wasm {
                 } else if let Some(at) = s.roots.iter().position(|(i, _)| *i == id) {
                     s.roots.swap_remove(at);
                 }
-            })
+            });
+            self.note_memory();
         }
     }
 

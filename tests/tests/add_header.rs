@@ -48,3 +48,18 @@ fn high_bytes_in_header_values_never_trap() {
     assert_eq!(r.header_str("hello").as_deref(), Some("hello details"));
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
 }
+
+#[test]
+fn the_vm_reports_its_linear_memory_and_it_stays_flat_over_requests() {
+    let envoy = envoy_with("add-header", Some(SEED_PARAMETERS)).unwrap();
+    let stat = "wasmcustom.weir.add-header.memory_bytes";
+    for _ in 0..50 {
+        assert_eq!(envoy.get("/", &[]).unwrap().status, 200);
+    }
+    let warm = envoy.stat(stat).unwrap().unwrap_or_else(|| panic!("no {stat} in Envoy's stats"));
+    assert!(warm > 0 && warm % 65536 == 0, "{stat} = {warm}: not a whole number of wasm pages");
+    for _ in 0..500 {
+        assert_eq!(envoy.get("/", &[]).unwrap().status, 200);
+    }
+    assert_eq!(envoy.stat(stat).unwrap(), Some(warm), "linear memory grew over 500 requests");
+}

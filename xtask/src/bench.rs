@@ -167,6 +167,10 @@ pub struct Report {
 const WEIR: &str = "weir add-header";
 const RAW: &str = "raw proxy-wasm add-header";
 const NATIVE: &str = "native response_headers_to_add";
+const FLOOR: &str = "wasm floor (empty module)";
+
+/// The gauge weir's runtime keeps of add-header's linear memory.
+const MEMORY_STAT: &str = "wasmcustom.weir.add-header.memory_bytes";
 
 const SEED: &str = r#"{"name":"hello","value":"hello details"}"#;
 
@@ -262,9 +266,17 @@ fn subjects(weir_filters: &[Filter]) -> Result<Vec<Subject>> {
             failure_policy: None,
         })
     };
+    let floor = WasmFilter {
+        name: "floor".into(),
+        root_id: "floor".into(),
+        code: Code::Local(floor_module()?),
+        configuration: None,
+        failure_policy: None,
+    };
     let mut out = vec![
         Subject { name: "envoy, no filter".into(), filters: vec![], native: false },
         Subject { name: "native response_headers_to_add".into(), filters: vec![], native: true },
+        Subject { name: FLOOR.into(), filters: vec![floor], native: false },
         Subject { name: "raw proxy-wasm add-header".into(), filters: vec![local("raw-add-header", Some(SEED.into()))?], native: false },
         Subject { name: "weir add-header".into(), filters: vec![local("add-header", Some(SEED.into()))?], native: false },
     ];
@@ -273,6 +285,33 @@ fn subjects(weir_filters: &[Filter]) -> Result<Vec<Subject>> {
         out.push(Subject { name: format!("weir {}", f.name), filters: vec![local(&f.name, config)?], native: false });
     }
     Ok(out)
+}
+
+/// The least a Wasm filter can be: the exports Envoy requires, each doing nothing,
+/// and no per-request hook but the mandatory context create. What Envoy spends
+/// on it per request is the floor under every Wasm filter, weir's or not.
+const FLOOR_WAT: &str = r#"(module
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 65536))
+  (func (export "_initialize"))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (local.get $at))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_context_create") (param i32 i32)))"#;
+
+fn floor_module() -> Result<PathBuf> {
+    let wasm = wat::parse_str(FLOOR_WAT).context("the floor module does not assemble")?;
+    let path = project::root().join("target").join("bench").join("floor.wasm");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    project::write_atomic(&path, &wasm)?;
+    Ok(path)
 }
 
 /// A filter or the raw baseline crate (`benches/raw-add-header`).
@@ -298,7 +337,14 @@ fn measure(args: &Args, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
     let mut skipped: Vec<Option<String>> = vec![None; subjects.len()];
     for round in 1..=rounds {
-        for (i, s) in subjects.iter().enumerate() {
+        // Forward on odd rounds, backward on even ones: a machine that slows down
+        // or speeds up during a round weighs on both ends of the order alike.
+        let mut order: Vec<usize> = (0..subjects.len()).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for i in order {
+            let s = &subjects[i];
             if skipped[i].is_some() {
                 continue;
             }
@@ -518,15 +564,17 @@ fn fmt_ratio(r: Option<f64>) -> String {
 
 fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "## Throughput ({} round(s) × {} s, {} connections, one Envoy worker)\n\nMachine: {}\n\n| variant | median req/s | p50 | p99 | Envoy CPU per request |\n|---|---:|---:|---:|---:|\n",
+        "## Throughput ({} round(s) × {} s, {} connections, one Envoy worker)\n\nMachine: {}\n\n| variant | median req/s | p50 | p99 | Envoy CPU per request | over native |\n|---|---:|---:|---:|---:|---:|\n",
         r.rounds, r.seconds, r.connections, r.machine
     );
+    let native_cpu = measured(&r.variants, NATIVE).map(|v| v.envoy_cpu_us);
     for v in &r.variants {
         match &v.skipped {
-            Some(why) => s += &format!("| {} | skipped: {} | | | |\n", v.name, why),
+            Some(why) => s += &format!("| {} | skipped: {} | | | | |\n", v.name, why),
             None => {
+                let over = native_cpu.map_or(String::new(), |n| format!("{:+.1} µs", v.envoy_cpu_us - n));
                 s += &format!(
-                    "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs |\n",
+                    "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {over} |\n",
                     v.name, v.rps, v.p50_us, v.p99_us, v.envoy_cpu_us
                 )
             }
@@ -629,8 +677,9 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<()> {
         total += run.requests;
         errors += run.errors;
         let rss = rss_kib(envoy.pid()).unwrap_or(0);
-        eprintln!("  {total:>10} requests  {errors} errors  envoy rss {rss} KiB");
-        samples.push((total, rss));
+        let wasm = envoy.stat(MEMORY_STAT).ok().flatten().unwrap_or(0);
+        eprintln!("  {total:>10} requests  {errors} errors  envoy rss {rss} KiB  wasm memory {} KiB", wasm / 1024);
+        samples.push((total, rss, wasm));
     }
     let vm_errors: Vec<String> = envoy
         .log_text()
@@ -641,8 +690,9 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<()> {
         })
         .map(str::to_owned)
         .collect();
-    let after_warmup = samples.get(1).or(samples.first()).map_or(0, |s| s.1);
-    let last = samples.last().map_or(0, |s| s.1);
+    let warm = samples.get(1).or(samples.first()).copied().unwrap_or_default();
+    let end = samples.last().copied().unwrap_or_default();
+    let (after_warmup, last) = (warm.1, end.1);
     let report = serde_json::json!({
         "requests": total,
         "non_2xx_or_socket_errors": errors,
@@ -651,6 +701,9 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<()> {
         "rss_kib_after_warmup": after_warmup,
         "rss_kib_at_end": last,
         "rss_growth_kib": last as i64 - after_warmup as i64,
+        "wasm_memory_bytes_after_warmup": warm.2,
+        "wasm_memory_bytes_at_end": end.2,
+        "wasm_memory_growth_bytes": end.2 as i64 - warm.2 as i64,
         "samples": samples,
     });
     std::fs::create_dir_all(out)?;

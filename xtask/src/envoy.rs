@@ -408,9 +408,35 @@ pub fn http_get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<Http
     }
     req.extend_from_slice(b"\r\n");
     stream.write_all(&req)?;
+    // Read the head, then exactly content-length bytes of body: waiting for the
+    // close instead would wait out Envoy's delayed_close_timeout (1 s) every time.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(length) = content_length(&raw[..end]) {
+                if raw.len() >= end + 4 + length {
+                    raw.truncate(end + 4 + length);
+                    break;
+                }
+            }
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+    }
     parse_response(&raw)
+}
+
+/// The content-length a response head declares, if any.
+fn content_length(head: &[u8]) -> Option<usize> {
+    head.split(|&b| b == b'\n').find_map(|line| {
+        let line = std::str::from_utf8(line).ok()?.trim();
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+    })
 }
 
 fn parse_response(raw: &[u8]) -> Result<HttpResponse> {
