@@ -301,6 +301,18 @@ impl Headers {
         host::map_get(self.map, name).map(Value)
     }
 
+    /// Every value of `name`, in the order the host holds them: a header sent
+    /// several times has several. Check all of them where a repeated header must
+    /// not slip past a decision made on its first value ([`get`](Self::get)) —
+    /// the upstream may read another one. One host call that copies the whole map.
+    pub fn get_all(&self, name: &str) -> Vec<Value> {
+        host::map_pairs(self.map)
+            .into_iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| Value(v))
+            .collect()
+    }
+
     /// True when `name` is present.
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()

@@ -479,7 +479,7 @@ impl Profile {
 fn access_control_checks() -> Vec<Check> {
     // config.example.json: sources 127/8 allowed; /admin denied; x-debug-bypass
     // (any value) denied; under /api/, `x-api-key: demo-key` required. A
-    // repeated header is read as its first value (the SDK's `Headers::get`).
+    // repeated header is judged on every copy (`Headers::get_all`).
     let key = |r: RawRequest| r.header("x-api-key", "demo-key");
     vec![
         deny(
@@ -526,12 +526,23 @@ fn access_control_checks() -> Vec<Check> {
             403,
             ACCESS_DENIED,
         ),
-        pass(
-            "x-api-key 60 times, the right key first",
+        deny(
+            "x-api-key 60 times, the right key first (every copy must be right)",
             repeated(
                 key(RawRequest::get("/api/v1")),
                 "x-api-key",
                 b"wrong",
+                DUPS - 1,
+            ),
+            403,
+            ACCESS_DENIED,
+        ),
+        pass(
+            "x-api-key 60 times, the right key in every copy",
+            repeated(
+                key(RawRequest::get("/api/v1")),
+                "x-api-key",
+                b"demo-key",
                 DUPS - 1,
             ),
         ),

@@ -460,7 +460,7 @@ fn module_costs(modules: &[PathBuf], config: Option<&str>) -> Result<Vec<ModuleC
         .iter()
         .map(|path| {
             let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let cost = crate::configure::request_cost(&wasm, config.map(str::as_bytes), 1_000, 20_000)
+            let cost = crate::configure::request_cost(&wasm, config.map(str::as_bytes), 1_000, 10_000)
                 .with_context(|| format!("{}: cannot count its work per request", path.display()))?;
             Ok(ModuleCost { module: path.display().to_string(), cost })
         })
@@ -479,7 +479,7 @@ fn request_costs() -> Result<Vec<ModuleCost>> {
     for (name, config) in modules {
         let path = build::build(&bench_filter(&name)?, &Options::default())?.path;
         let wasm = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        match crate::configure::request_cost(&wasm, config.as_deref().map(str::as_bytes), 1_000, 20_000) {
+        match crate::configure::request_cost(&wasm, config.as_deref().map(str::as_bytes), 1_000, 10_000) {
             Ok(cost) => out.push(ModuleCost { module: name, cost }),
             Err(e) => eprintln!("  {name}: per-request cost not measured: {e:#}"),
         }

@@ -55,7 +55,10 @@ fn default_body() -> String {
     "access denied\n".into()
 }
 
-/// A header condition: `name` present, and when `values` is non-empty, equal to one of them.
+/// A header condition: `name` present, and when `values` is non-empty, equal to
+/// one of them. A header sent several times is judged on every copy, since the
+/// upstream may read any of them: a required header passes only when every copy
+/// is accepted, a denied one denies when any copy matches.
 #[derive(serde::Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRule {
@@ -66,13 +69,33 @@ pub struct HeaderRule {
     pub values: Vec<String>,
 }
 
+/// How a header rule judges the copies of a repeated header.
+#[derive(Clone, Copy)]
+enum Copies {
+    /// Every copy must be accepted (`require_headers`).
+    All,
+    /// One matching copy is enough (`deny_headers`).
+    Any,
+}
+
 impl HeaderRule {
-    fn matches(&self, cx: &mut Request<'_, Config>) -> bool {
-        match cx.headers().get(self.name.as_str()) {
-            None => false,
-            Some(v) => {
-                self.values.is_empty() || self.values.iter().any(|x| x.as_bytes() == v.as_bytes())
-            }
+    fn accepts(&self, value: &[u8]) -> bool {
+        self.values.iter().any(|x| x.as_bytes() == value)
+    }
+
+    fn matches(&self, cx: &mut Request<'_, Config>, copies: Copies) -> bool {
+        let headers = cx.headers();
+        // One look-up answers the common cases: absent, or any value will do.
+        if headers.get(self.name.as_str()).is_none() {
+            return false;
+        }
+        if self.values.is_empty() {
+            return true;
+        }
+        let all = headers.get_all(self.name.as_str());
+        match copies {
+            Copies::All => !all.is_empty() && all.iter().all(|v| self.accepts(v.as_bytes())),
+            Copies::Any => all.iter().any(|v| self.accepts(v.as_bytes())),
         }
     }
 }
@@ -155,10 +178,10 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
             return Some("access_control_path_denied");
         }
     }
-    if config.deny_headers.iter().any(|h| h.matches(cx)) {
+    if config.deny_headers.iter().any(|h| h.matches(cx, Copies::Any)) {
         return Some("access_control_header_denied");
     }
-    if !config.require_headers.iter().all(|h| h.matches(cx)) {
+    if !config.require_headers.iter().all(|h| h.matches(cx, Copies::All)) {
         return Some("access_control_header_required");
     }
     None

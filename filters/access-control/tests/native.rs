@@ -177,3 +177,36 @@ fn grpc_calls_are_denied_with_permission_denied() {
     assert_eq!(ex.status(), 403);
     assert_eq!(ex.reply_grpc_status(), None);
 }
+
+#[test]
+fn a_repeated_header_is_judged_on_every_copy() {
+    let mut f = example();
+    // The upstream may read any copy: a required key must be right in all of them.
+    let ex = f.send(
+        TestRequest::get("/api/v1")
+            .header("x-api-key", "demo-key")
+            .header("x-api-key", "wrong"),
+    );
+    assert_eq!(
+        (ex.status(), ex.reply_details()),
+        (403, Some("access_control_header_required"))
+    );
+    assert!(f
+        .send(
+            TestRequest::get("/api/v1")
+                .header("x-api-key", "demo-key")
+                .header("x-api-key", "demo-key")
+        )
+        .forwarded());
+    // A denied value in any copy denies.
+    let mut f = TestFilter::<AccessControl>::configure(
+        r#"{"deny_headers": [{"name": "x-mode", "values": ["debug"]}]}"#,
+    )
+    .unwrap();
+    let ex = f.send(TestRequest::get("/").header("x-mode", "normal").header("x-mode", "debug"));
+    assert_eq!(
+        (ex.status(), ex.reply_details()),
+        (403, Some("access_control_header_denied"))
+    );
+    assert!(f.send(TestRequest::get("/").header("x-mode", "normal")).forwarded());
+}
