@@ -58,8 +58,17 @@ fn header_name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// 256 cases per property in `cargo xtask test`; a long run sets `PROPTEST_CASES`
+/// (`PROPTEST_CASES=100000 cargo test --release -p weir --test never_traps`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(256)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn any_header_bytes_pass_through(

