@@ -302,7 +302,89 @@ pub mod wasm {
 
     struct State<F: HttpFilter> {
         roots: Vec<(u32, Plugin<F>)>,
-        streams: Vec<(u32, Stream<F>)>,
+        streams: Streams<F>,
+    }
+
+    /// The requests under way, sorted by context id (Envoy hands them out in
+    /// increasing order, so a new one is pushed at the end). A finished request
+    /// leaves a hole that is reused by nothing and swept once holes are half the
+    /// table, so look-ups are a binary search however many long-lived streams are
+    /// open, and nothing moves or allocates per request.
+    struct Streams<F: HttpFilter> {
+        slots: Vec<(u32, Option<Stream<F>>)>,
+        holes: usize,
+    }
+
+    impl<F: HttpFilter> Streams<F> {
+        const fn new() -> Self {
+            Streams { slots: Vec::new(), holes: 0 }
+        }
+
+        /// The slot of `id`: the newest is checked first (the common case).
+        fn find(&self, id: u32) -> Option<usize> {
+            let last = self.slots.len().checked_sub(1)?;
+            if self.slots[last].0 == id {
+                return Some(last);
+            }
+            self.slots.binary_search_by_key(&id, |(i, _)| *i).ok()
+        }
+
+        fn get(&mut self, id: u32) -> Option<&mut Stream<F>> {
+            let at = self.find(id)?;
+            self.slots[at].1.as_mut()
+        }
+
+        fn insert(&mut self, id: u32, stream: Stream<F>) {
+            match self.slots.last() {
+                Some((last, _)) if *last >= id => {
+                    // Not from Envoy, which never reuses or goes back; kept correct anyway.
+                    match self.slots.binary_search_by_key(&id, |(i, _)| *i) {
+                        Ok(at) => {
+                            if self.slots[at].1.replace(stream).is_none() {
+                                self.holes -= 1;
+                            }
+                        }
+                        Err(at) => self.slots.insert(at, (id, Some(stream))),
+                    }
+                }
+                _ => self.slots.push((id, Some(stream))),
+            }
+        }
+
+        /// Forgets `id`; false when it is not a request under way. Drops in
+        /// place: the newest request (and any holes before it) by truncating,
+        /// another by leaving a hole.
+        fn remove(&mut self, id: u32) -> bool {
+            let Some(at) = self.find(id) else {
+                return false;
+            };
+            if self.slots[at].1.is_none() {
+                return false;
+            }
+            if at + 1 == self.slots.len() {
+                let mut keep = at;
+                while keep > 0 && self.slots[keep - 1].1.is_none() {
+                    keep -= 1;
+                }
+                self.holes -= at - keep;
+                self.slots.truncate(keep);
+            } else {
+                self.slots[at].1 = None;
+                self.holes += 1;
+                if self.holes > 16 && self.holes * 2 > self.slots.len() {
+                    self.slots.retain(|(_, s)| s.is_some());
+                    self.holes = 0;
+                }
+            }
+            true
+        }
+
+        /// The request waiting for callout `token`, with its id.
+        fn waiting_for(&mut self, token: u32) -> Option<(u32, &mut Stream<F>)> {
+            self.slots
+                .iter_mut()
+                .find_map(|(id, s)| s.as_mut().filter(|s| s.waits_for(token)).map(|s| (*id, s)))
+        }
     }
 
     /// The filter's plugins and requests in this VM. Wasm modules run on one
@@ -342,7 +424,7 @@ pub mod wasm {
                 busy: Cell::new(false),
                 state: UnsafeCell::new(State {
                     roots: Vec::new(),
-                    streams: Vec::new(),
+                    streams: Streams::new(),
                 }),
                 memory,
                 pages: Cell::new(0),
@@ -372,8 +454,8 @@ pub mod wasm {
         }
 
         fn stream(&self, id: u32, otherwise: u32, f: impl FnOnce(&mut Stream<F>) -> Action) -> u32 {
-            self.with(otherwise, |s| match s.streams.iter_mut().rev().find(|(i, _)| *i == id) {
-                Some((_, stream)) => action(f(stream)),
+            self.with(otherwise, |s| match s.streams.get(id) {
+                Some(stream) => action(f(stream)),
                 None => otherwise,
             })
         }
@@ -403,7 +485,7 @@ pub mod wasm {
                     s.roots.push((id, Plugin::new(self.name)));
                 } else if let Some((_, root)) = s.roots.iter().find(|(i, _)| *i == parent) {
                     let stream = root.stream();
-                    s.streams.push((id, stream));
+                    s.streams.insert(id, stream);
                 }
             })
         }
@@ -467,8 +549,8 @@ pub mod wasm {
         /// for it, made the effective context first.
         pub fn http_call_response(&self, token: u32, body_size: usize) {
             self.with((), |s| {
-                if let Some((id, stream)) = s.streams.iter_mut().find(|(_, st)| st.waits_for(token)) {
-                    crate::host::set_effective_context(*id);
+                if let Some((id, stream)) = s.streams.waiting_for(token) {
+                    crate::host::set_effective_context(id);
                     stream.callout_response(token, body_size);
                 }
             })
@@ -478,10 +560,10 @@ pub mod wasm {
         /// the linear memory if it changed.
         pub fn delete(&self, id: u32) {
             self.with((), |s| {
-                if let Some(at) = s.streams.iter().rposition(|(i, _)| *i == id) {
-                    s.streams.swap_remove(at);
-                } else if let Some(at) = s.roots.iter().position(|(i, _)| *i == id) {
-                    s.roots.swap_remove(at);
+                if !s.streams.remove(id) {
+                    if let Some(at) = s.roots.iter().position(|(i, _)| *i == id) {
+                        s.roots.swap_remove(at);
+                    }
                 }
             });
             self.note_memory();

@@ -482,6 +482,40 @@ mod tests {
         assert_eq!(cost.pages_at_end, cost.pages_after_warmup, "linear memory grew: {cost:?}");
     }
 
+    /// Long-lived streams (gRPC streams, websockets) must not make every hook slower:
+    /// the stream table is searched in O(log n), not by a scan.
+    #[test]
+    fn a_hook_on_an_old_stream_stays_cheap_with_thousands_open() {
+        let example = crate::project::filter("add-header").unwrap().example_config().unwrap();
+        let (mut s, answer) = Session::start(&add_header(), Some(example.as_bytes())).unwrap();
+        assert!(answer.unwrap());
+        let hook = |s: &mut Session, id: i32| {
+            let before = s.fuel();
+            s.call("proxy_on_response_headers", &[Val::I32(id), Val::I32(3), Val::I32(0)])
+                .unwrap();
+            before - s.fuel()
+        };
+        let open = |s: &mut Session, ids: std::ops::Range<i32>| {
+            for id in ids {
+                s.call("proxy_on_context_create", &[Val::I32(id), Val::I32(ROOT_CONTEXT)])
+                    .unwrap();
+            }
+        };
+        open(&mut s, 10..20);
+        let few = hook(&mut s, 10);
+        open(&mut s, 20..3000);
+        // The oldest of 2,990 open streams, then short requests coming and going.
+        let many = hook(&mut s, 11);
+        for id in 3000..3100 {
+            open(&mut s, id..id + 1);
+            hook(&mut s, id);
+            s.call("proxy_on_delete", &[Val::I32(id)]).unwrap();
+        }
+        let after = hook(&mut s, 12);
+        assert!(many < few + 400, "a hook on an old stream cost {many} instructions with 2,990 open, {few} with 10");
+        assert!(after < few + 400, "after churn: {after} instructions, {few} with 10 open");
+    }
+
     #[test]
     fn a_module_that_is_not_proxy_wasm_is_an_error_not_a_refusal() {
         let e = run(b"\0asm\x01\0\0\0", Some(b"{}"))
