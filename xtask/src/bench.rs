@@ -759,30 +759,15 @@ fn envoy_binary() -> Result<PathBuf> {
 
 /// Sends `n` GETs on one keep-alive connection, each answer read by its content-length.
 fn keep_alive_gets(port: u16, n: usize) -> Result<()> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
+    let mut pending = Vec::new();
     for _ in 0..n {
         stream.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")?;
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                    .unwrap_or(0);
-                if buf.len() >= end + 4 + length {
-                    buf.drain(..end + 4 + length);
-                    break;
-                }
-            }
-            let got = stream.read(&mut chunk)?;
-            if got == 0 {
-                bail!("envoy closed the connection mid-run");
-            }
-            buf.extend_from_slice(&chunk[..got]);
+        let answer = envoy::read_response(&mut stream, &mut pending)?;
+        if answer.status != 200 {
+            bail!("envoy answered {} during the counted run", answer.status);
         }
     }
     Ok(())

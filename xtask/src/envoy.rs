@@ -395,7 +395,7 @@ impl HttpResponse {
 }
 
 /// A minimal HTTP/1.1 GET over a fresh connection, sending header bytes as given
-/// (so tests can send 0x80–0xFF), reading until the server closes.
+/// (so tests can send 0x80–0xFF).
 pub fn http_get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<HttpResponse> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
@@ -408,26 +408,30 @@ pub fn http_get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<Http
     }
     req.extend_from_slice(b"\r\n");
     stream.write_all(&req)?;
-    // Read the head, then exactly content-length bytes of body: waiting for the
-    // close instead would wait out Envoy's delayed_close_timeout (1 s) every time.
-    let mut raw = Vec::new();
+    read_response(&mut stream, &mut Vec::new())
+}
+
+/// Reads one response from `stream`: the head, then exactly content-length bytes
+/// of body (to the close when there is none). Bytes read past it stay in
+/// `pending` for the next response on a keep-alive connection. Waiting for the
+/// close instead would wait out Envoy's delayed_close_timeout (1 s) every time.
+pub fn read_response(stream: &mut impl Read, pending: &mut Vec<u8>) -> Result<HttpResponse> {
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            if let Some(length) = content_length(&raw[..end]) {
-                if raw.len() >= end + 4 + length {
-                    raw.truncate(end + 4 + length);
-                    break;
+        if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            if let Some(length) = content_length(&pending[..end]) {
+                if pending.len() >= end + 4 + length {
+                    let raw: Vec<u8> = pending.drain(..end + 4 + length).collect();
+                    return parse_response(&raw);
                 }
             }
         }
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            break;
+            return parse_response(&std::mem::take(pending));
         }
-        raw.extend_from_slice(&chunk[..n]);
+        pending.extend_from_slice(&chunk[..n]);
     }
-    parse_response(&raw)
 }
 
 /// The content-length a response head declares, if any.
@@ -461,4 +465,29 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse> {
         })
         .collect();
     Ok(HttpResponse { status, headers, body: raw[end + 4..].to_vec() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_response_splits_keep_alive_answers_by_content_length() {
+        let wire = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nhello: a\r\n\r\nok\nHTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno";
+        let mut stream = std::io::Cursor::new(&wire[..]);
+        let mut pending = Vec::new();
+        let first = read_response(&mut stream, &mut pending).unwrap();
+        assert_eq!((first.status, first.body.as_slice()), (200, &b"ok\n"[..]));
+        assert_eq!(first.header_str("hello").as_deref(), Some("a"));
+        let second = read_response(&mut stream, &mut pending).unwrap();
+        assert_eq!((second.status, second.body.as_slice()), (403, &b"no"[..]));
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn read_response_without_content_length_reads_to_the_close() {
+        let wire = b"HTTP/1.1 200 OK\r\n\r\nall of it";
+        let r = read_response(&mut std::io::Cursor::new(&wire[..]), &mut Vec::new()).unwrap();
+        assert_eq!(r.body, b"all of it");
+    }
 }
