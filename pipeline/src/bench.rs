@@ -780,6 +780,7 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
         b.native_response_headers = vec![("hello".into(), "hello details".into())];
     }
     let config = dir.join("envoy.json");
+    // scratch: the benchmark's temporary directory.
     std::fs::write(&config, serde_json::to_vec_pretty(&b.to_json()?)?)?;
     let profile = dir.join("callgrind.out");
     let mut child = Command::new("valgrind")
@@ -792,6 +793,7 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
         .arg(&config)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
+        // scratch: the benchmark's temporary directory.
         .stderr(std::fs::File::create(dir.join("valgrind.log"))?)
         .spawn()
         .context("cannot run valgrind: install it (`apt-get install valgrind`)")?;

@@ -1,0 +1,129 @@
+//! `cargo xtask test`: install what is missing, build every filter for both targets,
+//! run every test of the workspace (`cargo test`), then serve each filter's module
+//! from a real Envoy with its example configuration.
+
+use anyhow::{bail, Context, Result};
+use std::time::Instant;
+
+use crate::build::{self, Options};
+use crate::toolchain::Target;
+use crate::{doctor, project};
+
+const EXAMPLES: &str = "Examples:
+  cargo xtask test                     everything, installing what is missing
+  cargo xtask test --no-install        fail instead of installing
+  cargo xtask test -- add_header       pass a filter to cargo test";
+
+/// Options of `cargo xtask test`.
+#[derive(clap::Args, Debug)]
+#[command(about = "Run every test: unit, native filter tests, fixtures, end-to-end in real Envoy", after_help = EXAMPLES)]
+pub struct Args {
+    /// Fail instead of installing missing tools.
+    #[arg(long)]
+    pub no_install: bool,
+    /// Arguments passed on to `cargo test`.
+    #[arg(last = true)]
+    pub cargo_args: Vec<String>,
+}
+
+impl Args {
+    /// Runs the subcommand.
+    pub fn run(self) -> Result<()> {
+        let start = Instant::now();
+        let needs = doctor::test_needs()?;
+        if self.no_install {
+            let missing: Vec<&str> = doctor::NEEDS
+                .iter()
+                .filter(|n| needs.contains(&n.name) && !(n.present)())
+                .map(|n| n.name)
+                .collect();
+            if !missing.is_empty() {
+                bail!("missing {}: run `cargo xtask setup` (or drop --no-install)", missing.join(", "));
+            }
+        } else {
+            let names: Vec<&str> = needs.to_vec();
+            doctor::install_packages(&names)?;
+        }
+        let filters = project::filters()?;
+        for target in [Target::Wasip1, Target::Unknown] {
+            for filter in &filters {
+                let b = build::build(filter, &Options { target, debug: false, install: !self.no_install })?;
+                eprintln!(
+                    "       Built {} ({}) {} -> {}",
+                    b.filter,
+                    b.target,
+                    build::human_bytes(b.raw_bytes),
+                    build::human_bytes(b.bytes)
+                );
+            }
+        }
+        let built = start.elapsed();
+        let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(project::root())
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(&self.cargo_args)
+            .env("WEIR_FILTERS_BUILT", "1")
+            .status()
+            .context("cannot run cargo test")?;
+        if !status.success() {
+            bail!("tests failed (see above)");
+        }
+        for filter in &filters {
+            let seen = in_envoy(filter)?;
+            eprintln!("       Envoy {} answered GET / with {} through `{}`, no trap", seen.version, seen.status, filter.name);
+        }
+        eprintln!(
+            "     Elapsed {:.1} s (building filters {:.1} s)",
+            start.elapsed().as_secs_f64(),
+            built.as_secs_f64()
+        );
+        Ok(())
+    }
+}
+
+/// What a filter did in a real Envoy.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct InEnvoy {
+    /// Envoy's version line.
+    pub version: String,
+    /// The status a GET / was answered with.
+    pub status: u16,
+}
+
+/// Serves `filter`'s built module with its `config.example.json` (when it has one) from a
+/// real Envoy in front of a direct 200, sends GET /, and fails on a 5xx answer or a VM
+/// failure in Envoy's log: the module a filter ships loads, configures and runs.
+pub fn in_envoy(filter: &project::Filter) -> Result<InEnvoy> {
+    use crate::envoy::{self, Bootstrap, Code, Envoy, WasmFilter};
+    let module = build::module_for(&filter.name)?;
+    let configuration = filter.example_config().ok();
+    let wasm = WasmFilter {
+        name: filter.name.clone(),
+        root_id: filter.root_id().to_owned(),
+        code: Code::Local(module),
+        configuration,
+        failure_policy: None,
+    };
+    let bootstrap = Bootstrap::new(envoy::free_port()?, envoy::free_port()?, vec![wasm]);
+    let envoy = Envoy::start(&bootstrap).with_context(|| format!("`{}` in a real Envoy", filter.name))?;
+    let answer = envoy.get("/", &[]).with_context(|| format!("GET / through `{}`", filter.name))?;
+    std::thread::sleep(std::time::Duration::from_millis(150)); // the log file is flushed every 50 ms
+    let failures: Vec<String> = envoy
+        .log_text()
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("panicked") || l.contains("runtimeerror") || l.contains("wasm vm failed")
+        })
+        .map(str::to_owned)
+        .collect();
+    if answer.status >= 500 || !failures.is_empty() {
+        bail!(
+            "`{}` in a real Envoy answered GET / with {}{}",
+            filter.name,
+            answer.status,
+            if failures.is_empty() { String::new() } else { format!(", and its VM failed:\n{}", failures.join("\n")) }
+        );
+    }
+    Ok(InEnvoy { version: envoy::version().unwrap_or_else(|_| "(version unknown)".into()), status: answer.status })
+}
