@@ -128,7 +128,11 @@ pub fn create(dir: &Path, options: &Options) -> Result<Created> {
         // scratch: a private temporary directory, renamed into place below.
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    // Cargo reads a `filters/*` glob that matches nothing as a literal path and refuses the
+    // workspace; a file in filters/ makes the glob match (cargo skips non-directories).
     std::fs::create_dir_all(root.join("filters")).context("cannot create filters/")?;
+    // scratch: a private temporary directory, renamed into place below.
+    std::fs::write(root.join("filters/README.md"), FILTERS_README).context("cannot write filters/README.md")?;
     // A checkout's lockfile pins what weir was tested with; cargo drops what this
     // project does not use. (Released crates carry no lockfile: cargo resolves.)
     if let Some(w) = &weir {
@@ -245,8 +249,11 @@ const RUST_TOOLCHAIN: &str = r#"# The host toolchain and both wasm targets (rust
 # where it cannot, `cargo xtask build` falls back to a rustc that carries its own std source).
 [toolchain]
 channel = "stable"
+components = ["rustfmt", "clippy"]
 targets = ["wasm32-wasip1", "wasm32-unknown-unknown"]
 "#;
+
+const FILTERS_README: &str = "# Filters\n\nOne directory per filter: `cargo xtask new NAME` adds one.\n";
 
 const CARGO_CONFIG: &str = r#"[alias]
 # Not --quiet: the first run compiles the toolchain (Binaryen's C++ takes minutes),
@@ -411,6 +418,7 @@ mod tests {
             ".gitignore",
             "Cargo.toml",
             "README.md",
+            "filters/README.md",
             "filters/hello/Cargo.toml",
             "filters/hello/src/lib.rs",
             "rust-toolchain.toml",
