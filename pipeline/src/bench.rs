@@ -8,60 +8,39 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::build::{self, human_bytes, Options};
+use crate::build::{self, human_bytes, Options as BuildOptions};
 use crate::envoy::{self, Bootstrap, Code, Envoy, WasmFilter};
 use crate::project::{self, Filter};
 use crate::toolchain::Target;
 
-const EXAMPLES: &str = "Examples:
-  cargo xtask bench                    5 interleaved rounds of 10 s per variant, sizes, build times
-  cargo xtask bench --quick            one short round (what `cargo xtask test` checks runs)
-  cargo xtask bench --load 1000000     one million requests through add-header: errors, memory growth
-  cargo xtask bench --work             per-request work in each module (interpreter, deterministic)
-  cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
-  cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
-
-Writes target/bench/report.json, report.md and throughput.svg.";
-
-/// Options of `cargo xtask bench`.
-#[derive(clap::Args, Debug)]
-#[command(about = "Measure filters against native Envoy and hand-written proxy-wasm", after_help = EXAMPLES)]
-pub struct Args {
+/// What `bench` measures (see each field); [`run`] picks one of its four measurements.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
     /// One round of 2 s per variant; skips the cold build.
-    #[arg(long)]
     pub quick: bool,
     /// Rounds; each runs every variant once, in turn.
-    #[arg(long, default_value_t = 5)]
     pub rounds: u32,
     /// Seconds of load per variant per round.
-    #[arg(long, default_value_t = 10)]
     pub seconds: u32,
     /// Concurrent connections.
-    #[arg(long, default_value_t = 16)]
     pub connections: u32,
     /// Instead of the comparison: send at least N requests through add-header and
     /// report errors and Envoy's memory over time.
-    #[arg(long, value_name = "N")]
     pub load: Option<u64>,
     /// Instead of the comparison: count each module's work per request (VM entries,
     /// host calls, wasm instructions, linear memory) in an interpreter. Deterministic;
     /// takes seconds and needs no Envoy.
-    #[arg(long, conflicts_with = "load")]
     pub work: bool,
     /// Instead of the comparison: count the x86 instructions Envoy executes per request
     /// (V8's JIT code included) for no filter, native, the empty module, raw and weir
     /// add-header, under valgrind's callgrind. Deterministic, unlike req/s; needs valgrind;
     /// about a minute per variant.
-    #[arg(long, conflicts_with_all = ["load", "work"])]
     pub instructions: bool,
     /// With --work: count these modules instead of the workspace's filters.
-    #[arg(requires = "work", value_name = "MODULE.wasm")]
     pub modules: Vec<PathBuf>,
     /// With --work and modules: the plugin configuration to give them (JSON text).
-    #[arg(long, requires = "modules", value_name = "JSON")]
     pub config: Option<String>,
     /// Where the report goes (default: target/bench in the workspace).
-    #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
@@ -269,7 +248,7 @@ fn subjects(weir_filters: &[Filter]) -> Result<Vec<Subject>> {
         Ok(WasmFilter {
             name: name.to_owned(),
             root_id: name.to_owned(),
-            code: Code::Local(build::build(&filter, &Options::default())?.path),
+            code: Code::Local(build::build(&filter, &BuildOptions::default())?.path),
             configuration: config,
             failure_policy: None,
         })
@@ -339,7 +318,7 @@ fn start(subject: &Subject) -> Result<Envoy> {
     Envoy::start_on(&b, Some(0))
 }
 
-fn measure(args: &Args, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
+fn measure(args: &Options, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
     let filters = project::filters()?;
     let subjects = subjects(&filters)?;
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
@@ -403,7 +382,7 @@ fn sizes() -> Result<Vec<Size>> {
     crates.push(bench_filter("raw-add-header")?);
     for target in [Target::Wasip1, Target::Unknown] {
         for f in &crates {
-            let b = build::build(f, &Options { target, debug: false, install: true })?;
+            let b = build::build(f, &BuildOptions { target, debug: false, install: true })?;
             out.push(Size { module: f.name.clone(), target, raw_bytes: b.raw_bytes, bytes: b.bytes });
         }
     }
@@ -416,14 +395,14 @@ fn build_times(quick: bool) -> Result<BuildTimes> {
     if !quick {
         let scratch = tempfile::tempdir()?;
         std::env::set_var("WEIR_WASM_TARGET_DIR", scratch.path());
-        let cold = build::build(&filter, &Options::default());
+        let cold = build::build(&filter, &BuildOptions::default());
         std::env::remove_var("WEIR_WASM_TARGET_DIR");
         times.cold_ms = Some(cold?.millis);
     }
     let source = filter.dir.join("src/lib.rs");
     let file = std::fs::File::options().append(true).open(&source)?;
     file.set_modified(std::time::SystemTime::now())?;
-    let warm = build::build(&filter, &Options::default())?;
+    let warm = build::build(&filter, &BuildOptions::default())?;
     times.warm_ms = warm.millis;
     times.warm_cargo_ms = warm.cargo_millis;
     Ok(times)
@@ -485,7 +464,7 @@ fn request_costs() -> Result<Vec<ModuleCost>> {
         modules.push((f.name, config));
     }
     for (name, config) in modules {
-        let path = build::build(&bench_filter(&name)?, &Options::default())?.path;
+        let path = build::build(&bench_filter(&name)?, &BuildOptions::default())?.path;
         let wasm = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         match crate::configure::request_cost(&wasm, config.as_deref().map(str::as_bytes), 1_000, 10_000) {
             Ok(cost) => out.push(ModuleCost { module: name, cost }),
@@ -495,43 +474,76 @@ fn request_costs() -> Result<Vec<ModuleCost>> {
     Ok(out)
 }
 
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
+/// What a bench run produced; every one is also written under the output directory.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `--work`: per-request work in each module (`work.json`); [`work_table`] renders it.
+    Work(Vec<ModuleCost>),
+    /// The comparison: the report (`report.json`, `throughput.svg`) and its markdown (`report.md`).
+    Compared {
+        /// The numbers.
+        report: Box<Report>,
+        /// The report as markdown.
+        markdown: String,
+    },
+    /// `--load`: what the long run saw (`load.json`), and why it failed when it did.
+    Load {
+        /// The long run's report.
+        report: serde_json::Value,
+        /// Failed requests or VM errors, when there were any.
+        failure: Option<String>,
+    },
+    /// `--instructions`: the table of instructions per request (`instructions.json`).
+    Instructions {
+        /// The table and ratios as markdown.
+        markdown: String,
+    },
+}
+
+/// Where the reports go: `options.out`, else target/bench in the workspace.
+pub fn out_dir(options: &Options) -> PathBuf {
+    options.out.clone().unwrap_or_else(|| project::root().join("target").join("bench"))
+}
+
+/// Runs the measurement `options` asks for and writes its reports under [`out_dir`].
+/// Long measurements write a progress line per step to stderr.
+pub fn run(options: &Options) -> Result<Outcome> {
+    let this = options;
+    {
         for tool in ["wrk", "taskset"] {
             if envoy::which(tool).is_none() {
                 bail!("{tool} is not installed: run `cargo xtask setup`");
             }
         }
-        let out = self.out.clone().unwrap_or_else(|| project::root().join("target").join("bench"));
-        if self.work {
-            let costs = if self.modules.is_empty() {
+        let out = out_dir(this);
+        if this.work {
+            let costs = if this.modules.is_empty() {
                 request_costs()?
             } else {
-                module_costs(&self.modules, self.config.as_deref())?
+                module_costs(&this.modules, this.config.as_deref())?
             };
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             project::write_atomic(&out.join("work.json"), &serde_json::to_vec_pretty(&costs)?)?;
-            println!("{}", work_table(&costs));
-            return Ok(());
+            return Ok(Outcome::Work(costs));
         }
-        if self.instructions {
-            return instructions(&out);
+        if this.instructions {
+            return Ok(Outcome::Instructions { markdown: instructions(&out)? });
         }
-        if let Some(n) = self.load {
-            return load(n, self.connections, &out);
+        if let Some(n) = this.load {
+            let (report, failure) = load(n, this.connections, &out)?;
+            return Ok(Outcome::Load { report, failure });
         }
-        let (rounds, seconds) = if self.quick { (1, 2) } else { (self.rounds, self.seconds) };
-        eprintln!("     Measure {rounds} round(s) of {seconds} s per variant, {} connections", self.connections);
-        let variants = measure(&self, rounds, seconds)?;
+        let (rounds, seconds) = if this.quick { (1, 2) } else { (this.rounds, this.seconds) };
+        eprintln!("     Measure {rounds} round(s) of {seconds} s per variant, {} connections", this.connections);
+        let variants = measure(this, rounds, seconds)?;
         let sizes = sizes()?;
         let request_costs = request_costs()?;
-        let build = build_times(self.quick)?;
+        let build = build_times(this.quick)?;
         let report = Report {
             machine: machine(),
             rounds,
             seconds,
-            connections: self.connections,
+            connections: this.connections,
             weir_vs_raw: ratio(&variants, "weir add-header", "raw proxy-wasm add-header"),
             weir_vs_native: ratio(&variants, "weir add-header", "native response_headers_to_add"),
             raw_vs_native: ratio(&variants, "raw proxy-wasm add-header", "native response_headers_to_add"),
@@ -549,9 +561,7 @@ impl Args {
         project::write_atomic(&out.join("throughput.svg"), chart(&report.variants).as_bytes())?;
         let md = markdown(&report);
         project::write_atomic(&out.join("report.md"), md.as_bytes())?;
-        println!("{md}");
-        println!("wrote {}/report.json, report.md, throughput.svg", out.display());
-        Ok(())
+        Ok(Outcome::Compared { report: Box::new(report), markdown: md })
     }
 }
 
@@ -625,7 +635,8 @@ fn markdown(r: &Report) -> String {
     s
 }
 
-fn work_table(costs: &[ModuleCost]) -> String {
+/// `--work`'s table: one row per module.
+pub fn work_table(costs: &[ModuleCost]) -> String {
     let mut s = "\n## Work per request inside the module (wasmi, deterministic)\n\n| module | VM entries | host calls | wasm instructions | linear memory after warm-up → after run |\n|---|---:|---:|---:|---:|\n".to_owned();
     for m in costs {
         let c = &m.cost;
@@ -676,7 +687,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn load(target: u64, connections: u32, out: &Path) -> Result<()> {
+fn load(target: u64, connections: u32, out: &Path) -> Result<(serde_json::Value, Option<String>)> {
     let module = build::module_for("add-header")?;
     let filter = WasmFilter {
         name: "add-header".into(),
@@ -725,11 +736,9 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<()> {
     });
     std::fs::create_dir_all(out)?;
     project::write_atomic(&out.join("load.json"), &serde_json::to_vec_pretty(&report)?)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    if errors > 0 || !vm_errors.is_empty() {
-        bail!("{errors} failed requests, {} VM errors (first: {:?})", vm_errors.len(), vm_errors.first());
-    }
-    Ok(())
+    let failure = (errors > 0 || !vm_errors.is_empty())
+        .then(|| format!("{errors} failed requests, {} VM errors (first: {:?})", vm_errors.len(), vm_errors.first()));
+    Ok((report, failure))
 }
 
 /// Requests before the counters are zeroed, and requests counted.
@@ -842,7 +851,7 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
 }
 
 /// `bench --instructions`: Envoy's instructions per request, per variant, and the ratios.
-fn instructions(out: &Path) -> Result<()> {
+fn instructions(out: &Path) -> Result<String> {
     if envoy::which("valgrind").is_none() || envoy::which("callgrind_control").is_none() {
         bail!("--instructions needs valgrind: install it (`apt-get install valgrind`)");
     }
@@ -879,7 +888,5 @@ fn instructions(out: &Path) -> Result<()> {
         fmt_ratio3(ratio(RAW, NATIVE)),
         fmt_ratio3(ratio(FLOOR, NATIVE))
     );
-    println!("{md}");
-    println!("wrote {}/instructions.json", out.display());
-    Ok(())
+    Ok(md)
 }

@@ -9,34 +9,6 @@ use crate::project::{self, Filter};
 use crate::toolchain::{self, Target};
 use crate::{abi, optimize};
 
-const EXAMPLES: &str = "Examples:
-  cargo xtask build                              every filter, wasm32-wasip1
-  cargo xtask build add-header --json            one filter, a JSON report for CI
-  cargo xtask build --target wasm32-unknown-unknown
-  cargo xtask build add-header --debug           keep names and debug info
-
-Modules go to target/filters/<filter>.wasm (other targets: target/filters/<target>/<filter>.wasm).";
-
-/// Options of `cargo xtask build`.
-#[derive(clap::Args, Debug)]
-#[command(about = "Compile, validate and optimize filters into target/filters/", after_help = EXAMPLES)]
-pub struct Args {
-    /// Filters to build (directories under filters/); all of them when none are named.
-    pub filters: Vec<String>,
-    /// The wasm target.
-    #[arg(long, value_enum, default_value = "wasm32-wasip1")]
-    pub target: Target,
-    /// Print the report as a JSON array instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Keep debug info and function names (bigger module, readable backtraces).
-    #[arg(long)]
-    pub debug: bool,
-    /// Fail instead of installing a missing toolchain.
-    #[arg(long)]
-    pub no_install: bool,
-}
-
 /// One built module.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Built {
@@ -62,24 +34,6 @@ pub struct Built {
     pub path: PathBuf,
 }
 
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
-        let filters = project::select(&self.filters)?;
-        let options = Options { target: self.target, debug: self.debug, install: !self.no_install };
-        let mut built = Vec::new();
-        for filter in &filters {
-            built.push(build(filter, &options)?);
-        }
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&built)?);
-        } else {
-            print_table(&built);
-        }
-        Ok(())
-    }
-}
-
 /// How to build.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -95,6 +49,11 @@ impl Default for Options {
     fn default() -> Self {
         Options { target: Target::Wasip1, debug: false, install: true }
     }
+}
+
+/// Builds the named filters (every filter when `names` is empty), in order.
+pub fn build_filters(names: &[String], options: &Options) -> Result<Vec<Built>> {
+    project::select(names)?.iter().map(|filter| build(filter, options)).collect()
 }
 
 /// Where `filter`'s module for `target` goes.
@@ -123,7 +82,7 @@ pub fn module_for(name: &str) -> Result<PathBuf> {
 pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     let start = Instant::now();
     let root = project::root();
-    let toolchain = toolchain::find(options.target, options.install)?;
+    let toolchain = find_toolchain(options.target, options.install)?;
     let mut cargo = toolchain.cargo_build(options.target, &root);
     cargo.args(["--package", &filter.name]);
     if options.debug {
@@ -170,6 +129,19 @@ pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     })
 }
 
+/// [`toolchain::find`], then, when none is found and `install` allows, installs the
+/// build-std packages (`cargo xtask setup`'s) and looks again.
+fn find_toolchain(target: Target, install: bool) -> Result<toolchain::Toolchain> {
+    match toolchain::find(target) {
+        Err(_) if install => {
+            eprintln!("     Install the build-std toolchain (what `cargo xtask setup` installs)");
+            crate::doctor::install_packages(crate::doctor::BUILD_PACKAGES).context("installing the wasm toolchain")?;
+            toolchain::find(target)
+        }
+        found => found,
+    }
+}
+
 fn refuse(name: &str, stage: &str, report: &abi::AbiReport) -> anyhow::Error {
     let lines: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
     anyhow::anyhow!("`{name}` {stage} does not fit the proxy-wasm ABI:\n{}", lines.join("\n"))
@@ -208,34 +180,3 @@ pub fn human_bytes(n: u64) -> String {
         format!("{:.1} KB", n as f64 / 1000.0)
     }
 }
-
-fn print_table(built: &[Built]) {
-    let rows: Vec<[String; 6]> = built
-        .iter()
-        .map(|b| {
-            [
-                b.filter.clone(),
-                b.target.to_string(),
-                human_bytes(b.raw_bytes),
-                human_bytes(b.bytes),
-                b.sha256.clone(),
-                format!("{:.1} s", b.millis as f64 / 1000.0),
-            ]
-        })
-        .collect();
-    let header = ["filter", "target", "raw", "optimized", "sha256", "time"].map(String::from);
-    let mut widths = [0usize; 6];
-    for row in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
-    for b in built {
-        println!("{}", b.path.strip_prefix(project::root()).unwrap_or(&b.path).display());
-    }
-}
-

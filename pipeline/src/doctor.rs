@@ -32,7 +32,7 @@ fn runs(cmd: &str, args: &[&str]) -> bool {
 }
 
 fn wasm_toolchain() -> bool {
-    toolchain::find(Target::Wasip1, false).is_ok() && toolchain::find(Target::Unknown, false).is_ok()
+    toolchain::find(Target::Wasip1).is_ok() && toolchain::find(Target::Unknown).is_ok()
 }
 
 /// Everything, in the order `doctor` prints it.
@@ -206,7 +206,8 @@ pub fn install_all() -> Result<()> {
     install_packages(&test_needs()?)
 }
 
-fn fix(n: &Need) -> String {
+/// The command that installs `n`.
+pub fn fix(n: &Need) -> String {
     let mut parts = Vec::new();
     if !n.apt.is_empty() {
         parts.push(format!("apt-get install {}", n.apt.join(" ")));
@@ -217,53 +218,30 @@ fn fix(n: &Need) -> String {
     parts.join(" && ")
 }
 
-/// Options of `cargo xtask doctor`.
-#[derive(clap::Args, Debug)]
-#[command(
-    about = "Report what the pipeline needs: found, or missing with the fix",
-    after_help = "Example:\n  cargo xtask doctor        then `cargo xtask setup` to install what is missing"
-)]
-pub struct DoctorArgs {}
-
-impl DoctorArgs {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
-        let mut missing = 0;
-        let needs = test_needs()?;
-        for n in NEEDS.iter().filter(|n| needs.contains(&n.name)) {
-            if (n.present)() {
-                println!("found    {:<16} {}", n.name, n.purpose);
-            } else {
-                missing += 1;
-                println!("missing  {:<16} {}\n         fix: {} (or `cargo xtask setup`)", n.name, n.purpose, fix(n));
-            }
-        }
-        for t in [Target::Wasip1, Target::Unknown] {
-            match toolchain::find(t, false) {
-                Ok(tc) => println!("         {t}: builds with {}", tc.label()),
-                Err(_) => println!("         {t}: no toolchain"),
-            }
-        }
-        if missing > 0 {
-            return Err(crate::Exit { message: format!("{missing} missing: run `cargo xtask setup`"), code: 1 }.into());
-        }
-        Ok(())
-    }
+/// One need of this project, as `doctor` finds it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Found {
+    /// Short name (`envoy`).
+    pub name: &'static str,
+    /// What it is for.
+    pub purpose: &'static str,
+    /// Is it here?
+    pub present: bool,
+    /// The command that installs it.
+    pub fix: String,
 }
 
-/// Options of `cargo xtask setup`.
-#[derive(clap::Args, Debug)]
-#[command(
-    about = "Install what the pipeline needs (apt-get as root on Debian, pip); idempotent",
-    after_help = "Example:\n  cargo xtask setup         installs only what `cargo xtask doctor` reports missing"
-)]
-pub struct SetupArgs {}
+/// This project's needs ([`test_needs`]) in [`NEEDS`] order, found or not.
+pub fn check() -> Result<Vec<Found>> {
+    let needs = test_needs()?;
+    Ok(NEEDS
+        .iter()
+        .filter(|n| needs.contains(&n.name))
+        .map(|n| Found { name: n.name, purpose: n.purpose, present: (n.present)(), fix: fix(n) })
+        .collect())
+}
 
-impl SetupArgs {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
-        install_all()?;
-        println!("everything weir needs is installed (see `cargo xtask doctor`)");
-        Ok(())
-    }
+/// How each wasm target builds here: the toolchain's label, or `None` when none can.
+pub fn toolchains() -> Vec<(Target, Option<&'static str>)> {
+    [Target::Wasip1, Target::Unknown].into_iter().map(|t| (t, toolchain::find(t).ok().map(|tc| tc.label()))).collect()
 }

@@ -29,7 +29,7 @@ pub enum Code {
 }
 
 /// What the filter does when its VM fails (Envoy's `failure_policy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum FailurePolicy {
     /// Requests bypass the failed filter.
     FailOpen,

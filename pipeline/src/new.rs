@@ -3,28 +3,6 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-use crate::project;
-
-/// Options of `cargo xtask new`.
-#[derive(clap::Args, Debug)]
-#[command(
-    about = "Create a new filter under filters/",
-    after_help = "Example:\n  cargo xtask new rate-limit\n  cargo test -p rate-limit\n  cargo xtask run rate-limit --config @filters/rate-limit/config.example.json"
-)]
-pub struct Args {
-    /// The filter's name: its directory and crate name (lowercase letters, digits, `-`, `_`).
-    pub name: String,
-}
-
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> anyhow::Result<()> {
-        let dir = create(&project::root(), &self.name)?;
-        println!("created {}", dir.display());
-        println!("next:\n  cargo test -p {0}\n  cargo xtask build {0}\n  cargo xtask run {0} --config @filters/{0}/config.example.json", self.name);
-        Ok(())
-    }
-}
 
 /// Names cargo reserves or the workspace already uses for another crate.
 const TAKEN: &[&str] = &[
@@ -234,6 +212,7 @@ $ curl -i localhost:10000/    # the upstream sees x-{name}: hello
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project;
 
     #[test]
     fn names_must_be_crate_names() {
@@ -325,7 +304,7 @@ mod tests {
         assert!(log.contains("test result: ok. 2 passed"), "{log}");
 
         let target = crate::toolchain::Target::Wasip1;
-        let toolchain = crate::toolchain::find(target, false).unwrap();
+        let toolchain = crate::toolchain::find(target).unwrap();
         let out = toolchain
             .cargo_build(target, &scratch)
             .args(["--offline", "-p", "hello-world"])

@@ -9,99 +9,86 @@ use crate::project;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
-const EXAMPLES: &str = "Examples:
-  cargo xtask pull localhost:5000/add-header:v1 -o add-header.wasm --plain-http
-  cargo xtask pull registry.example.com/team/add-header@sha256:<digest> -o f.wasm
-  cargo xtask pull oci:target/oci:v1 -o f.wasm --json
-
-Finds the module the way Istio's fetcher does: a Docker or OCI image whose one tar+gzip layer
-holds plugin.wasm (compat); two layers, one of them application/vnd.module.wasm.content.layer.v1+wasm
-(universal); and one wasm layer (the seed's ORAS layout, asm). Every digest is checked before the
-file is written, and the file is replaced atomically.";
-
-/// Options of `cargo xtask pull`.
-#[derive(clap::Args, Debug)]
-#[command(about = "Pull a wasm module from an OCI registry or layout", after_help = EXAMPLES)]
-pub struct Args {
+/// Where `pull` fetches from and writes to.
+#[derive(Clone, Debug)]
+pub struct Options {
     /// Where from: HOST[:PORT]/REPO[:TAG|@DIGEST], or oci:DIR[:TAG].
-    #[arg(value_name = "REF")]
     pub reference: String,
     /// The file to write the module to.
-    #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// Print one JSON object on stdout instead of the summary.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
+    /// Which login to use.
     pub credentials: CredentialArgs,
-    #[command(flatten)]
+    /// How to reach the registry.
     pub transport: TransportArgs,
 }
 
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
-        let target = Target::parse(&self.reference)?;
-        let pulled = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?
-            .block_on(async {
-                let store = match target {
-                    Target::Layout(reference) => Store::Layout {
-                        layout: Layout::open(&reference.dir)?,
+/// What a pull wrote (`pull --json` prints it).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PullReport {
+    /// The reference as given.
+    pub reference: String,
+    /// The reference pinned to the manifest digest.
+    pub pinned: String,
+    /// The manifest digest.
+    pub digest: String,
+    /// The layout the module was found in (`universal`, `asm`, `compat`, `docker-compat`).
+    pub layout: &'static str,
+    /// The digest of the layer that held the module.
+    pub layer_digest: String,
+    /// Hex sha256 of the module.
+    pub module_sha256: String,
+    /// The module's size in bytes.
+    pub size: usize,
+    /// The ABI versions the runtime config (or else the module) declares.
+    pub abi_versions: Vec<String>,
+    /// The root ids the runtime config lists.
+    pub root_ids: Vec<String>,
+    /// The file written.
+    pub output: String,
+}
+
+/// Fetches the module, verifies every digest, and writes it to `options.output` atomically.
+pub fn pull(options: &Options) -> Result<PullReport> {
+    let target = Target::parse(&options.reference)?;
+    let pulled = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let store = match target {
+                Target::Layout(reference) => Store::Layout {
+                    layout: Layout::open(&reference.dir)?,
+                    reference,
+                },
+                Target::Registry(reference) => {
+                    let login = credentials::resolve(&options.credentials, &reference.host)?;
+                    let registry = Registry::new(
                         reference,
-                    },
-                    Target::Registry(reference) => {
-                        let login = credentials::resolve(&self.credentials, &reference.host)?;
-                        let registry = Registry::new(
-                            reference,
-                            &self.transport,
-                            &login,
-                            indicatif::ProgressBar::hidden(),
-                        )?;
-                        registry.authenticate(false).await?;
-                        Store::Registry(registry)
-                    }
-                };
-                transfer::pull(&store).await
-            })?;
-        project::write_atomic(&self.output, &pulled.module)?;
-        let (abi, roots) = match &pulled.runtime_config {
-            Some(c) => (c.abi_versions.clone(), c.config.root_ids.clone()),
-            None => (crate::abi::abi_versions(&pulled.module), Vec::new()),
-        };
-        if self.json {
-            let out = serde_json::json!({
-                "reference": self.reference,
-                "pinned": pulled.pinned,
-                "digest": pulled.digest.as_str(),
-                "layout": pulled.layout,
-                "layer_digest": pulled.layer_digest,
-                "module_sha256": project::sha256_hex(&pulled.module),
-                "size": pulled.module.len(),
-                "abi_versions": abi,
-                "root_ids": roots,
-                "output": self.output.display().to_string(),
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
-            println!(
-                "pulled {} ({} layout, {}) to {}",
-                self.reference,
-                pulled.layout,
-                crate::build::human_bytes(pulled.module.len() as u64),
-                self.output.display()
-            );
-            println!("  pinned    {}", pulled.pinned);
-            println!("  module    sha256:{}", project::sha256_hex(&pulled.module));
-            if !abi.is_empty() {
-                println!("  abi       {}", abi.join(", "));
-            }
-            if !roots.is_empty() {
-                println!("  root ids  {}", roots.join(", "));
-            }
-        }
-        Ok(())
-    }
+                        &options.transport,
+                        &login,
+                        indicatif::ProgressBar::hidden(),
+                    )?;
+                    registry.authenticate(false).await?;
+                    Store::Registry(registry)
+                }
+            };
+            transfer::pull(&store).await
+        })?;
+    project::write_atomic(&options.output, &pulled.module)?;
+    let (abi_versions, root_ids) = match &pulled.runtime_config {
+        Some(c) => (c.abi_versions.clone(), c.config.root_ids.clone()),
+        None => (crate::abi::abi_versions(&pulled.module), Vec::new()),
+    };
+    Ok(PullReport {
+        reference: options.reference.clone(),
+        pinned: pulled.pinned,
+        digest: pulled.digest.as_str().to_owned(),
+        layout: pulled.layout,
+        layer_digest: pulled.layer_digest,
+        module_sha256: project::sha256_hex(&pulled.module),
+        size: pulled.module.len(),
+        abi_versions,
+        root_ids,
+        output: options.output.display().to_string(),
+    })
 }

@@ -8,63 +8,39 @@ use crate::oci::registry::{Registry, TagMaybeWritten, TransportArgs};
 use crate::oci::transfer::{self, PushReport, Store};
 use crate::project;
 use anyhow::{bail, Context, Result};
-use std::io::IsTerminal;
+use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 
-const EXAMPLES: &str = "Examples:
-  cargo xtask push add-header oci:target/oci:v1
-      build add-header and write it to an OCI layout (`skopeo inspect oci:target/oci:v1`)
-  cargo xtask push add-header localhost:5000/add-header:v1 --plain-http
-      push to a local registry without TLS
-  echo \"$TOKEN\" | cargo xtask push add-header registry.example.com/team/add-header:v1 \\
-      --username ci --password-stdin --format asm
-      the seed's ORAS layout, for ASM
-  cargo xtask push my.wasm registry.example.com/team/my:v1 --registry-config myconfig.json --json
-
-Formats:
-  universal  two layers (runtime config + module): Istio, Envoy Gateway, Higress [default]
-  asm        the seed's `oras push` layout: wasm config + one module layer
-  compat     an OCI image whose tar+gzip layer holds plugin.wasm (annotated variant=compat)
-
-Credentials, first found wins: --username with --password-stdin; --registry-config FILE;
-$DOCKER_CONFIG/config.json or ~/.docker/config.json (credHelpers, credsStore, auths); anonymous.";
-
-/// Options of `cargo xtask push`.
-#[derive(clap::Args, Debug)]
-#[command(about = "Push a filter's module to an OCI registry or layout", after_help = EXAMPLES)]
-pub struct Args {
+/// What `push` packs and where it sends it.
+#[derive(Clone, Debug)]
+pub struct Options {
     /// A filter under filters/ (built first), or a .wasm file.
-    #[arg(value_name = "FILTER|FILE.wasm")]
     pub input: String,
     /// Where to: HOST[:PORT]/REPO[:TAG], or oci:DIR[:TAG] for an OCI image layout directory.
-    #[arg(value_name = "REF")]
     pub reference: String,
     /// How to pack the module.
-    #[arg(long, value_enum, default_value_t = Format::Universal)]
     pub format: Format,
-    /// Root ids for the runtime config (repeatable); default: the filter's, or the file's stem.
-    #[arg(long = "root-id", value_name = "ID")]
+    /// Root ids for the runtime config; empty: the filter's, or the file's stem.
     pub root_ids: Vec<String>,
-    /// Print one JSON object on stdout instead of the summary.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
+    /// Which login to use.
     pub credentials: CredentialArgs,
-    #[command(flatten)]
+    /// How to reach the registry.
     pub transport: TransportArgs,
 }
 
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
+/// Packs `options.input` and pushes it: blobs first, the tag last. `progress` follows the
+/// upload (its length is set here; pass `ProgressBar::hidden()` for none).
+pub fn push(options: &Options, progress: &ProgressBar) -> Result<PushReport> {
+    options.push(progress)
+}
+
+impl Options {
+    fn push(&self, progress: &ProgressBar) -> Result<PushReport> {
         let target = Target::parse(&self.reference)?;
         let (module, meta) = self.module()?;
         let artifact = artifact::pack(self.format, &module, &meta)?;
-        let progress = progress_bar(
-            self.json,
-            artifact.blobs.iter().map(|b| b.bytes.len() as u64).sum(),
-        );
-        let report = tokio::runtime::Builder::new_current_thread()
+        progress.set_length(artifact.blobs.iter().map(|b| b.bytes.len() as u64).sum());
+        tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
@@ -104,15 +80,7 @@ impl Args {
                             store.name()
                         ))
                     })
-            });
-        progress.finish_and_clear();
-        let report = report?;
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print_summary(&report);
-        }
-        Ok(())
+            })
     }
 
     /// The module's bytes and what the artifact says about it.
@@ -171,53 +139,6 @@ impl Args {
                 epoch: source_date_epoch()?,
             },
         ))
-    }
-}
-
-fn progress_bar(json: bool, total: u64) -> indicatif::ProgressBar {
-    if json || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) =
-        indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}")
-    {
-        bar.set_style(style);
-    }
-    bar
-}
-
-fn print_summary(r: &PushReport) {
-    let size = |n: u64| crate::build::human_bytes(n);
-    let (done, sent) = if r.reference.starts_with("oci:") {
-        ("written", "wrote")
-    } else {
-        ("uploaded", "sent")
-    };
-    println!(
-        "pushed {} ({}, module {})",
-        r.reference,
-        r.format,
-        size(r.module_size)
-    );
-    println!("  pinned    {}", r.pinned);
-    for b in &r.blobs {
-        let what = if b.uploaded { done } else { "already there" };
-        println!(
-            "  {:<14} {} {:>9}  {what}",
-            b.role,
-            &b.digest[..b.digest.len().min(19)],
-            size(b.size)
-        );
-    }
-    println!("  manifest  {} (tag written last)", size(r.manifest_size));
-    println!(
-        "  {sent} {} of blobs, skipped {}",
-        size(r.uploaded_bytes),
-        size(r.skipped_bytes)
-    );
-    if let Some(c) = &r.credentials {
-        println!("  as        {c}");
     }
 }
 

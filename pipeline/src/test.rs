@@ -3,82 +3,54 @@
 //! from a real Envoy with its example configuration.
 
 use anyhow::{bail, Context, Result};
-use std::time::Instant;
 
-use crate::build::{self, Options};
+use crate::build::{self, Built, Options};
 use crate::toolchain::Target;
 use crate::{doctor, project};
 
-const EXAMPLES: &str = "Examples:
-  cargo xtask test                     everything, installing what is missing
-  cargo xtask test --no-install        fail instead of installing
-  cargo xtask test -- add_header       pass a filter to cargo test";
-
-/// Options of `cargo xtask test`.
-#[derive(clap::Args, Debug)]
-#[command(about = "Run every test: unit, native filter tests, fixtures, end-to-end in real Envoy", after_help = EXAMPLES)]
-pub struct Args {
-    /// Fail instead of installing missing tools.
-    #[arg(long)]
-    pub no_install: bool,
-    /// Arguments passed on to `cargo test`.
-    #[arg(last = true)]
-    pub cargo_args: Vec<String>,
+/// Checks that this project's test needs ([`doctor::test_needs`]) are installed; with
+/// `install`, installs what is missing, else fails naming it.
+pub fn ensure_needs(install: bool) -> Result<()> {
+    let needs = doctor::test_needs()?;
+    if install {
+        return doctor::install_packages(&needs);
+    }
+    let missing: Vec<&str> =
+        doctor::NEEDS.iter().filter(|n| needs.contains(&n.name) && !(n.present)()).map(|n| n.name).collect();
+    if !missing.is_empty() {
+        bail!("missing {}: run `cargo xtask setup` (or drop --no-install)", missing.join(", "));
+    }
+    Ok(())
 }
 
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
-        let start = Instant::now();
-        let needs = doctor::test_needs()?;
-        if self.no_install {
-            let missing: Vec<&str> = doctor::NEEDS
-                .iter()
-                .filter(|n| needs.contains(&n.name) && !(n.present)())
-                .map(|n| n.name)
-                .collect();
-            if !missing.is_empty() {
-                bail!("missing {}: run `cargo xtask setup` (or drop --no-install)", missing.join(", "));
-            }
-        } else {
-            let names: Vec<&str> = needs.to_vec();
-            doctor::install_packages(&names)?;
-        }
-        let filters = project::filters()?;
-        for target in [Target::Wasip1, Target::Unknown] {
-            for filter in &filters {
-                let b = build::build(filter, &Options { target, debug: false, install: !self.no_install })?;
-                eprintln!(
-                    "       Built {} ({}) {} -> {}",
-                    b.filter,
-                    b.target,
-                    build::human_bytes(b.raw_bytes),
-                    build::human_bytes(b.bytes)
-                );
-            }
-        }
-        let built = start.elapsed();
-        let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .current_dir(project::root())
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .args(&self.cargo_args)
-            .env("WEIR_FILTERS_BUILT", "1")
-            .status()
-            .context("cannot run cargo test")?;
-        if !status.success() {
-            bail!("tests failed (see above)");
-        }
+/// Builds every filter for both wasm targets; `on_built` sees each module as it is written.
+pub fn build_filters(install: bool, mut on_built: impl FnMut(&Built)) -> Result<Vec<Built>> {
+    let filters = project::filters()?;
+    let mut out = Vec::new();
+    for target in [Target::Wasip1, Target::Unknown] {
         for filter in &filters {
-            let seen = in_envoy(filter)?;
-            eprintln!("       Envoy {} answered GET / with {} through `{}`, no trap", seen.version, seen.status, filter.name);
+            let b = build::build(filter, &Options { target, debug: false, install })?;
+            on_built(&b);
+            out.push(b);
         }
-        eprintln!(
-            "     Elapsed {:.1} s (building filters {:.1} s)",
-            start.elapsed().as_secs_f64(),
-            built.as_secs_f64()
-        );
-        Ok(())
     }
+    Ok(out)
+}
+
+/// Runs `cargo test --workspace --no-fail-fast` with `cargo_args`, telling the tests the
+/// filters are built (`WEIR_FILTERS_BUILT=1`); fails when a test fails.
+pub fn cargo_test(cargo_args: &[String]) -> Result<()> {
+    let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(project::root())
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(cargo_args)
+        .env("WEIR_FILTERS_BUILT", "1")
+        .status()
+        .context("cannot run cargo test")?;
+    if !status.success() {
+        bail!("tests failed (see above)");
+    }
+    Ok(())
 }
 
 /// What a filter did in a real Envoy.

@@ -2,20 +2,18 @@
 //! the active rustup toolchain with the target installed, `rustup target add`,
 //! then a rustc that carries its own std source (`-Zbuild-std`, Debian's rustc-web).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A wasm target weir builds for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Target {
     /// WASI preview 1 (the default; what Istio and Envoy examples use).
-    #[value(name = "wasm32-wasip1")]
     #[serde(rename = "wasm32-wasip1")]
     Wasip1,
     /// Bare wasm32, no WASI imports.
-    #[value(name = "wasm32-unknown-unknown")]
     #[serde(rename = "wasm32-unknown-unknown")]
     Unknown,
 }
@@ -212,10 +210,11 @@ pub fn install_hint(target: Target) -> String {
     )
 }
 
-/// Finds (and where allowed, installs) a toolchain for `target`, in this order:
-/// rustup with the target installed, `rustup target add`, the build-std toolchain,
-/// then (unless `install` is false) `cargo xtask setup`'s packages.
-pub fn find(target: Target, install: bool) -> Result<Toolchain> {
+/// Finds a toolchain for `target`, in this order: rustup with the target installed,
+/// `rustup target add`, the build-std toolchain. Installing the build-std packages when
+/// none is found is the caller's choice (`build` does, through [`crate::doctor`], which
+/// sits above this module).
+pub fn find(target: Target) -> Result<Toolchain> {
     if rustup_has(target) {
         return Ok(Toolchain::Rustup);
     }
@@ -229,11 +228,6 @@ pub fn find(target: Target, install: bool) -> Result<Toolchain> {
     }
     if let Some(t) = build_std() {
         return Ok(t);
-    }
-    if install {
-        eprintln!("     Install the build-std toolchain (what `cargo xtask setup` installs)");
-        crate::doctor::install_packages(crate::doctor::BUILD_PACKAGES).context("installing the wasm toolchain")?;
-        return find(target, false);
     }
     bail!("{}", install_hint(target))
 }

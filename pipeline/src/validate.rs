@@ -1,27 +1,8 @@
 //! `cargo xtask validate`: check modules against the proxy-wasm ABI, every problem at once.
 
-use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 use crate::abi;
-
-const EXAMPLES: &str = "Examples:
-  cargo xtask validate target/filters/add-header.wasm
-  cargo xtask validate vendor/*.wasm --json
-
-Exit status: 0 when every module fits the ABI, 1 when any problem is found.";
-
-/// Options of `cargo xtask validate`.
-#[derive(clap::Args, Debug)]
-#[command(about = "Check wasm modules against the proxy-wasm ABI Envoy loads", after_help = EXAMPLES)]
-pub struct Args {
-    /// Modules to check.
-    #[arg(required = true)]
-    pub files: Vec<PathBuf>,
-    /// Print a JSON array of reports instead of text.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// The verdict on one file.
 #[derive(Debug, serde::Serialize)]
@@ -74,28 +55,4 @@ pub fn render(v: &Verdict) -> String {
         );
     }
     v.problems.iter().map(|p| format!("{}: {p}\n", v.file.display())).collect()
-}
-
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
-        let verdicts: Vec<Verdict> = self.files.iter().map(|f| verdict(f)).collect();
-        let bad = verdicts.iter().filter(|v| !v.ok).count();
-        if self.json {
-            println!("{}", serde_json::to_string_pretty(&verdicts)?);
-        } else {
-            for v in &verdicts {
-                if v.ok {
-                    print!("{}", render(v));
-                } else {
-                    eprint!("{}", render(v));
-                }
-            }
-        }
-        if bad > 0 {
-            let message = format!("{bad} of {} modules do not fit the proxy-wasm ABI", verdicts.len());
-            return Err(crate::Exit { message, code: 1 }.into());
-        }
-        Ok(())
-    }
 }

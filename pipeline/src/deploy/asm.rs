@@ -2,75 +2,48 @@
 //! fields of the ASM walkthrough (seeds 000 and 001), quoted the way it quotes them.
 
 use super::{
-    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, OutputArgs, PatchContext,
+    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, PatchContext,
     PinArgs, Resource,
 };
 use anyhow::{bail, Result};
 use serde::Serialize;
 use serde_saphyr::SingleQuoted;
 
-/// Options of `cargo xtask deploy asm`.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Example (the ASM walkthrough's filter, checked by the add-header filter itself):
-  cargo xtask deploy asm --name details-v1-wasmfiltersample \\
-      --image acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1 \\
-      --selector app=details --selector version=v1 \\
-      --parameters '{\"name\":\"hello\",\"value\":\"hello details\"}' \\
-      --root-id my_root_id --pull-secret asmwasm-cache --filter add-header | kubectl apply -f -
-
-ASM has no failure-policy field: a filter that fails to load fails closed.
-The pull secret itself: cargo xtask deploy pull-secret --help")]
-pub struct Args {
+/// The input of `cargo xtask deploy asm` (its flags, checked by [`render`]).
+#[derive(Debug, Clone)]
+pub struct Options {
     /// metadata.name of the ASMFilterDeployment (a DNS-1123 subdomain).
-    #[arg(long)]
-    name: String,
+    pub name: String,
     /// metadata.namespace; also the second half of the default --id.
-    #[arg(long, default_value = "default")]
-    namespace: String,
+    pub namespace: String,
     /// spec.filter.image: the filter's OCI image, `registry/repository:tag` or `...@sha256:<hex>`.
-    #[arg(long, value_name = "REF")]
-    image: String,
+    pub image: String,
     /// spec.workload.kind: the kind of workload the selector picks.
-    #[arg(long, value_enum, ignore_case = true, default_value_t = WorkloadKind::Deployment)]
-    workload_kind: WorkloadKind,
+    pub workload_kind: WorkloadKind,
     /// spec.workload.labels: KEY=VALUE, repeatable; the workload's pods carry all of them.
-    #[arg(long = "selector", value_name = "KEY=VALUE", required = true)]
-    selectors: Vec<String>,
+    pub selectors: Vec<String>,
     /// spec.filter.parameters: the filter's JSON configuration, inline or @FILE; written as a JSON string.
-    #[arg(long, value_name = "JSON|@FILE")]
-    parameters: Option<String>,
+    pub parameters: Option<String>,
     /// spec.filter.rootID (default: the --filter's root id).
-    #[arg(long)]
-    root_id: Option<String>,
+    pub root_id: Option<String>,
     /// spec.filter.patchContext: which proxies get the filter.
-    #[arg(long, value_enum, default_value_t = PatchContext::SidecarInbound)]
-    patch_context: PatchContext,
+    pub patch_context: PatchContext,
     /// spec.filter.imagePullOptions.pullSecret: the Secret ASM pulls the image with (e.g. asmwasm-cache).
-    #[arg(long, value_name = "SECRET")]
-    pull_secret: Option<String>,
+    pub pull_secret: Option<String>,
     /// spec.filter.id, the filter's unique id (default: NAME.NAMESPACE).
-    #[arg(long)]
-    id: Option<String>,
-    #[command(flatten)]
-    module: ModuleArgs,
-    #[command(flatten)]
-    pin: PinArgs,
-    #[command(flatten)]
-    pub(super) output: OutputArgs,
+    pub id: Option<String>,
+    pub module: ModuleArgs,
+    pub pin: PinArgs,
 }
 
 /// The workload kinds an ASMFilterDeployment can select.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
-enum WorkloadKind {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum WorkloadKind {
     /// A Deployment.
-    #[value(name = "Deployment")]
     Deployment,
     /// A StatefulSet.
-    #[value(name = "StatefulSet")]
     StatefulSet,
     /// A DaemonSet.
-    #[value(name = "DaemonSet")]
     DaemonSet,
 }
 
@@ -106,7 +79,8 @@ struct PullOptions {
     pull_secret: SingleQuoted<String>,
 }
 
-pub(super) fn render(a: &Args) -> Result<String> {
+/// Checks `a` and writes the resources as one YAML stream.
+pub fn render(a: &Options) -> Result<String> {
     let metadata = metadata(&a.name, &a.namespace)?;
     let labels = Labels(check::labels("--selector", &a.selectors)?);
     let image = check::image("--image", &a.image)?;

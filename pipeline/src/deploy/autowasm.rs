@@ -2,61 +2,34 @@
 //! seed 004: the module comes from an image registry or an object-storage URL.
 
 use super::{
-    check, metadata, plain_id, root_id, yaml, Labels, ModuleArgs, OutputArgs, PinArgs, Resource,
+    check, metadata, plain_id, root_id, yaml, Labels, ModuleArgs, PinArgs, Resource,
 };
 use anyhow::Result;
 use serde::Serialize;
 
-/// Options of `cargo xtask deploy autowasm`.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Examples (Tencent Cloud Mesh's walkthrough):
-  cargo xtask deploy autowasm --name test --image ccr.ccs.tencentyun.com/REPO/wasm-add-header:v0.3 \\
-      --apply-port 9080 --root-id test --vm-id test --secret test --selector app=details
-  cargo xtask deploy autowasm --name test --object-url https://bucket.example.com/add-header.wasm \\
-      --apply-port 9080 --selector app=details
-
-AutoWasm has no configuration or failure-policy field; its controller generates an
-EnvoyFilter that fails closed.")]
-pub struct Args {
+/// The input of `cargo xtask deploy autowasm` (its flags, checked by [`render`]).
+#[derive(Debug, Clone)]
+pub struct Options {
     /// metadata.name (a DNS-1123 subdomain).
-    #[arg(long)]
-    name: String,
+    pub name: String,
     /// metadata.namespace.
-    #[arg(long, default_value = "default")]
-    namespace: String,
+    pub namespace: String,
     /// spec.filter.source.registry.image: the module's OCI image.
-    #[arg(
-        long,
-        value_name = "REF",
-        required_unless_present = "object_url",
-        conflicts_with = "object_url"
-    )]
-    image: Option<String>,
+    pub image: Option<String>,
     /// spec.filter.source.object.url: a public http(s) URL of the .wasm file.
-    #[arg(long, value_name = "URL")]
-    object_url: Option<String>,
+    pub object_url: Option<String>,
     /// spec.filter.applyPorts: a port the filter applies to, repeatable (default: all ports).
-    #[arg(long = "apply-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    apply_ports: Vec<u16>,
+    pub apply_ports: Vec<u16>,
     /// spec.filter.rootID (default: the --filter's root id; optional).
-    #[arg(long)]
-    root_id: Option<String>,
+    pub root_id: Option<String>,
     /// spec.filter.vmID (optional: the controller generates one).
-    #[arg(long)]
-    vm_id: Option<String>,
+    pub vm_id: Option<String>,
     /// spec.secret: the image registry's pull secret (not needed for a public image).
-    #[arg(long, value_name = "SECRET")]
-    secret: Option<String>,
+    pub secret: Option<String>,
     /// spec.selector.matchLabels: KEY=VALUE, repeatable.
-    #[arg(long = "selector", value_name = "KEY=VALUE", required = true)]
-    selectors: Vec<String>,
-    #[command(flatten)]
-    module: ModuleArgs,
-    #[command(flatten)]
-    pin: PinArgs,
-    #[command(flatten)]
-    pub(super) output: OutputArgs,
+    pub selectors: Vec<String>,
+    pub module: ModuleArgs,
+    pub pin: PinArgs,
 }
 
 #[derive(Serialize)]
@@ -81,7 +54,7 @@ struct Filter {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-enum Source {
+pub enum Source {
     Registry { image: String },
     Object { url: String },
 }
@@ -92,7 +65,8 @@ struct Selector {
     match_labels: Labels,
 }
 
-pub(super) fn render(a: &Args) -> Result<String> {
+/// Checks `a` and writes the resources as one YAML stream.
+pub fn render(a: &Options) -> Result<String> {
     let metadata = metadata(&a.name, &a.namespace)?;
     let labels = Labels(check::labels("--selector", &a.selectors)?);
     let image = a

@@ -90,11 +90,7 @@ pub fn labels(option: &str, args: &[String]) -> Result<Vec<(String, String)>> {
 
 /// A hex sha256 as Istio and Envoy want it: 64 lowercase hex digits, no prefix.
 pub fn sha256_hex(option: &str, value: &str) -> Result<()> {
-    if value.len() != 64
-        || !value
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    {
+    if !crate::oci::digest::is_sha256_hex(value) {
         bail!("{option} `{value}` must be a sha256: 64 lowercase hex digits, without the `sha256:` prefix");
     }
     Ok(())
@@ -211,32 +207,6 @@ impl ImageRef {
     }
 }
 
-fn path_component_ok(c: &str) -> bool {
-    // alpha-numeric (separator alpha-numeric)*, separator := [_.] | __ | [-]+
-    let b = c.as_bytes();
-    if b.is_empty() || !is_lower_alnum(b[0] as char) || !is_lower_alnum(b[b.len() - 1] as char) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        let ch = b[i] as char;
-        if is_lower_alnum(ch) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !is_lower_alnum(b[i] as char) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
 fn registry_ok(r: &str) -> bool {
     let (host, port) = match r.rsplit_once(':') {
         Some((h, p)) if !r.starts_with('[') || h.ends_with(']') => (h, Some(p)),
@@ -294,11 +264,7 @@ pub fn image(option: &str, value: &str) -> Result<ImageRef> {
                 "digest algorithm `{alg}` is not sha256, the one meshes verify"
             )));
         }
-        if hex.len() != 64
-            || !hex
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
+        if !crate::oci::digest::is_sha256_hex(hex) {
             return Err(rule(&format!(
                 "digest `{d}` must be sha256: followed by 64 lowercase hex digits"
             )));
@@ -344,7 +310,7 @@ pub fn image(option: &str, value: &str) -> Result<ImageRef> {
         None
     };
     for p in &parts {
-        if !path_component_ok(p) {
+        if !crate::oci::reference::repository_ok(p) {
             return Err(rule(&format!(
                 "repository path component `{p}` must be lowercase letters and digits, separated by '.', '_', '__' or dashes"
             )));
@@ -364,6 +330,37 @@ pub fn image(option: &str, value: &str) -> Result<ImageRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// push/pull (`oci::reference::Target::parse`) and deploy (`image`) read one grammar:
+    /// every reference here gets the same verdict from both.
+    #[test]
+    fn push_and_deploy_agree_on_references() {
+        use crate::oci::reference::Target;
+        let hex = "a".repeat(64);
+        let table: &[(&str, bool)] = &[
+            ("localhost:5000/a..b:v1", false),
+            ("localhost:5000/a.b:v1", true),
+            ("localhost:5000/a__b/c--d:v1", true),
+            ("localhost:5000/a___b:v1", false),
+            ("localhost:5000/a._b:v1", false),
+            ("localhost:5000/-a:v1", false),
+            ("localhost:5000/a-:v1", false),
+            ("localhost:5000/A:v1", false),
+            ("localhost:5000/a//b:v1", false),
+            ("registry.example.com/team/add-header:v1", true),
+            ("registry.example.com/team/add-header:.v1", false),
+            ("registry.example.com:5000/x@sha256:abc", false),
+            ("registry.example.com:5000/x@sha512:abc", false),
+        ];
+        let pinned = format!("registry.example.com:5000/x@sha256:{hex}");
+        let upper = format!("registry.example.com:5000/x@sha256:{}", "A".repeat(64));
+        let rows = table.iter().map(|&(r, ok)| (r.to_owned(), ok)).chain([(pinned, true), (upper, false)]);
+        for (reference, ok) in rows {
+            let push = Target::parse(&reference).is_ok();
+            let deploy = image("--image", &reference).is_ok();
+            assert_eq!((push, deploy), (ok, ok), "{reference}: push {push}, deploy {deploy}, expected {ok}");
+        }
+    }
 
     #[test]
     fn names_follow_dns_1123() {

@@ -1,56 +1,35 @@
 //! `deploy envoy`: a complete standalone Envoy bootstrap, made by [`crate::envoy::Bootstrap`],
 //! the same generator `cargo xtask run` and the end-to-end tests start Envoy with.
 
-use super::{parameters, plain_id, root_id, yaml, ModuleArgs, OutputArgs};
+use super::{parameters, plain_id, root_id, yaml, ModuleArgs};
 use crate::envoy::{Backend, Bootstrap, Code, FailurePolicy, WasmFilter};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
-/// Options of `cargo xtask deploy envoy`.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Examples:
-  cargo xtask deploy envoy --filter add-header -o envoy.yaml && envoy -c envoy.yaml
-  curl -i localhost:10000/        # carries resp-header-demo: added by our filter
-  cargo xtask deploy envoy --filter add-header --upstream 127.0.0.1:8080 \\
-      --parameters '{\"name\":\"hello\",\"value\":\"world\"}' --failure-policy fail-open
-
---failure-policy (Envoy's failure_policy; unset means fail-closed):
-  fail-open    requests bypass a failed filter
-  fail-closed  requests get 503 while the VM is failed
-  fail-reload  Envoy reloads the VM and retries; meanwhile requests fail closed")]
-pub struct Args {
+/// The input of `cargo xtask deploy envoy` (its flags, checked by [`render`]).
+#[derive(Debug, Clone)]
+pub struct Options {
     /// The plugin name (Envoy's logs and stats; also the VM id). Default: the filter's name.
-    #[arg(long)]
-    name: Option<String>,
-    #[command(flatten)]
-    module: ModuleArgs,
+    pub name: Option<String>,
+    pub module: ModuleArgs,
     /// The module path written into the bootstrap (default: the built module's absolute path).
-    #[arg(long, value_name = "PATH")]
-    wasm_path: Option<PathBuf>,
+    pub wasm_path: Option<PathBuf>,
     /// The root id (default: the --filter's root id, else the plugin name).
-    #[arg(long)]
-    root_id: Option<String>,
+    pub root_id: Option<String>,
     /// The filter's JSON configuration, inline or @FILE.
-    #[arg(long, value_name = "JSON|@FILE")]
-    parameters: Option<String>,
+    pub parameters: Option<String>,
     /// What happens when the filter's VM fails (see below).
-    #[arg(long, value_enum)]
-    failure_policy: Option<FailurePolicy>,
+    pub failure_policy: Option<FailurePolicy>,
     /// The listener's port on 127.0.0.1.
-    #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(u16).range(1..))]
-    listen_port: u16,
+    pub listen_port: u16,
     /// The admin interface's port on 127.0.0.1.
-    #[arg(long, default_value_t = 9901, value_parser = clap::value_parser!(u16).range(1..))]
-    admin_port: u16,
+    pub admin_port: u16,
     /// Send requests to HOST:PORT instead of answering 200 directly.
-    #[arg(long, value_name = "HOST:PORT")]
-    upstream: Option<String>,
-    #[command(flatten)]
-    pub(super) output: OutputArgs,
+    pub upstream: Option<String>,
 }
 
-pub(super) fn render(a: &Args) -> Result<String> {
+/// Checks `a` and writes the resources as one YAML stream.
+pub fn render(a: &Options) -> Result<String> {
     if a.listen_port == a.admin_port {
         bail!(
             "--listen-port and --admin-port must differ (both are {})",

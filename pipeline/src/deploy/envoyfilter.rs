@@ -4,7 +4,7 @@
 //! holding the module and the `sidecar.istio.io/userVolume` patch that mounts it.
 
 use super::{
-    check, metadata, parameters, plain_id, root_id, stream, yaml, Labels, ModuleArgs, OutputArgs,
+    check, metadata, parameters, plain_id, root_id, stream, yaml, Labels, ModuleArgs,
     PatchContext, Resource,
 };
 use crate::envoy::{Code, FailurePolicy, WasmFilter};
@@ -20,73 +20,38 @@ const VOLUME: &str = "wasmfilters-dir";
 /// What a ConfigMap can hold.
 const CONFIGMAP_LIMIT: usize = 1024 * 1024;
 
-/// Options of `cargo xtask deploy envoyfilter`.
-#[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("code").required(true).args(["wasm_path", "wasm_url", "configmap"])))]
-#[command(after_help = "\
-Examples:
-  # the module is already in the sidecar at PATH
-  cargo xtask deploy envoyfilter --name details-v1-add-header --selector app=details \\
-      --filter add-header --wasm-path /var/local/lib/wasm-filters/add-header.wasm
-  # Envoy downloads the module and checks its sha256 (taken from the built filter)
-  cargo xtask deploy envoyfilter --name details-v1-add-header --selector app=details \\
-      --filter add-header --wasm-url http://wasm-server.default:8080/add-header.wasm
-  # seed 002's ConfigMap path: ConfigMap + EnvoyFilter on stdout, the workload patch to a file
-  cargo xtask deploy envoyfilter --name details-v1-add-header --selector app=details \\
-      --filter add-header --configmap wasm-add-header --patch-output patch.yaml | kubectl apply -f -
-  kubectl patch deployment details-v1 --patch-file patch.yaml
-
---failure-policy (Envoy's failure_policy; unset means fail-closed):
-  fail-open    requests bypass a failed filter
-  fail-closed  requests get 503 while the VM is failed
-  fail-reload  Envoy reloads the VM and retries; meanwhile requests fail closed")]
-pub struct Args {
+/// The input of `cargo xtask deploy envoyfilter` (its flags, checked by [`render`]).
+#[derive(Debug, Clone)]
+pub struct Options {
     /// metadata.name of the EnvoyFilter (a DNS-1123 subdomain).
-    #[arg(long)]
-    name: String,
+    pub name: String,
     /// metadata.namespace: the workload's namespace (istio-system applies mesh-wide).
-    #[arg(long, default_value = "default")]
-    namespace: String,
+    pub namespace: String,
     /// spec.workloadSelector.labels: KEY=VALUE, repeatable (none: every workload in the namespace).
-    #[arg(long = "selector", value_name = "KEY=VALUE")]
-    selectors: Vec<String>,
+    pub selectors: Vec<String>,
     /// match.context: which proxies get the filter.
-    #[arg(long, value_enum, default_value_t = PatchContext::SidecarInbound)]
-    patch_context: PatchContext,
+    pub patch_context: PatchContext,
     /// match.listener.portNumber: only this listener port.
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    port: Option<u16>,
-    #[command(flatten)]
-    module: ModuleArgs,
+    pub port: Option<u16>,
+    pub module: ModuleArgs,
     /// The module is at PATH inside the sidecar (vm_config.code.local.filename).
-    #[arg(long, value_name = "PATH")]
-    wasm_path: Option<PathBuf>,
+    pub wasm_path: Option<PathBuf>,
     /// Envoy downloads the module from URL (vm_config.code.remote) and checks its sha256.
-    #[arg(long, value_name = "URL")]
-    wasm_url: Option<String>,
+    pub wasm_url: Option<String>,
     /// The Envoy cluster serving --wasm-url (default: Istio's `outbound|PORT||HOST` for the URL).
-    #[arg(long, value_name = "CLUSTER", requires = "wasm_url")]
-    wasm_cluster: Option<String>,
+    pub wasm_cluster: Option<String>,
     /// Ship the module in a ConfigMap of this name, mounted at /var/local/lib/wasm-filters.
-    #[arg(long, value_name = "NAME")]
-    configmap: Option<String>,
+    pub configmap: Option<String>,
     /// With --configmap: write the workload patch (userVolume annotations) to FILE.
-    #[arg(long, value_name = "FILE", requires = "configmap")]
-    patch_output: Option<PathBuf>,
+    pub patch_output: Option<PathBuf>,
     /// With --configmap: the Deployment the patch command names (default: WORKLOAD).
-    #[arg(long, value_name = "NAME", requires = "configmap")]
-    deployment: Option<String>,
+    pub deployment: Option<String>,
     /// The root id (default: the --filter's root id, else --name).
-    #[arg(long)]
-    root_id: Option<String>,
+    pub root_id: Option<String>,
     /// The filter's JSON configuration, inline or @FILE.
-    #[arg(long, value_name = "JSON|@FILE")]
-    parameters: Option<String>,
+    pub parameters: Option<String>,
     /// What happens when the filter's VM fails (see below).
-    #[arg(long, value_enum)]
-    failure_policy: Option<FailurePolicy>,
-    #[command(flatten)]
-    pub(super) output: OutputArgs,
+    pub failure_policy: Option<FailurePolicy>,
 }
 
 #[derive(Serialize)]
@@ -192,15 +157,12 @@ fn workload_patch(configmap: &str) -> WorkloadPatch {
     }
 }
 
-pub(super) fn render(a: &Args) -> Result<String> {
+/// Checks `a` and writes the resources as one YAML stream.
+pub fn render(a: &Options) -> Result<String> {
     let metadata = metadata(&a.name, &a.namespace)?;
     let labels = Labels(check::labels("--selector", &a.selectors)?);
     if let Some(p) = &a.patch_output {
-        super::OutputArgs {
-            output: Some(p.clone()),
-        }
-        .check()
-        .map_err(|e| {
+        super::check_output(p).map_err(|e| {
             anyhow::anyhow!(
                 "{}",
                 e.to_string().replacen("--output", "--patch-output", 1)

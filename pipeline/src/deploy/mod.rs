@@ -6,129 +6,46 @@
 //! talks to a cluster. The `envoy` kind and the `envoyfilter` kind's Wasm filter come
 //! from [`crate::envoy`], the generator the end-to-end tests run in a real Envoy.
 
-mod asm;
-mod autowasm;
+pub mod asm;
+pub mod autowasm;
 pub mod check;
-mod envoy;
-mod envoyfilter;
-mod pull_secret;
-mod wasmplugin;
+pub mod envoy;
+pub mod envoyfilter;
+pub mod pull_secret;
+pub mod wasmplugin;
 
 use anyhow::{bail, Context, Result};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Write the resources that put a filter into a mesh (ASM, Istio, Tencent, plain Envoy), checked, as YAML.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Each kind checks its input before writing anything, prints YAML on stdout (or -o FILE),
-and exits non-zero with nothing on stdout when a check fails.
-
-Examples:
-  cargo xtask deploy asm --name details-v1-wasmfiltersample --image REGISTRY/asm/asm-test:v0.1 \\
-      --selector app=details --selector version=v1 --filter add-header \\
-      --parameters '{\"name\":\"hello\",\"value\":\"hello details\"}' | kubectl apply -f -
-  cargo xtask deploy envoy --filter add-header -o envoy.yaml && envoy -c envoy.yaml
-  cargo xtask deploy wasmplugin --help
-
-Worked examples for every kind: examples/README.md")]
-pub struct Args {
-    #[command(subcommand)]
-    kind: Kind,
-}
-
-#[derive(clap::Subcommand, Debug)]
-enum Kind {
-    /// Alibaba Cloud Service Mesh `ASMFilterDeployment` (istio.alibabacloud.com/v1beta1).
-    #[command(name = "asm")]
-    Asm(asm::Args),
-    /// The `kubernetes.io/dockerconfigjson` Secret a mesh pulls the image with (`asmwasm-cache`).
-    #[command(name = "pull-secret")]
-    PullSecret(pull_secret::Args),
-    /// Istio `WasmPlugin` (extensions.istio.io/v1alpha1) pulling an OCI image or an https module.
-    #[command(name = "wasmplugin")]
-    WasmPlugin(wasmplugin::Args),
-    /// Istio `EnvoyFilter` inserting the Wasm filter before the router; optionally the ConfigMap path.
-    #[command(name = "envoyfilter")]
-    EnvoyFilter(envoyfilter::Args),
-    /// Tencent Cloud Mesh `AutoWasm` (wasm.tcm.io/v1alpha1).
-    #[command(name = "autowasm")]
-    AutoWasm(autowasm::Args),
-    /// A complete standalone Envoy bootstrap (listener, the filter, then the router).
-    #[command(name = "envoy")]
-    Envoy(envoy::Args),
-}
-
-impl Args {
-    /// Runs the subcommand.
-    pub fn run(self) -> Result<()> {
-        let (output, yaml) = match self.kind {
-            Kind::Asm(a) => (a.output.check()?, asm::render(&a)?),
-            Kind::PullSecret(a) => (a.output.check()?, pull_secret::render(&a)?),
-            Kind::WasmPlugin(a) => (a.output.check()?, wasmplugin::render(&a)?),
-            Kind::EnvoyFilter(a) => (a.output.check()?, envoyfilter::render(&a)?),
-            Kind::AutoWasm(a) => (a.output.check()?, autowasm::render(&a)?),
-            Kind::Envoy(a) => (a.output.check()?, envoy::render(&a)?),
-        };
-        write_output(output.as_deref(), &yaml)
+/// Checks, before any work, that `-o path` can be written: its directory exists and it
+/// is not a directory itself.
+pub fn check_output(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--output {}: directory {} does not exist; create it first",
+            path.display(),
+            dir.display()
+        );
     }
-}
-
-/// `-o FILE`, shared by every kind.
-#[derive(clap::Args, Debug, Clone)]
-pub(crate) struct OutputArgs {
-    /// Write the YAML to FILE (atomically; its directory must exist) instead of stdout.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    output: Option<PathBuf>,
-}
-
-impl OutputArgs {
-    /// Checks, before any work, that the output can be written; returns where it goes.
-    fn check(&self) -> Result<Option<PathBuf>> {
-        if let Some(path) = &self.output {
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            if !dir.is_dir() {
-                bail!(
-                    "--output {}: directory {} does not exist; create it first",
-                    path.display(),
-                    dir.display()
-                );
-            }
-            if path.is_dir() {
-                bail!("--output {}: is a directory; name a file", path.display());
-            }
-        }
-        Ok(self.output.clone())
+    if path.is_dir() {
+        bail!("--output {}: is a directory; name a file", path.display());
     }
-}
-
-fn write_output(path: Option<&Path>, yaml: &str) -> Result<()> {
-    match path {
-        Some(p) => crate::project::write_atomic(p, yaml.as_bytes())
-            .with_context(|| format!("--output {}", p.display())),
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(yaml.as_bytes())?;
-            out.flush()?;
-            Ok(())
-        }
-    }
+    Ok(())
 }
 
 /// Where the module comes from: a filter of this workspace, or a built file.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub(crate) struct ModuleArgs {
+#[derive(Debug, Clone, Default)]
+pub struct ModuleArgs {
     /// Take the module, its root id and its sha256 from this filter under filters/ (built if
     /// needed); --parameters is then checked by the filter itself.
-    #[arg(long, value_name = "NAME", conflicts_with = "module")]
-    filter: Option<String>,
+    pub filter: Option<String>,
     /// A built module to take the sha256 from and check --parameters with, instead of --filter.
-    #[arg(long, value_name = "FILE")]
-    module: Option<PathBuf>,
+    pub module: Option<PathBuf>,
 }
 
 /// A module read from disk.
@@ -185,16 +102,15 @@ impl ModuleArgs {
 }
 
 /// `--pin`: resolve a tag to the manifest digest at the registry.
-#[derive(clap::Args, Debug, Clone)]
-pub(crate) struct PinArgs {
+#[derive(Debug, Clone)]
+pub struct PinArgs {
     /// Ask the registry for the digest the image's tag names now and write `repo@sha256:...`
-    /// (and `sha256` where the kind has it); the credential and transport options below apply.
-    #[arg(long)]
-    pin: bool,
-    #[command(flatten)]
-    credentials: crate::oci::credentials::CredentialArgs,
-    #[command(flatten)]
-    transport: crate::oci::registry::TransportArgs,
+    /// (and `sha256` where the kind has it).
+    pub pin: bool,
+    /// The login for the registry.
+    pub credentials: crate::oci::credentials::CredentialArgs,
+    /// How to reach the registry.
+    pub transport: crate::oci::registry::TransportArgs,
 }
 
 impl PinArgs {
@@ -407,22 +323,18 @@ fn stream(docs: &[String]) -> String {
 }
 
 /// The Istio/ASM patch context: which proxies a filter is inserted into.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub(crate) enum PatchContext {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum PatchContext {
     /// Sidecars, for traffic coming into the workload.
-    #[value(name = "SIDECAR_INBOUND")]
     #[serde(rename = "SIDECAR_INBOUND")]
     SidecarInbound,
     /// Sidecars, for traffic the workload sends out.
-    #[value(name = "SIDECAR_OUTBOUND")]
     #[serde(rename = "SIDECAR_OUTBOUND")]
     SidecarOutbound,
     /// Gateways.
-    #[value(name = "GATEWAY")]
     #[serde(rename = "GATEWAY")]
     Gateway,
     /// All of the above.
-    #[value(name = "ANY")]
     #[serde(rename = "ANY")]
     Any,
 }

@@ -2,48 +2,25 @@
 //! filter's image with (ASM's `asmwasm-cache` in `istio-system`, seed 000), from the
 //! same credential sources as `push`. Its output holds a password, and it says so.
 
-use super::{check, yaml, Labels, Metadata, OutputArgs};
+use super::{check, yaml, Labels, Metadata};
 use crate::oci::credentials::{self, CredentialArgs, Login};
 use anyhow::{bail, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Serialize;
 
-/// Options of `cargo xtask deploy pull-secret`.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Examples:
-  # ASM's asmwasm-cache secret, from your docker login for the image's registry
-  cargo xtask deploy pull-secret --image acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1 \\
-      | kubectl apply -f -
-  echo \"$TOKEN\" | cargo xtask deploy pull-secret --registry ccr.ccs.tencentyun.com \\
-      --username ci --password-stdin --name test --namespace default -o secret.yaml
-
-Credentials are found as `cargo xtask push` finds them: --username with --password-stdin,
---registry-config FILE, then your docker config (credHelpers, credsStore, auths).
-The output holds the password (base64 is not encryption): keep it out of version control.")]
-pub struct Args {
+/// The input of `cargo xtask deploy pull-secret` (its flags, checked by [`render`]).
+#[derive(Debug, Clone)]
+pub struct Options {
     /// metadata.name of the Secret (ASM requires asmwasm-cache).
-    #[arg(long, default_value = "asmwasm-cache")]
-    name: String,
+    pub name: String,
     /// metadata.namespace (ASM requires istio-system).
-    #[arg(long, default_value = "istio-system")]
-    namespace: String,
+    pub namespace: String,
     /// The registry host (and :port) the secret logs in to.
-    #[arg(
-        long,
-        value_name = "HOST",
-        required_unless_present = "image",
-        conflicts_with = "image"
-    )]
-    registry: Option<String>,
+    pub registry: Option<String>,
     /// Take the registry host from this image reference.
-    #[arg(long, value_name = "REF")]
-    image: Option<String>,
-    #[command(flatten)]
-    credentials: CredentialArgs,
-    #[command(flatten)]
-    pub(super) output: OutputArgs,
+    pub image: Option<String>,
+    pub credentials: CredentialArgs,
 }
 
 #[derive(Serialize)]
@@ -72,7 +49,8 @@ fn dockerconfigjson(host: &str, login: &Login) -> Result<String> {
     Ok(serde_json::json!({"auths": {host: entry}}).to_string())
 }
 
-pub(super) fn render(a: &Args) -> Result<String> {
+/// Checks `a` and writes the resources as one YAML stream.
+pub fn render(a: &Options) -> Result<String> {
     check::resource_name("--name", &a.name)?;
     check::namespace("--namespace", &a.namespace)?;
     let host = match (&a.registry, &a.image) {

@@ -5,120 +5,77 @@
 //! its `@sha256:` digest, never from the module, and a URL's from the built module.
 
 use super::{
-    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, OutputArgs, PinArgs, Resource,
+    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, PinArgs, Resource,
 };
 use crate::envoy::FailurePolicy;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-/// Options of `cargo xtask deploy wasmplugin`.
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Examples:
-  cargo xtask deploy wasmplugin --name add-header --selector app=details --filter add-header \\
-      --image registry.example.com/weir/add-header@sha256:<digest from cargo xtask push> \\
-      --parameters '{\"name\":\"hello\",\"value\":\"hello details\"}' --failure-policy fail-open
-  cargo xtask deploy wasmplugin --name add-header --filter add-header \\
-      --wasm-url https://files.example.com/add-header.wasm   # sha256 of the built module
-
---failure-policy (failStrategy; unset means FAIL_CLOSE):
-  fail-open    FAIL_OPEN: requests bypass a plugin that failed
-  fail-closed  FAIL_CLOSE: requests get 503 while the plugin is failed
-  fail-reload  FAIL_RELOAD: the VM is reloaded (needs a recent Istio)")]
-pub struct Args {
+/// The input of `cargo xtask deploy wasmplugin` (its flags, checked by [`render`]).
+#[derive(Debug, Clone)]
+pub struct Options {
     /// metadata.name (a DNS-1123 subdomain).
-    #[arg(long)]
-    name: String,
+    pub name: String,
     /// metadata.namespace (the root namespace, e.g. istio-system, applies mesh-wide).
-    #[arg(long, default_value = "default")]
-    namespace: String,
+    pub namespace: String,
     /// url: oci://REF, the filter's OCI image; `@sha256:` also fills `sha256`.
-    #[arg(
-        long,
-        value_name = "REF",
-        required_unless_present = "wasm_url",
-        conflicts_with = "wasm_url"
-    )]
-    image: Option<String>,
+    pub image: Option<String>,
     /// url: an http(s) URL of the .wasm file; `sha256` is the built module's.
-    #[arg(long, value_name = "URL")]
-    wasm_url: Option<String>,
+    pub wasm_url: Option<String>,
     /// selector.matchLabels: KEY=VALUE, repeatable (none: every workload in the namespace).
-    #[arg(long = "selector", value_name = "KEY=VALUE")]
-    selectors: Vec<String>,
+    pub selectors: Vec<String>,
     /// pluginConfig: the filter's JSON configuration (an object), inline or @FILE.
-    #[arg(long, value_name = "JSON|@FILE")]
-    parameters: Option<String>,
+    pub parameters: Option<String>,
     /// pluginName, the root id (default: the --filter's root id).
-    #[arg(long)]
-    root_id: Option<String>,
+    pub root_id: Option<String>,
     /// imagePullPolicy (default: IfNotPresent, Always for a `latest` tag).
-    #[arg(long, value_enum)]
-    pull_policy: Option<PullPolicy>,
+    pub pull_policy: Option<PullPolicy>,
     /// imagePullSecret: the Secret Istio pulls the image with.
-    #[arg(long, value_name = "SECRET")]
-    pull_secret: Option<String>,
+    pub pull_secret: Option<String>,
     /// phase: where in the filter chain (default: just before the router).
-    #[arg(long, value_enum)]
-    phase: Option<Phase>,
+    pub phase: Option<Phase>,
     /// priority within the phase: higher runs first.
-    #[arg(long, allow_negative_numbers = true)]
-    priority: Option<i32>,
+    pub priority: Option<i32>,
     /// failStrategy (see below).
-    #[arg(long, value_enum)]
-    failure_policy: Option<FailurePolicy>,
+    pub failure_policy: Option<FailurePolicy>,
     /// match[].mode: which traffic direction.
-    #[arg(long, value_enum)]
-    match_mode: Option<MatchMode>,
+    pub match_mode: Option<MatchMode>,
     /// match[].ports[].number: only these ports, repeatable.
-    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    ports: Vec<u16>,
-    #[command(flatten)]
-    module: ModuleArgs,
-    #[command(flatten)]
-    pin: PinArgs,
-    #[command(flatten)]
-    pub(super) output: OutputArgs,
+    pub ports: Vec<u16>,
+    pub module: ModuleArgs,
+    pub pin: PinArgs,
 }
 
 /// `imagePullPolicy`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize)]
-enum PullPolicy {
+#[derive(Clone, Copy, Debug, Serialize)]
+pub enum PullPolicy {
     /// Pull once per proxy and cache.
-    #[value(name = "IfNotPresent")]
     IfNotPresent,
     /// Pull whenever the plugin is (re)configured.
-    #[value(name = "Always")]
     Always,
 }
 
 /// `phase`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-enum Phase {
+pub enum Phase {
     /// Before Istio's authentication filters.
-    #[value(name = "AUTHN")]
     Authn,
     /// Before Istio's authorization filters.
-    #[value(name = "AUTHZ")]
     Authz,
     /// Before Istio's stats filters.
-    #[value(name = "STATS")]
     Stats,
 }
 
 /// `match[].mode`.
-#[derive(Clone, Copy, Debug, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-enum MatchMode {
+pub enum MatchMode {
     /// Outbound (client-side) traffic.
-    #[value(name = "CLIENT")]
     Client,
     /// Inbound (server-side) traffic.
-    #[value(name = "SERVER")]
     Server,
     /// Both directions.
-    #[value(name = "CLIENT_AND_SERVER")]
     ClientAndServer,
 }
 
@@ -175,7 +132,8 @@ fn fail_strategy(p: FailurePolicy) -> &'static str {
     }
 }
 
-pub(super) fn render(a: &Args) -> Result<String> {
+/// Checks `a` and writes the resources as one YAML stream.
+pub fn render(a: &Options) -> Result<String> {
     let metadata = metadata(&a.name, &a.namespace)?;
     let labels = Labels(check::labels("--selector", &a.selectors)?);
     let image = a

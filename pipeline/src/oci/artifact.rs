@@ -43,7 +43,7 @@ pub const PLUGIN_FILE: &str = "plugin.wasm";
 const MAX_MODULE: u64 = 256 << 20;
 
 /// How `push` packs the module.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Two layers (runtime config + raw module): Istio, Envoy Gateway, Higress.

@@ -16,19 +16,14 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The credential flags shared by `push`, `pull` and `deploy pull-secret`
-/// (`#[command(flatten)]` them).
-#[derive(clap::Args, Debug, Clone, Default)]
+/// Which login `push`, `pull` and `deploy pull-secret` use (the CLI's credential flags).
+#[derive(Debug, Clone, Default)]
 pub struct CredentialArgs {
     /// Log in as this user; the password (or token) is read from standard input.
-    #[arg(long, requires = "password_stdin", value_name = "USER")]
     pub username: Option<String>,
-    /// Read the password for --username from standard input (never pass it as an argument).
-    #[arg(long, requires = "username")]
+    /// Read the password for `username` from standard input.
     pub password_stdin: bool,
-    /// A docker config.json to take the login from: `{"auths":{HOST:{"username","password"}}}`,
-    /// `auth` base64 entries, `credsStore`/`credHelpers`.
-    #[arg(long, value_name = "FILE")]
+    /// A docker config.json to take the login from.
     pub registry_config: Option<PathBuf>,
 }
 

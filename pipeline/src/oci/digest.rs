@@ -3,6 +3,12 @@
 use anyhow::{bail, Result};
 use std::fmt;
 
+/// True when `hex` is a sha256 as registries, Istio and Envoy write it: 64 lowercase hex
+/// digits. The one check of that shape (`Digest::parse`, `deploy`'s `--sha256` and image digests).
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A `sha256:<64 hex>` content digest; the only algorithm registries and meshes use for wasm.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(String);
@@ -21,11 +27,7 @@ impl Digest {
         if algorithm != "sha256" {
             bail!("digest `{text}` uses {algorithm}; weir verifies sha256 digests only");
         }
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !is_sha256_hex(hex) {
             bail!("`{text}` is not a digest: expected sha256:<64 lowercase hex digits>");
         }
         Ok(Digest(text.to_owned()))

@@ -164,19 +164,39 @@ fn parse_registry(text: &str) -> Result<RegistryRef> {
     })
 }
 
-/// The distribution spec's repository grammar: lowercase components of `[a-z0-9]` joined by
-/// `.`, `_`, `__` or `-`s, separated by `/`.
+/// The distribution spec's repository grammar, the one weir checks everywhere (`push`,
+/// `pull`, every `deploy --image`): `/`-separated components, each
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, so `a..b`, `a._b` and `-a` are refused.
+pub fn repository_ok(repo: &str) -> bool {
+    !repo.is_empty() && repo.split('/').all(component_ok)
+}
+
+fn component_ok(c: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = c.as_bytes();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
 fn check_repository(repo: &str, text: &str) -> Result<()> {
-    let ok = !repo.is_empty()
-        && repo.split('/').all(|c| {
-            !c.is_empty()
-                && c.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-                })
-                && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-        });
-    if !ok {
+    if !repository_ok(repo) {
         bail!("`{repo}` in `{text}` is not a repository name: use lowercase letters, digits and . _ - separated by /");
     }
     Ok(())

@@ -20,20 +20,16 @@ const MAX_BLOB: u64 = 256 << 20;
 /// Upload body pieces, so the progress bar moves.
 const PIECE: usize = 64 << 10;
 
-/// How to reach the registry (flattened into `push` and `pull`).
-#[derive(clap::Args, Debug, Clone)]
+/// How to reach the registry (the CLI's transport flags for `push`, `pull` and `deploy --pin`).
+#[derive(Debug, Clone)]
 pub struct TransportArgs {
     /// Use plain HTTP: for a registry without TLS, such as a local one.
-    #[arg(long)]
     pub plain_http: bool,
     /// Also trust this PEM CA certificate (a private registry's CA); verification stays on.
-    #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Seconds to wait for the registry to answer any one request.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub timeout: u64,
     /// Retries of a request that met a 5xx, a 429 or a dropped connection (with backoff).
-    #[arg(long, value_name = "N", default_value_t = 4)]
     pub retries: u32,
 }
 

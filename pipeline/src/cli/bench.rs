@@ -1,0 +1,95 @@
+//! `cargo xtask bench`: runs [`bench::run`] and prints what it measured.
+
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+use crate::bench::{self, Outcome};
+
+const EXAMPLES: &str = "Examples:
+  cargo xtask bench                    5 interleaved rounds of 10 s per variant, sizes, build times
+  cargo xtask bench --quick            one short round (what `cargo xtask test` checks runs)
+  cargo xtask bench --load 1000000     one million requests through add-header: errors, memory growth
+  cargo xtask bench --work             per-request work in each module (interpreter, deterministic)
+  cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
+  cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
+
+Writes target/bench/report.json, report.md and throughput.svg.";
+
+/// Options of `cargo xtask bench`.
+#[derive(clap::Args, Debug)]
+#[command(about = "Measure filters against native Envoy and hand-written proxy-wasm", after_help = EXAMPLES)]
+pub struct Args {
+    /// One round of 2 s per variant; skips the cold build.
+    #[arg(long)]
+    pub quick: bool,
+    /// Rounds; each runs every variant once, in turn.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Seconds of load per variant per round.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+    /// Instead of the comparison: send at least N requests through add-header and
+    /// report errors and Envoy's memory over time.
+    #[arg(long, value_name = "N")]
+    pub load: Option<u64>,
+    /// Instead of the comparison: count each module's work per request (VM entries,
+    /// host calls, wasm instructions, linear memory) in an interpreter. Deterministic;
+    /// takes seconds and needs no Envoy.
+    #[arg(long, conflicts_with = "load")]
+    pub work: bool,
+    /// Instead of the comparison: count the x86 instructions Envoy executes per request
+    /// (V8's JIT code included) for no filter, native, the empty module, raw and weir
+    /// add-header, under valgrind's callgrind. Deterministic, unlike req/s; needs valgrind;
+    /// about a minute per variant.
+    #[arg(long, conflicts_with_all = ["load", "work"])]
+    pub instructions: bool,
+    /// With --work: count these modules instead of the workspace's filters.
+    #[arg(requires = "work", value_name = "MODULE.wasm")]
+    pub modules: Vec<PathBuf>,
+    /// With --work and modules: the plugin configuration to give them (JSON text).
+    #[arg(long, requires = "modules", value_name = "JSON")]
+    pub config: Option<String>,
+    /// Where the report goes (default: target/bench in the workspace).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl Args {
+    /// Runs the subcommand.
+    pub fn run(self) -> Result<()> {
+        let options = bench::Options {
+            quick: self.quick,
+            rounds: self.rounds,
+            seconds: self.seconds,
+            connections: self.connections,
+            load: self.load,
+            work: self.work,
+            instructions: self.instructions,
+            modules: self.modules,
+            config: self.config,
+            out: self.out,
+        };
+        let out = bench::out_dir(&options);
+        match bench::run(&options)? {
+            Outcome::Work(costs) => println!("{}", bench::work_table(&costs)),
+            Outcome::Compared { markdown, .. } => {
+                println!("{markdown}");
+                println!("wrote {}/report.json, report.md, throughput.svg", out.display());
+            }
+            Outcome::Load { report, failure } => {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                if let Some(failure) = failure {
+                    bail!("{failure}");
+                }
+            }
+            Outcome::Instructions { markdown } => {
+                println!("{markdown}");
+                println!("wrote {}/instructions.json", out.display());
+            }
+        }
+        Ok(())
+    }
+}

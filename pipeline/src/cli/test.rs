@@ -1,0 +1,53 @@
+//! `cargo xtask test`: [`test::ensure_needs`], [`test::build_filters`], [`test::cargo_test`],
+//! then [`test::in_envoy`] for each filter, with a progress line per step on stderr.
+
+use anyhow::Result;
+use std::time::Instant;
+
+use crate::{build, project, test};
+
+const EXAMPLES: &str = "Examples:
+  cargo xtask test                     everything, installing what is missing
+  cargo xtask test --no-install        fail instead of installing
+  cargo xtask test -- add_header       pass a filter to cargo test";
+
+/// Options of `cargo xtask test`.
+#[derive(clap::Args, Debug)]
+#[command(about = "Run every test: unit, native filter tests, fixtures, end-to-end in real Envoy", after_help = EXAMPLES)]
+pub struct Args {
+    /// Fail instead of installing missing tools.
+    #[arg(long)]
+    pub no_install: bool,
+    /// Arguments passed on to `cargo test`.
+    #[arg(last = true)]
+    pub cargo_args: Vec<String>,
+}
+
+impl Args {
+    /// Runs the subcommand.
+    pub fn run(self) -> Result<()> {
+        let start = Instant::now();
+        test::ensure_needs(!self.no_install)?;
+        test::build_filters(!self.no_install, |b| {
+            eprintln!(
+                "       Built {} ({}) {} -> {}",
+                b.filter,
+                b.target,
+                build::human_bytes(b.raw_bytes),
+                build::human_bytes(b.bytes)
+            )
+        })?;
+        let built = start.elapsed();
+        test::cargo_test(&self.cargo_args)?;
+        for filter in &project::filters()? {
+            let seen = test::in_envoy(filter)?;
+            eprintln!("       Envoy {} answered GET / with {} through `{}`, no trap", seen.version, seen.status, filter.name);
+        }
+        eprintln!(
+            "     Elapsed {:.1} s (building filters {:.1} s)",
+            start.elapsed().as_secs_f64(),
+            built.as_secs_f64()
+        );
+        Ok(())
+    }
+}
