@@ -1,6 +1,6 @@
 //! Buffered bodies: read and replace a whole request or response body in a body hook.
 
-use crate::filter::Error;
+use crate::outcome::Error;
 use crate::host::{self, Buffer};
 
 /// The body the hook was handed: all of it, buffered by weir up to

@@ -2,7 +2,7 @@
 
 use crate::body::Body;
 use crate::callout::Callout;
-use crate::filter::{Action, Error, Result};
+use crate::outcome::{Action, Error, Result};
 use crate::header::Headers;
 use crate::host::{Buffer, Map};
 use crate::property::Properties;

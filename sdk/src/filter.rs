@@ -1,14 +1,13 @@
-//! What a filter author implements ([`HttpFilter`]), what a hook returns, and how it fails.
+//! What a filter author implements: [`HttpFilter`], its configuration and its hooks.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use crate::callout::CalloutResponse;
 use crate::context::{Callback, Log, Request, Response, Tick};
-use crate::header::InvalidHeader;
 use crate::metrics::Metric;
+use crate::outcome::{Action, Result};
 
 /// An HTTP filter: a configuration type and the hooks it needs.
 ///
@@ -123,58 +122,4 @@ pub trait HttpFilter: Default + 'static {
 
     /// Called every [`tick_period`](Self::tick_period), outside any request.
     fn on_tick(_cx: &mut Tick<'_, Self::Config>) {}
-}
-
-/// What the proxy does after a hook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use]
-pub enum Action {
-    /// Pass the request or response on to the next filter.
-    Continue,
-    /// Hold it here (after a local reply, or until a callout answers).
-    Pause,
-}
-
-/// What a hook returns.
-pub type Result<T = Action, E = Error> = std::result::Result<T, E>;
-
-/// A failure inside a hook: logged with the filter's name, then the request
-/// continues unchanged.
-pub struct Error(Box<str>);
-
-impl Error {
-    /// An error with this message.
-    pub fn new(message: impl fmt::Display) -> Self {
-        Error(message.to_string().into())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl From<InvalidHeader> for Error {
-    fn from(e: InvalidHeader) -> Self {
-        Error::new(e)
-    }
-}
-
-impl From<&str> for Error {
-    fn from(e: &str) -> Self {
-        Error(e.into())
-    }
-}
-
-impl From<String> for Error {
-    fn from(e: String) -> Self {
-        Error(e.into())
-    }
 }

@@ -61,6 +61,7 @@ pub mod hooks;
 mod host;
 pub mod log;
 pub mod metrics;
+mod outcome;
 mod property;
 mod reply;
 pub mod rules;
@@ -73,8 +74,9 @@ pub use body::Body;
 pub use callout::{Callout, CalloutResponse};
 pub use config::ConfigError;
 pub use context::{Callback, Log, Request, Response, Tick};
-pub use filter::{Action, Error, HttpFilter, Result};
+pub use filter::HttpFilter;
 pub use header::{HeaderName, HeaderValue, Headers, InvalidHeader, Value};
+pub use outcome::{Action, Error, Result};
 pub use property::Properties;
 pub use reply::LocalReply;
 

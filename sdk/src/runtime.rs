@@ -6,10 +6,11 @@ use std::rc::Rc;
 use crate::callout::CalloutResponse;
 use crate::config::ConfigError;
 use crate::context::{Callback, Flow, Log, Request, Response, Tick};
-use crate::filter::{Action, HttpFilter};
+use crate::filter::HttpFilter;
 use crate::hooks;
 use crate::host::{self, Direction};
 use crate::log::{log, Level};
+use crate::outcome::Action;
 use crate::reply::LocalReply;
 use crate::rules::{Pick, RuleSet};
 
@@ -296,7 +297,8 @@ impl<F: HttpFilter> Stream<F> {
 #[cfg(target_arch = "wasm32")]
 pub mod wasm {
     use super::{Plugin, Stream};
-    use crate::filter::{Action, HttpFilter};
+    use crate::filter::HttpFilter;
+    use crate::outcome::Action;
     use crate::metrics::Gauge;
     use std::cell::{Cell, UnsafeCell};
 

@@ -35,11 +35,12 @@
 
 use std::time::Duration;
 
-use crate::filter::{Action, HttpFilter};
+use crate::filter::HttpFilter;
 use crate::header::Value;
 use crate::host::native::{self, SentCallout, SentReply};
 use crate::host::{Buffer, Direction, Map, MetricKind};
 use crate::log::Level;
+use crate::outcome::Action;
 use crate::runtime::{Plugin, Stream};
 use crate::ConfigError;
 
