@@ -70,7 +70,7 @@ pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use body::Body;
+pub use body::{Body, BodyMode};
 pub use callout::{Callout, CalloutResponse};
 pub use config::ConfigError;
 pub use context::{Callback, Log, Request, Response, Tick};

@@ -55,6 +55,8 @@ pub(crate) struct Lasting {
     pub next_token: u32,
     /// Nanoseconds since the epoch; starts at 2023-11-14T22:13:20Z.
     pub clock: u64,
+    /// The lowest level written (`Level as u32`; 0, trace, by default).
+    pub log_level: u32,
 }
 
 /// Where the native clock starts.
@@ -94,6 +96,10 @@ fn lower(name: &[u8]) -> Vec<u8> {
 
 pub(crate) fn log(level: u32, message: &str) {
     with(|s| s.logs.push((level, message.to_owned())));
+}
+
+pub(crate) fn log_level() -> Option<u32> {
+    Some(lasting(|l| l.log_level))
 }
 
 pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
