@@ -30,6 +30,9 @@ pub(crate) struct BodyFlow {
     /// The filter chose `mode` for this request: a filter-wide `Buffer` yields to
     /// streams (SSE, gRPC, upgrades), a chosen one does not.
     pub(crate) chosen: bool,
+    /// The headers announced a stream (SSE, gRPC, an upgrade) that a filter-wide
+    /// `Buffer` must not hold; noted in the headers hooks, where Envoy shows them.
+    pub(crate) endless: bool,
     /// A chunk has arrived (the mode is settled).
     pub(crate) started: bool,
     /// The hook has seen the end of the stream.

@@ -191,7 +191,7 @@ macro_rules! export {
             #[link_section = "weir.hooks"]
             #[used]
             static __WEIR_HOOKS: [u8; 4] =
-                $crate::hooks::section(<$filter as $crate::HttpFilter>::HOOKS);
+                $crate::__private::exported_hooks::<$filter>().to_le_bytes();
         };
         #[cfg(not(target_arch = "wasm32"))]
         const _: () = {
@@ -206,4 +206,5 @@ macro_rules! export {
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::runtime::wasm::{allocate, Vm};
+    pub use crate::runtime::exported_hooks;
 }

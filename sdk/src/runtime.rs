@@ -129,25 +129,28 @@ fn hook_name(direction: Direction) -> &'static str {
     }
 }
 
-/// True when `direction`'s body is a stream a filter-wide `Buffer` must not hold:
-/// Server-Sent Events and gRPC (by `content-type`), and upgraded connections
-/// (an `upgrade` header or HTTP/2's `:protocol`, `CONNECT`, a `101` response),
-/// which may never end or must not wait.
-fn must_stream(direction: Direction) -> bool {
-    let map = match direction {
-        Direction::Request => Map::RequestHeaders,
-        Direction::Response => Map::ResponseHeaders,
-    };
-    let streaming_type = host::map_get(map, "content-type").is_some_and(|t| {
+/// True when `F`'s filter-wide `Buffer` must learn, from the headers, which bodies
+/// are streams it must not hold. Envoy shows a stream's headers only in its headers
+/// hooks (once they continue, a body hook finds none), so this makes the module
+/// export both headers hooks even when the filter does not implement them.
+const fn watches_streams<F: HttpFilter>() -> bool {
+    matches!(F::BODY_MODE, BodyMode::Buffer) && F::HOOKS & (hooks::REQUEST_BODY | hooks::RESPONSE_BODY) != 0
+}
+
+/// The hooks `F`'s module exports (the `weir.hooks` section, see [`hooks::exported`]).
+#[doc(hidden)]
+pub const fn exported_hooks<F: HttpFilter>() -> u32 {
+    let watch = if watches_streams::<F>() { hooks::REQUEST_HEADERS | hooks::RESPONSE_HEADERS } else { 0 };
+    hooks::exported(F::HOOKS | watch)
+}
+
+/// True when the headers in `map` announce a stream by `content-type`: Server-Sent
+/// Events or gRPC.
+fn streaming_type(map: Map) -> bool {
+    host::map_get(map, "content-type").is_some_and(|t| {
         let t = t.trim_ascii_start().to_ascii_lowercase();
         t.starts_with(b"text/event-stream") || t.starts_with(b"application/grpc")
-    });
-    streaming_type
-        || host::map_get(Map::RequestHeaders, "upgrade").is_some()
-        || host::map_get(Map::RequestHeaders, ":protocol").is_some()
-        || host::map_get(Map::RequestHeaders, ":method").is_some_and(|m| m.eq_ignore_ascii_case(b"CONNECT"))
-        || (direction == Direction::Response
-            && host::map_get(Map::ResponseHeaders, ":status").is_some_and(|s| s == b"101"))
+    })
 }
 
 impl<F: HttpFilter> Stream<F> {
@@ -184,6 +187,15 @@ impl<F: HttpFilter> Stream<F> {
     }
 
     pub(crate) fn request_headers(&mut self, end_of_stream: bool) -> Action {
+        if watches_streams::<F>() {
+            // An upgraded connection (WebSocket, HTTP/2's extended CONNECT) or a CONNECT
+            // tunnel streams both ways; an SSE or gRPC request body streams too.
+            let upgraded = host::map_get(Map::RequestHeaders, "upgrade").is_some()
+                || host::map_get(Map::RequestHeaders, ":protocol").is_some()
+                || host::map_get(Map::RequestHeaders, ":method").is_some_and(|m| m.eq_ignore_ascii_case(b"CONNECT"));
+            self.flow.bodies[Direction::Request as usize].endless = upgraded || streaming_type(Map::RequestHeaders);
+            self.flow.bodies[Direction::Response as usize].endless = upgraded;
+        }
         if F::HOOKS & hooks::REQUEST_HEADERS == 0 {
             return Action::Continue;
         }
@@ -212,6 +224,10 @@ impl<F: HttpFilter> Stream<F> {
     }
 
     pub(crate) fn response_headers(&mut self, end_of_stream: bool) -> Action {
+        if watches_streams::<F>() && !end_of_stream {
+            let switched = host::map_get(Map::ResponseHeaders, ":status").is_some_and(|s| s == b"101");
+            self.flow.bodies[Direction::Response as usize].endless |= switched || streaming_type(Map::ResponseHeaders);
+        }
         if F::HOOKS & hooks::RESPONSE_HEADERS == 0 {
             return Action::Continue;
         }
@@ -252,7 +268,7 @@ impl<F: HttpFilter> Stream<F> {
             body.started = true;
             if !body.chosen {
                 body.mode = match F::BODY_MODE {
-                    BodyMode::Buffer if must_stream(direction) => BodyMode::Stream,
+                    BodyMode::Buffer if body.endless => BodyMode::Stream,
                     mode => mode,
                 };
             }

@@ -317,3 +317,52 @@ fn a_buffered_request_body_over_the_limit_is_answered_413_and_a_response_passes_
     );
     assert!(ex.logged("on_response_body: body over 64 bytes passes unread"));
 }
+
+/// A filter-wide `Buffer` with no headers hook of its own: weir still sees the headers.
+#[derive(Default)]
+struct BodyOnly;
+
+#[weir::filter]
+impl HttpFilter for BodyOnly {
+    type Config = ();
+    const BODY_MODE: BodyMode = BodyMode::Buffer;
+
+    fn default_config() -> Option<()> {
+        Some(())
+    }
+
+    fn on_response_body(&mut self, cx: &mut Response<'_, ()>) -> weir::Result {
+        let mut seen = format!("[{:?}]", cx.body_mode()).into_bytes();
+        seen.extend_from_slice(&cx.body().read());
+        cx.body().replace(&seen)?;
+        Ok(Action::Continue)
+    }
+}
+
+#[test]
+fn a_filter_wide_buffer_without_headers_hooks_still_streams_events_and_keeps_those_hooks() {
+    use weir::hooks::{REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS, RESPONSE_TRAILERS};
+    assert_eq!(BodyOnly::HOOKS, RESPONSE_BODY);
+    let mut f = TestFilter::<BodyOnly>::configure("").unwrap();
+    let ex = f.send(TestRequest::get("/events").respond_with(sse()));
+    assert_eq!(
+        ex.response_chunks(),
+        chunks(&[
+            "[Stream]data: one\n\n",
+            "[Stream]data: two\n\n",
+            "[Stream]data: three\n\n"
+        ])
+    );
+    let ex = f.send(TestRequest::get("/").respond_with(TestResponse::new(200).chunk("a").chunk("b")));
+    assert_eq!(ex.response_chunks(), chunks(&["[Buffer]ab"]));
+    // The module keeps the headers hooks, where Envoy shows which bodies are streams;
+    // a streaming filter's module keeps only its own.
+    assert_eq!(
+        weir::__private::exported_hooks::<BodyOnly>(),
+        REQUEST_HEADERS | RESPONSE_HEADERS | RESPONSE_BODY | RESPONSE_TRAILERS
+    );
+    assert_eq!(
+        weir::__private::exported_hooks::<Streamed>(),
+        weir::hooks::exported(Streamed::HOOKS)
+    );
+}
