@@ -22,37 +22,56 @@ pub(crate) struct Flow {
     pub(crate) bodies: [BodyFlow; 2],
 }
 
-/// One direction's body: how the hook sees it, and how far it has come.
+/// One direction's body: how the hook sees it, and how far it has come. Eight bytes,
+/// zero at the start of a request (every byte here is work per request: `bench --work`).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct BodyFlow {
     /// The mode, once chosen or once the body started (until then, `Flow::body_mode`).
     pub(crate) mode: BodyMode,
-    /// The filter chose `mode` for this request: a filter-wide `Buffer` yields to
-    /// streams (SSE, gRPC, upgrades), a chosen one does not.
-    pub(crate) chosen: bool,
-    /// The headers announced a stream (SSE, gRPC, an upgrade) that a filter-wide
-    /// `Buffer` must not hold; noted in the headers hooks, where Envoy shows them.
-    pub(crate) endless: bool,
-    /// A chunk has arrived (the mode is settled).
-    pub(crate) started: bool,
-    /// The hook has seen the end of the stream.
-    pub(crate) ended: bool,
+    /// [`BodyFlow::CHOSEN`], [`BodyFlow::ENDLESS`], [`BodyFlow::STARTED`], [`BodyFlow::ENDED`].
+    flags: u8,
     /// Bytes held in `Buffer` mode with no end of stream yet: when trailers end
     /// the stream instead, the body hook runs from the trailers hook.
     pub(crate) buffered: usize,
+}
+
+impl BodyFlow {
+    /// The filter chose `mode` for this request: a filter-wide `Buffer` yields to
+    /// streams (SSE, gRPC, upgrades), a chosen one does not.
+    pub(crate) const CHOSEN: u8 = 1;
+    /// The headers announced a stream (SSE, gRPC, an upgrade) that a filter-wide
+    /// `Buffer` must not hold; noted in the headers hooks, where Envoy shows them.
+    pub(crate) const ENDLESS: u8 = 2;
+    /// A chunk has arrived (the mode is settled).
+    pub(crate) const STARTED: u8 = 4;
+    /// The hook has seen the end of the stream.
+    pub(crate) const ENDED: u8 = 8;
+
+    /// True when any of `flags` is set.
+    pub(crate) fn is(&self, flags: u8) -> bool {
+        self.flags & flags != 0
+    }
+
+    pub(crate) fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
 }
 
 impl Flow {
     /// `set_body_mode` for `direction`: any mode before the body starts, then only `Skip`.
     fn set_body_mode(&mut self, direction: Direction, mode: BodyMode) -> Result<(), Error> {
         let body = &mut self.bodies[direction as usize];
-        if body.started && mode != body.mode && mode != BodyMode::Skip {
+        if body.is(BodyFlow::STARTED) && mode != body.mode && mode != BodyMode::Skip {
             return Err(Error::new(format_args!(
                 "the body mode can change to {mode:?} only before the body starts: choose it in the headers hook"
             )));
         }
         body.mode = mode;
-        body.chosen = true;
+        body.set(BodyFlow::CHOSEN, true);
         Ok(())
     }
 
@@ -215,7 +234,7 @@ macro_rules! stream_context {
             /// ```
             pub fn body_mode(&self) -> BodyMode {
                 let body = &self.flow.bodies[$direction as usize];
-                if body.chosen || body.started {
+                if body.is(BodyFlow::CHOSEN | BodyFlow::STARTED) {
                     body.mode
                 } else {
                     self.flow.body_mode

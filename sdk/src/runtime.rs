@@ -6,7 +6,7 @@ use std::rc::Rc;
 use crate::body::{Body, BodyMode};
 use crate::callout::CalloutResponse;
 use crate::config::ConfigError;
-use crate::context::{Callback, Flow, Log, Request, Response, Tick};
+use crate::context::{BodyFlow, Callback, Flow, Log, Request, Response, Tick};
 use crate::filter::HttpFilter;
 use crate::hooks;
 use crate::host::{self, Buffer, Direction, Map};
@@ -193,8 +193,9 @@ impl<F: HttpFilter> Stream<F> {
             let upgraded = host::map_get(Map::RequestHeaders, "upgrade").is_some()
                 || host::map_get(Map::RequestHeaders, ":protocol").is_some()
                 || host::map_get(Map::RequestHeaders, ":method").is_some_and(|m| m.eq_ignore_ascii_case(b"CONNECT"));
-            self.flow.bodies[Direction::Request as usize].endless = upgraded || streaming_type(Map::RequestHeaders);
-            self.flow.bodies[Direction::Response as usize].endless = upgraded;
+            let request = upgraded || streaming_type(Map::RequestHeaders);
+            self.flow.bodies[Direction::Request as usize].set(BodyFlow::ENDLESS, request);
+            self.flow.bodies[Direction::Response as usize].set(BodyFlow::ENDLESS, upgraded);
         }
         if F::HOOKS & hooks::REQUEST_HEADERS == 0 {
             return Action::Continue;
@@ -226,7 +227,9 @@ impl<F: HttpFilter> Stream<F> {
     pub(crate) fn response_headers(&mut self, end_of_stream: bool) -> Action {
         if watches_streams::<F>() && !end_of_stream {
             let switched = host::map_get(Map::ResponseHeaders, ":status").is_some_and(|s| s == b"101");
-            self.flow.bodies[Direction::Response as usize].endless |= switched || streaming_type(Map::ResponseHeaders);
+            if switched || streaming_type(Map::ResponseHeaders) {
+                self.flow.bodies[Direction::Response as usize].set(BodyFlow::ENDLESS, true);
+            }
         }
         if F::HOOKS & hooks::RESPONSE_HEADERS == 0 {
             return Action::Continue;
@@ -263,24 +266,24 @@ impl<F: HttpFilter> Stream<F> {
             return Action::Continue;
         }
         let at = direction as usize;
-        if !self.flow.bodies[at].started {
+        if !self.flow.bodies[at].is(BodyFlow::STARTED) {
             let body = &mut self.flow.bodies[at];
-            body.started = true;
-            if !body.chosen {
+            body.set(BodyFlow::STARTED, true);
+            if !body.is(BodyFlow::CHOSEN) {
                 body.mode = match F::BODY_MODE {
-                    BodyMode::Buffer if body.endless => BodyMode::Stream,
+                    BodyMode::Buffer if body.is(BodyFlow::ENDLESS) => BodyMode::Stream,
                     mode => mode,
                 };
             }
         }
         let body = &mut self.flow.bodies[at];
-        if body.ended {
+        if body.is(BodyFlow::ENDED) {
             return Action::Continue;
         }
         match body.mode {
             BodyMode::Skip => Action::Continue,
             BodyMode::Stream => {
-                body.ended = end_of_stream;
+                body.set(BodyFlow::ENDED, end_of_stream);
                 self.body_hook(direction, Body::new(buffer(direction), size), end_of_stream)
             }
             BodyMode::Buffer if size > F::BODY_LIMIT => {
@@ -302,7 +305,7 @@ impl<F: HttpFilter> Stream<F> {
             }
             BodyMode::Buffer => {
                 body.buffered = 0;
-                body.ended = true;
+                body.set(BodyFlow::ENDED, true);
                 self.body_hook(direction, Body::new(buffer(direction), size), true)
             }
         }
@@ -312,14 +315,14 @@ impl<F: HttpFilter> Stream<F> {
     /// whole; a streamed one gets a last, empty call saying so.
     fn end_body(&mut self, direction: Direction) -> Action {
         let body = self.flow.bodies[direction as usize];
-        if !body.started || body.ended {
+        if !body.is(BodyFlow::STARTED) || body.is(BodyFlow::ENDED) {
             return Action::Continue;
         }
         match body.mode {
             BodyMode::Skip => Action::Continue,
             BodyMode::Buffer => self.body(direction, body.buffered, true),
             BodyMode::Stream => {
-                self.flow.bodies[direction as usize].ended = true;
+                self.flow.bodies[direction as usize].set(BodyFlow::ENDED, true);
                 self.body_hook(direction, Body::ended(buffer(direction)), true)
             }
         }
