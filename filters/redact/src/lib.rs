@@ -45,6 +45,12 @@ pub struct Redact {
 }
 
 /// Masks every match of `patterns` in `data` with `mask`; returns how many.
+///
+/// ```
+/// let mut data = b"key=hunter2".to_vec();
+/// assert_eq!(redact::mask_matches(&mut data, &["hunter2".to_owned()], b'#'), 1);
+/// assert_eq!(data, b"key=#######");
+/// ```
 pub fn mask_matches(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
     let mut found = 0;
     let mut at = 0;
@@ -67,6 +73,12 @@ pub fn mask_matches(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
 
 /// How many bytes at the end of `data` must wait for the next chunk: the
 /// longest tail that is the beginning of some pattern (shorter than it).
+///
+/// ```
+/// let patterns = ["hunter2".to_owned()];
+/// assert_eq!(redact::unfinished_tail(b"pass=hun", &patterns), 3); // `hun` may become `hunter2`
+/// assert_eq!(redact::unfinished_tail(b"pass=abc", &patterns), 0);
+/// ```
 pub fn unfinished_tail(data: &[u8], patterns: &[String]) -> usize {
     let longest = patterns.iter().map(String::len).max().unwrap_or(0);
     let most = longest.saturating_sub(1).min(data.len());

@@ -144,3 +144,23 @@ fn masking_and_holding_back_by_themselves() {
     assert_eq!(unfinished_tail(b"xxx", &patterns), 0);
     assert_eq!(unfinished_tail(b"", &patterns), 0);
 }
+
+#[test]
+fn a_tail_waiting_when_the_body_ends_at_trailers_is_reported() {
+    let mut f = filter();
+    let response = TestResponse::new(200)
+        .header("content-type", "text/plain")
+        .chunk("pass=hun")
+        .trailer("x-done", "1");
+    let ex = f.send(TestRequest::get("/").respond_with(response));
+    assert_eq!(
+        ex.response_body(),
+        b"pass=",
+        "`hun` was held for a next chunk that never came"
+    );
+    assert!(
+        ex.logged("on_response_body: the body ended at the trailers"),
+        "{:?}",
+        ex.logs()
+    );
+}
