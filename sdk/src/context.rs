@@ -125,6 +125,8 @@ impl<'a, C> Request<'a, C> {
     }
 
     /// The request headers, including `:method`, `:path`, `:authority` and `:scheme`.
+    /// Envoy shows them in the headers hook (and while it holds the request); once
+    /// that hook continued, the body and trailers hooks find none.
     pub fn headers(&mut self) -> &mut Headers {
         &mut self.headers
     }
@@ -147,7 +149,9 @@ impl<'a, C> Response<'a, C> {
         }
     }
 
-    /// The response headers, including `:status`.
+    /// The response headers, including `:status`. Envoy shows them in the headers
+    /// hook (and while it holds the response); once that hook continued, the body
+    /// and trailers hooks find none.
     pub fn headers(&mut self) -> &mut Headers {
         &mut self.headers
     }

@@ -54,6 +54,15 @@ pub struct TestFilter<F: HttpFilter> {
     refuse: bool,
 }
 
+/// As Envoy does, a header map its headers hook let go on (`Continue`) is no
+/// longer shown to the later hooks of that direction: its body and trailers
+/// hooks read nothing there, and writes fail. (Paused and later resumed, it stays.)
+fn hide_once_continued(map: Map, action: Action) {
+    if action == Action::Continue {
+        native::with(|s| s.hidden[map as usize] = true);
+    }
+}
+
 /// What the host still holds in `buffer`, taken (none when empty): a held body
 /// that goes on with the trailers.
 fn held(buffer: Buffer) -> Option<Vec<u8>> {
@@ -119,6 +128,7 @@ impl<F: HttpFilter> TestFilter<F> {
 
         let request_action = stream.request_headers(!has_body && !has_trailers);
         let mut open = self.settle(&mut stream, request_action, Direction::Request, &mut callouts);
+        hide_once_continued(Map::RequestHeaders, request_action);
         let mut sent = Vec::new();
         if open && has_body {
             (open, sent) = self.deliver(&mut stream, Direction::Request, &request.chunks, has_trailers, &mut callouts);
@@ -153,6 +163,7 @@ impl<F: HttpFilter> TestFilter<F> {
             let a = stream.response_headers(!has_body && !has_trailers);
             response_action = Some(a);
             let mut open = self.settle(&mut stream, a, Direction::Response, &mut callouts);
+            hide_once_continued(Map::ResponseHeaders, a);
             if open && has_body {
                 (open, received) =
                     self.deliver(&mut stream, Direction::Response, &response.chunks, has_trailers, &mut callouts);
@@ -165,6 +176,7 @@ impl<F: HttpFilter> TestFilter<F> {
                 }
             }
         }
+        native::with(|s| s.hidden = Default::default()); // the access log sees every map
         stream.log();
         native::with(|s| {
             let state = std::mem::take(s);

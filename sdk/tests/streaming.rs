@@ -366,3 +366,33 @@ fn a_filter_wide_buffer_without_headers_hooks_still_streams_events_and_keeps_tho
         weir::hooks::exported(Streamed::HOOKS)
     );
 }
+
+/// Reads its direction's headers from the body hook, as a filter must not rely on.
+#[derive(Default)]
+struct LateReader;
+
+#[weir::filter]
+impl HttpFilter for LateReader {
+    type Config = ();
+
+    fn default_config() -> Option<()> {
+        Some(())
+    }
+
+    fn on_response_body(&mut self, cx: &mut Response<'_, ()>) -> weir::Result {
+        weir::info!("content-type seen: {}", cx.headers().get("content-type").is_some());
+        cx.headers().set("x-late", "1")?;
+        Ok(Action::Continue)
+    }
+}
+
+#[test]
+fn as_in_envoy_a_body_hook_sees_no_headers_once_they_went_on() {
+    let mut f = TestFilter::<LateReader>::configure("").unwrap();
+    let ex = f.send(TestRequest::get("/").respond_with(sse()));
+    assert!(ex.logged("content-type seen: false"), "{:?}", ex.logs());
+    assert!(
+        ex.response_header("x-late").is_none(),
+        "a late header write reached the client"
+    );
+}

@@ -42,6 +42,9 @@ pub(crate) struct State {
     pub pending: Vec<u32>,
     pub resumed: Vec<Direction>,
     pub refuse_callouts: bool,
+    /// Maps Envoy no longer shows: a direction's headers once its headers hook
+    /// continued (reads find nothing, writes fail), until the access log.
+    pub hidden: [bool; 8],
 }
 
 /// What outlives one request: metric values, shared data, the tick period.
@@ -105,6 +108,9 @@ pub(crate) fn log_level() -> Option<u32> {
 pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
     let name = lower(name.as_bytes());
     with(|s| {
+        if s.hidden[map as usize] {
+            return None;
+        }
         s.maps[map as usize]
             .iter()
             .find(|(k, _)| *k == name)
@@ -113,12 +119,15 @@ pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
-    with(|s| s.maps[map as usize].clone())
+    with(|s| if s.hidden[map as usize] { Vec::new() } else { s.maps[map as usize].clone() })
 }
 
 pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
     let name = lower(name);
     with(|s| {
+        if s.hidden[map as usize] {
+            return false;
+        }
         let m = &mut s.maps[map as usize];
         match m.iter().position(|(k, _)| *k == name) {
             Some(first) => {
@@ -131,20 +140,28 @@ pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
             }
             None => m.push((name, value.to_vec())),
         }
-    });
-    true
+        true
+    })
 }
 
 pub(crate) fn map_add(map: Map, name: &[u8], value: &[u8]) -> bool {
     let name = lower(name);
-    with(|s| s.maps[map as usize].push((name, value.to_vec())));
-    true
+    with(|s| {
+        if !s.hidden[map as usize] {
+            s.maps[map as usize].push((name, value.to_vec()));
+        }
+        !s.hidden[map as usize]
+    })
 }
 
 pub(crate) fn map_remove(map: Map, name: &[u8]) -> bool {
     let name = lower(name);
-    with(|s| s.maps[map as usize].retain(|(k, _)| *k != name));
-    true
+    with(|s| {
+        if !s.hidden[map as usize] {
+            s.maps[map as usize].retain(|(k, _)| *k != name);
+        }
+        !s.hidden[map as usize]
+    })
 }
 
 pub(crate) fn send_local_reply(
