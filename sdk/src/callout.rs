@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::filter::Error;
+use crate::outcome::Error;
 use crate::header::{AsHeaderName, AsHeaderValue, Value};
 use crate::host::{self, Buffer, Map};
 

@@ -1,23 +1,80 @@
 //! What each hook is handed: the configuration for this request and what the hook may touch.
 
-use crate::body::Body;
+use crate::body::{Body, BodyMode};
 use crate::callout::Callout;
-use crate::filter::{Action, Error, Result};
+use crate::outcome::{Action, Error, Result};
 use crate::header::Headers;
-use crate::host::{Buffer, Map};
+use crate::host::{Direction, Map};
 use crate::property::Properties;
 use crate::reply::LocalReply;
 
-/// Per-request state the contexts share with the runtime: the callout in flight.
+/// Per-request state the contexts share with the runtime: the callout in flight
+/// and how far each body has come.
 #[derive(Debug, Default)]
 pub(crate) struct Flow {
     /// The token of the callout waiting for its answer.
     pub(crate) pending: Option<u32>,
     /// Whether the filter has a callout hook (else a callout's answer would be lost).
     pub(crate) callouts: bool,
+    /// The filter's [`BODY_MODE`](crate::HttpFilter::BODY_MODE).
+    pub(crate) body_mode: BodyMode,
+    /// The request body (`[0]`) and the response body (`[1]`), by [`Direction`].
+    pub(crate) bodies: [BodyFlow; 2],
+}
+
+/// One direction's body: how the hook sees it, and how far it has come. Eight bytes,
+/// zero at the start of a request (every byte here is work per request: `bench --work`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BodyFlow {
+    /// The mode, once chosen or once the body started (until then, `Flow::body_mode`).
+    pub(crate) mode: BodyMode,
+    /// [`BodyFlow::CHOSEN`], [`BodyFlow::ENDLESS`], [`BodyFlow::STARTED`], [`BodyFlow::ENDED`].
+    flags: u8,
+    /// Bytes held in `Buffer` mode with no end of stream yet: when trailers end
+    /// the stream instead, the body hook runs from the trailers hook.
+    pub(crate) buffered: usize,
+}
+
+impl BodyFlow {
+    /// The filter chose `mode` for this request: a filter-wide `Buffer` yields to
+    /// streams (SSE, gRPC, upgrades), a chosen one does not.
+    pub(crate) const CHOSEN: u8 = 1;
+    /// The headers announced a stream (SSE, gRPC, an upgrade) that a filter-wide
+    /// `Buffer` must not hold; noted in the headers hooks, where Envoy shows them.
+    pub(crate) const ENDLESS: u8 = 2;
+    /// A chunk has arrived (the mode is settled).
+    pub(crate) const STARTED: u8 = 4;
+    /// The hook has seen the end of the stream.
+    pub(crate) const ENDED: u8 = 8;
+
+    /// True when any of `flags` is set.
+    pub(crate) fn is(&self, flags: u8) -> bool {
+        self.flags & flags != 0
+    }
+
+    pub(crate) fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
 }
 
 impl Flow {
+    /// `set_body_mode` for `direction`: any mode before the body starts, then only `Skip`.
+    fn set_body_mode(&mut self, direction: Direction, mode: BodyMode) -> Result<(), Error> {
+        let body = &mut self.bodies[direction as usize];
+        if body.is(BodyFlow::STARTED) && mode != body.mode && mode != BodyMode::Skip {
+            return Err(Error::new(format_args!(
+                "the body mode can change to {mode:?} only before the body starts: choose it in the headers hook"
+            )));
+        }
+        body.mode = mode;
+        body.set(BodyFlow::CHOSEN, true);
+        Ok(())
+    }
+
     fn callout(&mut self, callout: Callout) -> Result {
         if !self.callouts {
             return Err(Error::from(
@@ -56,23 +113,20 @@ pub struct Response<'a, C> {
 }
 
 impl<'a, C> Request<'a, C> {
-    pub(crate) fn new(
-        config: &'a C,
-        flow: &'a mut Flow,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Self {
+    pub(crate) fn new(config: &'a C, flow: &'a mut Flow, body: Body, end_of_stream: bool) -> Self {
         Request {
             config,
             flow,
             headers: Headers::new(Map::RequestHeaders),
             trailers: Headers::new(Map::RequestTrailers),
-            body: Body::new(Buffer::RequestBody, body_size),
+            body,
             end_of_stream,
         }
     }
 
     /// The request headers, including `:method`, `:path`, `:authority` and `:scheme`.
+    /// Envoy shows them in the headers hook (and while it holds the request); once
+    /// that hook continued, the body and trailers hooks find none.
     pub fn headers(&mut self) -> &mut Headers {
         &mut self.headers
     }
@@ -84,23 +138,20 @@ impl<'a, C> Request<'a, C> {
 }
 
 impl<'a, C> Response<'a, C> {
-    pub(crate) fn new(
-        config: &'a C,
-        flow: &'a mut Flow,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Self {
+    pub(crate) fn new(config: &'a C, flow: &'a mut Flow, body: Body, end_of_stream: bool) -> Self {
         Response {
             config,
             flow,
             headers: Headers::new(Map::ResponseHeaders),
             trailers: Headers::new(Map::ResponseTrailers),
-            body: Body::new(Buffer::ResponseBody, body_size),
+            body,
             end_of_stream,
         }
     }
 
-    /// The response headers, including `:status`.
+    /// The response headers, including `:status`. Envoy shows them in the headers
+    /// hook (and while it holds the response); once that hook continued, the body
+    /// and trailers hooks find none.
     pub fn headers(&mut self) -> &mut Headers {
         &mut self.headers
     }
@@ -113,7 +164,7 @@ impl<'a, C> Response<'a, C> {
 
 /// The methods `Request` and `Response` share.
 macro_rules! stream_context {
-    ($ty:ident, $what:literal) => {
+    ($ty:ident, $what:literal, $direction:expr) => {
         impl<'a, C> $ty<'a, C> {
             /// The configuration for this request: the global one, or the
             /// `_rules_` entry it matched. Borrowed for the whole hook, so it
@@ -127,14 +178,71 @@ macro_rules! stream_context {
                 &mut self.trailers
             }
 
-            #[doc = concat!("The whole ", $what, " body in the body hook; empty elsewhere.")]
+            #[doc = concat!("In the body hook, the ", $what, " body bytes this call sees: the chunk that")]
+            /// arrived, or the whole body when the mode is [`BodyMode::Buffer`]. Empty elsewhere.
+            ///
+            /// ```
+            #[doc = concat!("# fn hook(cx: &mut weir::", stringify!($ty), "<'_, ()>) -> weir::Result {")]
+            /// let bytes = cx.body().read();
+            /// cx.body().replace(&bytes.to_ascii_lowercase())?;
+            /// # Ok(weir::Action::Continue) }
+            /// ```
             pub fn body(&mut self) -> &mut Body {
                 &mut self.body
             }
 
-            #[doc = concat!("True when nothing follows in this direction (in the headers hook: the ", $what, " has no body).")]
+            #[doc = concat!("True when nothing follows in this direction: in the headers hook, the ", $what, " has")]
+            /// no body; in the body hook, this is the last chunk (or the whole body).
+            ///
+            /// ```
+            #[doc = concat!("# fn hook(cx: &mut weir::", stringify!($ty), "<'_, ()>, count: &mut usize)")]
+            /// # -> weir::Result {
+            /// *count += cx.body().len();
+            /// if cx.end_of_stream() {
+            ///     weir::log::log(weir::log::Level::Debug, &format!("{count} bytes in all"));
+            /// }
+            /// # Ok(weir::Action::Continue) }
+            /// ```
             pub fn end_of_stream(&self) -> bool {
                 self.end_of_stream
+            }
+
+            #[doc = concat!("Chooses how the body hook sees this ", $what, "'s body ([`BodyMode`]), overriding")]
+            /// [`HttpFilter::BODY_MODE`](crate::HttpFilter::BODY_MODE) for this request. Call it
+            /// in the headers hook; once the body has started only [`BodyMode::Skip`] is taken
+            /// (stop seeing the rest), anything else is an `Err`. `Buffer` chosen here
+            /// holds even a stream (SSE, gRPC, an upgrade): you asked for exactly this one.
+            ///
+            /// ```
+            /// use weir::BodyMode;
+            #[doc = concat!("# fn hook(cx: &mut weir::", stringify!($ty), "<'_, ()>) -> weir::Result {")]
+            /// let form = cx.headers().get("content-type").is_some_and(|t| t == "application/x-www-form-urlencoded");
+            /// cx.set_body_mode(if form { BodyMode::Buffer } else { BodyMode::Stream })?;
+            /// # Ok(weir::Action::Continue) }
+            /// ```
+            pub fn set_body_mode(&mut self, mode: BodyMode) -> Result<(), Error> {
+                self.flow.set_body_mode($direction, mode)
+            }
+
+            #[doc = concat!("How the body hook sees this ", $what, "'s body: in the body hook, how this call")]
+            /// came (a filter-wide `Buffer` that met a stream says `Stream`); in the headers hook,
+            /// what was chosen so far.
+            ///
+            /// ```
+            /// use weir::BodyMode;
+            #[doc = concat!("# fn hook(cx: &mut weir::", stringify!($ty), "<'_, ()>) -> weir::Result {")]
+            /// if cx.body_mode() != BodyMode::Buffer {
+            ///     return Ok(weir::Action::Continue); // a chunk of a stream: this filter reads whole documents only
+            /// }
+            /// # Ok(weir::Action::Continue) }
+            /// ```
+            pub fn body_mode(&self) -> BodyMode {
+                let body = &self.flow.bodies[$direction as usize];
+                if body.is(BodyFlow::CHOSEN | BodyFlow::STARTED) {
+                    body.mode
+                } else {
+                    self.flow.body_mode
+                }
             }
 
             /// The request's attributes: path, method, source address, route name…
@@ -152,8 +260,8 @@ macro_rules! stream_context {
         }
     };
 }
-stream_context!(Request, "request");
-stream_context!(Response, "response");
+stream_context!(Request, "request", Direction::Request);
+stream_context!(Response, "response", Direction::Response);
 
 /// What [`on_callout_response`](crate::HttpFilter::on_callout_response) is
 /// handed: the request (paused while the callout ran) and the ways to resume

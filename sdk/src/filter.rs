@@ -1,14 +1,14 @@
-//! What a filter author implements ([`HttpFilter`]), what a hook returns, and how it fails.
+//! What a filter author implements: [`HttpFilter`], its configuration and its hooks.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::body::BodyMode;
 use crate::callout::CalloutResponse;
 use crate::context::{Callback, Log, Request, Response, Tick};
-use crate::header::InvalidHeader;
 use crate::metrics::Metric;
+use crate::outcome::{Action, Result};
 
 /// An HTTP filter: a configuration type and the hooks it needs.
 ///
@@ -51,10 +51,39 @@ pub trait HttpFilter: Default + 'static {
     /// rule parser out of the module (about 20 KB before optimization).
     const RULES: bool = true;
 
-    /// The most body bytes a body hook buffers. A larger request body is
-    /// answered with 413; a larger response body passes through unread (and a
-    /// warning is logged).
+    /// The most body bytes weir holds for a body hook in [`BodyMode::Buffer`]. A
+    /// larger request body is answered with 413; a larger response body passes
+    /// through unread (and a warning is logged). Streamed bodies have no limit.
     const BODY_LIMIT: usize = 1 << 20;
+
+    /// How the body hooks see bodies, both ways, unless the headers hook chooses
+    /// otherwise for one request (`cx.set_body_mode`). [`BodyMode::Stream`] (the
+    /// default) hands over each chunk as it passes and holds nothing.
+    /// [`BodyMode::Buffer`] holds each body whole, except streams that must not
+    /// wait (`text/event-stream`, `application/grpc*`, upgraded connections),
+    /// which are streamed; the hook tells by `cx.body_mode()`.
+    ///
+    /// ```
+    /// use weir::{Action, BodyMode, HttpFilter, Request};
+    ///
+    /// #[derive(Default)]
+    /// struct WholeBodies;
+    ///
+    /// #[weir::filter]
+    /// impl HttpFilter for WholeBodies {
+    ///     type Config = ();
+    ///     const BODY_MODE: BodyMode = BodyMode::Buffer;
+    ///
+    ///     fn on_request_body(&mut self, cx: &mut Request<'_, ()>) -> weir::Result {
+    ///         if cx.body_mode() == BodyMode::Buffer {
+    ///             let whole = cx.body().read();
+    ///             # let _ = whole;
+    ///         }
+    ///         Ok(Action::Continue)
+    ///     }
+    /// }
+    /// ```
+    const BODY_MODE: BodyMode = BodyMode::Stream;
 
     /// The configuration to use when Envoy passes none. `None` (the default)
     /// refuses an empty configuration.
@@ -79,8 +108,11 @@ pub trait HttpFilter: Default + 'static {
         Ok(Action::Continue)
     }
 
-    /// Called once with the whole request body (up to [`BODY_LIMIT`](Self::BODY_LIMIT)),
-    /// when there is one; implementing it makes weir buffer the body.
+    /// Called as the request body passes, when there is one: with each chunk as
+    /// it arrives ([`BodyMode::Stream`], the default; `cx.end_of_stream()` marks
+    /// the last), or once with all of it ([`BodyMode::Buffer`], up to
+    /// [`BODY_LIMIT`](Self::BODY_LIMIT)). `cx.body()` reads and rewrites what
+    /// this call sees. See [`BODY_MODE`](Self::BODY_MODE) and `cx.set_body_mode`.
     fn on_request_body(&mut self, _cx: &mut Request<'_, Self::Config>) -> Result {
         Ok(Action::Continue)
     }
@@ -95,8 +127,11 @@ pub trait HttpFilter: Default + 'static {
         Ok(Action::Continue)
     }
 
-    /// Called once with the whole response body (up to [`BODY_LIMIT`](Self::BODY_LIMIT)),
-    /// when there is one; implementing it makes weir buffer the body.
+    /// Called as the response body passes, when there is one: with each chunk
+    /// as it arrives ([`BodyMode::Stream`], the default; `cx.end_of_stream()`
+    /// marks the last), or once with all of it ([`BodyMode::Buffer`], up to
+    /// [`BODY_LIMIT`](Self::BODY_LIMIT)). A streamed body that ends at the
+    /// trailers gets a last call with an empty, unwritable chunk.
     fn on_response_body(&mut self, _cx: &mut Response<'_, Self::Config>) -> Result {
         Ok(Action::Continue)
     }
@@ -123,58 +158,4 @@ pub trait HttpFilter: Default + 'static {
 
     /// Called every [`tick_period`](Self::tick_period), outside any request.
     fn on_tick(_cx: &mut Tick<'_, Self::Config>) {}
-}
-
-/// What the proxy does after a hook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use]
-pub enum Action {
-    /// Pass the request or response on to the next filter.
-    Continue,
-    /// Hold it here (after a local reply, or until a callout answers).
-    Pause,
-}
-
-/// What a hook returns.
-pub type Result<T = Action, E = Error> = std::result::Result<T, E>;
-
-/// A failure inside a hook: logged with the filter's name, then the request
-/// continues unchanged.
-pub struct Error(Box<str>);
-
-impl Error {
-    /// An error with this message.
-    pub fn new(message: impl fmt::Display) -> Self {
-        Error(message.to_string().into())
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl From<InvalidHeader> for Error {
-    fn from(e: InvalidHeader) -> Self {
-        Error::new(e)
-    }
-}
-
-impl From<&str> for Error {
-    fn from(e: &str) -> Self {
-        Error(e.into())
-    }
-}
-
-impl From<String> for Error {
-    fn from(e: String) -> Self {
-        Error(e.into())
-    }
 }

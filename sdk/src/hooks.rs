@@ -5,7 +5,9 @@
 //! little-endian, in a wasm custom section named `weir.hooks`; `cargo xtask build`
 //! removes the `proxy_on_*` exports whose bit is clear, so Envoy never enters
 //! the VM for a hook the filter does not have. A module without the section
-//! keeps every export.
+//! keeps every export. A filter whose `BODY_MODE` is `Buffer` and that has a body
+//! hook also keeps both headers hooks: weir reads there which bodies are streams
+//! it must not hold.
 
 /// `proxy_on_request_headers`: [`on_request_headers`](crate::HttpFilter::on_request_headers).
 pub const REQUEST_HEADERS: u32 = 1 << 0;

@@ -61,6 +61,7 @@ pub mod hooks;
 mod host;
 pub mod log;
 pub mod metrics;
+mod outcome;
 mod property;
 mod reply;
 pub mod rules;
@@ -69,12 +70,13 @@ pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use body::Body;
+pub use body::{Body, BodyMode};
 pub use callout::{Callout, CalloutResponse};
 pub use config::ConfigError;
 pub use context::{Callback, Log, Request, Response, Tick};
-pub use filter::{Action, Error, HttpFilter, Result};
+pub use filter::HttpFilter;
 pub use header::{HeaderName, HeaderValue, Headers, InvalidHeader, Value};
+pub use outcome::{Action, Error, Result};
 pub use property::Properties;
 pub use reply::LocalReply;
 
@@ -189,7 +191,7 @@ macro_rules! export {
             #[link_section = "weir.hooks"]
             #[used]
             static __WEIR_HOOKS: [u8; 4] =
-                $crate::hooks::section(<$filter as $crate::HttpFilter>::HOOKS);
+                $crate::__private::exported_hooks::<$filter>().to_le_bytes();
         };
         #[cfg(not(target_arch = "wasm32"))]
         const _: () = {
@@ -204,4 +206,5 @@ macro_rules! export {
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::runtime::wasm::{allocate, Vm};
+    pub use crate::runtime::exported_hooks;
 }

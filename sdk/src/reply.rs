@@ -1,6 +1,6 @@
 //! Local replies: the filter answers the client itself (e.g. 403, 429, or a gRPC status).
 
-use crate::filter::{Action, Error, Result};
+use crate::outcome::{Action, Error, Result};
 use crate::header::{AsHeaderName, AsHeaderValue, InvalidHeader};
 use crate::host;
 

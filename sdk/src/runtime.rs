@@ -3,18 +3,21 @@
 
 use std::rc::Rc;
 
+use crate::body::{Body, BodyMode};
 use crate::callout::CalloutResponse;
 use crate::config::ConfigError;
-use crate::context::{Callback, Flow, Log, Request, Response, Tick};
-use crate::filter::{Action, HttpFilter};
+use crate::context::{BodyFlow, Callback, Flow, Log, Request, Response, Tick};
+use crate::filter::HttpFilter;
 use crate::hooks;
-use crate::host::{self, Direction};
-use crate::log::{log, Level};
+use crate::host::{self, Buffer, Direction, Map};
+use crate::outcome::Action;
 use crate::reply::LocalReply;
 use crate::rules::{Pick, RuleSet};
 
 /// One configured plugin: the filter's name and its current configuration.
 pub(crate) struct Plugin<F: HttpFilter> {
+    /// The filter's name (its log lines carry it through [`crate::log`]).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) name: &'static str,
     config: Option<Rc<RuleSet<F::Config>>>,
 }
@@ -59,10 +62,7 @@ impl<F: HttpFilter> Plugin<F> {
         match self.configure(bytes) {
             Ok(()) => true,
             Err(e) => {
-                log(
-                    Level::Error,
-                    &format!("{}: configuration refused: {e}", self.name),
-                );
+                crate::error!("configuration refused: {e}");
                 false
             }
         }
@@ -70,16 +70,16 @@ impl<F: HttpFilter> Plugin<F> {
 
     pub(crate) fn stream(&self) -> Stream<F> {
         Stream {
-            name: self.name,
             config: self.config.clone(),
             pick: None,
             flow: Flow {
                 pending: None,
                 callouts: F::HOOKS & hooks::HTTP_CALL_RESPONSE != 0,
+                body_mode: F::BODY_MODE,
+                // All zero (cheaper per request than one filled in): the mode is settled at the first chunk.
+                bodies: Default::default(),
             },
             paused: None,
-            body_skipped: false,
-            buffered: 0,
             filter: F::default(),
         }
     }
@@ -97,25 +97,59 @@ impl<F: HttpFilter> Plugin<F> {
 
 /// One request through the filter.
 pub(crate) struct Stream<F: HttpFilter> {
-    name: &'static str,
     config: Option<Rc<RuleSet<F::Config>>>,
     /// The configuration this request uses, picked on its first hook.
     pick: Option<Pick>,
     flow: Flow,
     /// The direction a hook paused (and a callout's answer resumes).
     paused: Option<Direction>,
-    /// A response body over the limit: its later chunks pass unread.
-    body_skipped: bool,
-    /// Body bytes buffered without an end of stream yet: when trailers end the
-    /// stream instead, the body hook runs first, from the trailers hook.
-    buffered: usize,
     filter: F,
 }
 
-fn finish(name: &str, hook: &str, result: crate::Result) -> Action {
+/// A hook's action; an `Err` is logged (`<filter>: <hook>: <error>`) and the request continues.
+fn finish(hook: &str, result: crate::Result) -> Action {
     result.unwrap_or_else(|e| {
-        log(Level::Warn, &format!("{name}: {hook}: {e}"));
+        crate::warn!("{hook}: {e}");
         Action::Continue
+    })
+}
+
+/// The host buffer holding `direction`'s body.
+fn buffer(direction: Direction) -> Buffer {
+    match direction {
+        Direction::Request => Buffer::RequestBody,
+        Direction::Response => Buffer::ResponseBody,
+    }
+}
+
+fn hook_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Request => "on_request_body",
+        Direction::Response => "on_response_body",
+    }
+}
+
+/// True when `F`'s filter-wide `Buffer` must learn, from the headers, which bodies
+/// are streams it must not hold. Envoy shows a stream's headers only in its headers
+/// hooks (once they continue, a body hook finds none), so this makes the module
+/// export both headers hooks even when the filter does not implement them.
+const fn watches_streams<F: HttpFilter>() -> bool {
+    matches!(F::BODY_MODE, BodyMode::Buffer) && F::HOOKS & (hooks::REQUEST_BODY | hooks::RESPONSE_BODY) != 0
+}
+
+/// The hooks `F`'s module exports (the `weir.hooks` section, see [`hooks::exported`]).
+#[doc(hidden)]
+pub const fn exported_hooks<F: HttpFilter>() -> u32 {
+    let watch = if watches_streams::<F>() { hooks::REQUEST_HEADERS | hooks::RESPONSE_HEADERS } else { 0 };
+    hooks::exported(F::HOOKS | watch)
+}
+
+/// True when the headers in `map` announce a stream by `content-type`: Server-Sent
+/// Events or gRPC.
+fn streaming_type(map: Map) -> bool {
+    host::map_get(map, "content-type").is_some_and(|t| {
+        let t = t.trim_ascii_start().to_ascii_lowercase();
+        t.starts_with(b"text/event-stream") || t.starts_with(b"application/grpc")
     })
 }
 
@@ -145,11 +179,7 @@ impl<F: HttpFilter> Stream<F> {
         let Some(config) = set.get(pick) else {
             return Action::Continue;
         };
-        let action = finish(
-            self.name,
-            hook,
-            call(&mut self.filter, config, &mut self.flow),
-        );
+        let action = finish(hook, call(&mut self.filter, config, &mut self.flow));
         if action == Action::Pause {
             self.paused = Some(direction);
         }
@@ -157,91 +187,156 @@ impl<F: HttpFilter> Stream<F> {
     }
 
     pub(crate) fn request_headers(&mut self, end_of_stream: bool) -> Action {
+        if watches_streams::<F>() {
+            // An upgraded connection (WebSocket, HTTP/2's extended CONNECT) or a CONNECT
+            // tunnel streams both ways; an SSE or gRPC request body streams too.
+            let upgraded = host::map_get(Map::RequestHeaders, "upgrade").is_some()
+                || host::map_get(Map::RequestHeaders, ":protocol").is_some()
+                || host::map_get(Map::RequestHeaders, ":method").is_some_and(|m| m.eq_ignore_ascii_case(b"CONNECT"));
+            let request = upgraded || streaming_type(Map::RequestHeaders);
+            self.flow.bodies[Direction::Request as usize].set(BodyFlow::ENDLESS, request);
+            self.flow.bodies[Direction::Response as usize].set(BodyFlow::ENDLESS, upgraded);
+        }
         if F::HOOKS & hooks::REQUEST_HEADERS == 0 {
             return Action::Continue;
         }
         self.run(Direction::Request, "on_request_headers", |f, c, flow| {
-            f.on_request_headers(&mut Request::new(c, flow, 0, end_of_stream))
+            f.on_request_headers(&mut Request::new(c, flow, Body::new(Buffer::RequestBody, 0), end_of_stream))
         })
     }
 
     pub(crate) fn request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        if F::HOOKS & hooks::REQUEST_BODY == 0 || !self.configured() {
+        if F::HOOKS & hooks::REQUEST_BODY == 0 {
             return Action::Continue;
         }
-        if size > F::BODY_LIMIT {
-            let reply = LocalReply::new(413)
-                .body("request body too large\n")
-                .details("weir_body_limit");
-            return finish(self.name, "on_request_body", reply.send());
-        }
-        if !end_of_stream {
-            self.buffered = size;
-            return Action::Pause; // buffer until the whole body is here
-        }
-        self.buffered = 0;
-        self.run(Direction::Request, "on_request_body", |f, c, flow| {
-            f.on_request_body(&mut Request::new(c, flow, size, true))
-        })
+        self.body(Direction::Request, size, end_of_stream)
     }
 
     pub(crate) fn request_trailers(&mut self) -> Action {
-        if self.buffered > 0 && self.request_body(self.buffered, true) == Action::Pause {
+        if F::HOOKS & hooks::REQUEST_BODY != 0 && self.end_body(Direction::Request) == Action::Pause {
             return Action::Pause;
         }
         if F::HOOKS & hooks::REQUEST_TRAILERS == 0 {
             return Action::Continue;
         }
         self.run(Direction::Request, "on_request_trailers", |f, c, flow| {
-            f.on_request_trailers(&mut Request::new(c, flow, 0, true))
+            f.on_request_trailers(&mut Request::new(c, flow, Body::new(Buffer::RequestBody, 0), true))
         })
     }
 
     pub(crate) fn response_headers(&mut self, end_of_stream: bool) -> Action {
+        if watches_streams::<F>() && !end_of_stream {
+            let switched = host::map_get(Map::ResponseHeaders, ":status").is_some_and(|s| s == b"101");
+            if switched || streaming_type(Map::ResponseHeaders) {
+                self.flow.bodies[Direction::Response as usize].set(BodyFlow::ENDLESS, true);
+            }
+        }
         if F::HOOKS & hooks::RESPONSE_HEADERS == 0 {
             return Action::Continue;
         }
         self.run(Direction::Response, "on_response_headers", |f, c, flow| {
-            f.on_response_headers(&mut Response::new(c, flow, 0, end_of_stream))
+            f.on_response_headers(&mut Response::new(c, flow, Body::new(Buffer::ResponseBody, 0), end_of_stream))
         })
     }
 
     pub(crate) fn response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        if F::HOOKS & hooks::RESPONSE_BODY == 0 || self.body_skipped || !self.configured() {
+        if F::HOOKS & hooks::RESPONSE_BODY == 0 {
             return Action::Continue;
         }
-        if size > F::BODY_LIMIT {
-            self.body_skipped = true;
-            log(
-                Level::Warn,
-                &format!(
-                    "{}: on_response_body: body over {} bytes passes unread",
-                    self.name,
-                    F::BODY_LIMIT
-                ),
-            );
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            self.buffered = size;
-            return Action::Pause;
-        }
-        self.buffered = 0;
-        self.run(Direction::Response, "on_response_body", |f, c, flow| {
-            f.on_response_body(&mut Response::new(c, flow, size, true))
-        })
+        self.body(Direction::Response, size, end_of_stream)
     }
 
     pub(crate) fn response_trailers(&mut self) -> Action {
-        if self.buffered > 0 && self.response_body(self.buffered, true) == Action::Pause {
+        if F::HOOKS & hooks::RESPONSE_BODY != 0 && self.end_body(Direction::Response) == Action::Pause {
             return Action::Pause;
         }
         if F::HOOKS & hooks::RESPONSE_TRAILERS == 0 {
             return Action::Continue;
         }
         self.run(Direction::Response, "on_response_trailers", |f, c, flow| {
-            f.on_response_trailers(&mut Response::new(c, flow, 0, true))
+            f.on_response_trailers(&mut Response::new(c, flow, Body::new(Buffer::ResponseBody, 0), true))
         })
+    }
+
+    /// One body chunk of `size` bytes (all the host holds for this direction) in
+    /// the direction's mode: passed to the hook at once (`Stream`), held until the
+    /// end of the stream (`Buffer`), or let through (`Skip`).
+    fn body(&mut self, direction: Direction, size: usize, end_of_stream: bool) -> Action {
+        if !self.configured() {
+            return Action::Continue;
+        }
+        let at = direction as usize;
+        if !self.flow.bodies[at].is(BodyFlow::STARTED) {
+            let body = &mut self.flow.bodies[at];
+            body.set(BodyFlow::STARTED, true);
+            if !body.is(BodyFlow::CHOSEN) {
+                body.mode = match F::BODY_MODE {
+                    BodyMode::Buffer if body.is(BodyFlow::ENDLESS) => BodyMode::Stream,
+                    mode => mode,
+                };
+            }
+        }
+        let body = &mut self.flow.bodies[at];
+        if body.is(BodyFlow::ENDED) {
+            return Action::Continue;
+        }
+        match body.mode {
+            BodyMode::Skip => Action::Continue,
+            BodyMode::Stream => {
+                body.set(BodyFlow::ENDED, end_of_stream);
+                self.body_hook(direction, Body::new(buffer(direction), size), end_of_stream)
+            }
+            BodyMode::Buffer if size > F::BODY_LIMIT => {
+                body.mode = BodyMode::Skip;
+                body.buffered = 0;
+                let hook = hook_name(direction);
+                if direction == Direction::Request {
+                    let reply = LocalReply::new(413)
+                        .body("request body too large\n")
+                        .details("weir_body_limit");
+                    return finish(hook, reply.send());
+                }
+                crate::warn!("{hook}: body over {} bytes passes unread", F::BODY_LIMIT);
+                Action::Continue
+            }
+            BodyMode::Buffer if !end_of_stream => {
+                body.buffered = size;
+                Action::Pause // hold until the whole body is here
+            }
+            BodyMode::Buffer => {
+                body.buffered = 0;
+                body.set(BodyFlow::ENDED, true);
+                self.body_hook(direction, Body::new(buffer(direction), size), true)
+            }
+        }
+    }
+
+    /// The trailers ended `direction`'s body: a buffered body goes to the hook
+    /// whole; a streamed one gets a last, empty call saying so.
+    fn end_body(&mut self, direction: Direction) -> Action {
+        let body = self.flow.bodies[direction as usize];
+        if !body.is(BodyFlow::STARTED) || body.is(BodyFlow::ENDED) {
+            return Action::Continue;
+        }
+        match body.mode {
+            BodyMode::Skip => Action::Continue,
+            BodyMode::Buffer => self.body(direction, body.buffered, true),
+            BodyMode::Stream => {
+                self.flow.bodies[direction as usize].set(BodyFlow::ENDED, true);
+                self.body_hook(direction, Body::ended(buffer(direction)), true)
+            }
+        }
+    }
+
+    fn body_hook(&mut self, direction: Direction, body: Body, end_of_stream: bool) -> Action {
+        match direction {
+            Direction::Request => self.run(direction, "on_request_body", |f, c, flow| {
+                f.on_request_body(&mut Request::new(c, flow, body, end_of_stream))
+            }),
+            Direction::Response => self.run(direction, "on_response_body", |f, c, flow| {
+                f.on_response_body(&mut Response::new(c, flow, body, end_of_stream))
+            }),
+        }
     }
 
     /// The answer to this request's callout `token`: runs the hook, then resumes
@@ -258,13 +353,7 @@ impl<F: HttpFilter> Stream<F> {
             f.on_callout_response(&mut Callback::new(c, flow), response)
         });
         if action == Action::Continue && paused.is_some() && !host::resume(direction) {
-            log(
-                Level::Warn,
-                &format!(
-                    "{}: on_callout_response: the proxy refused to resume the request",
-                    self.name
-                ),
-            );
+            crate::warn!("on_callout_response: the proxy refused to resume the request");
         }
     }
 
@@ -296,7 +385,8 @@ impl<F: HttpFilter> Stream<F> {
 #[cfg(target_arch = "wasm32")]
 pub mod wasm {
     use super::{Plugin, Stream};
-    use crate::filter::{Action, HttpFilter};
+    use crate::filter::HttpFilter;
+    use crate::outcome::Action;
     use crate::metrics::Gauge;
     use std::cell::{Cell, UnsafeCell};
 
@@ -470,11 +560,10 @@ pub mod wasm {
         /// `_initialize`: logs panics with the filter's name.
         pub fn initialize(&'static self) {
             let name = self.name;
+            crate::log::set_filter_name(name);
             std::panic::set_hook(Box::new(move |info| {
-                crate::log::log(
-                    crate::log::Level::Critical,
-                    &format!("{name}: filter panicked: {info}"),
-                );
+                crate::log::set_filter_name(name);
+                crate::critical!("filter panicked: {info}");
             }));
         }
 

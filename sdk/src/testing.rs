@@ -35,11 +35,12 @@
 
 use std::time::Duration;
 
-use crate::filter::{Action, HttpFilter};
+use crate::filter::HttpFilter;
 use crate::header::Value;
 use crate::host::native::{self, SentCallout, SentReply};
 use crate::host::{Buffer, Direction, Map, MetricKind};
 use crate::log::Level;
+use crate::outcome::Action;
 use crate::runtime::{Plugin, Stream};
 use crate::ConfigError;
 
@@ -53,6 +54,22 @@ pub struct TestFilter<F: HttpFilter> {
     refuse: bool,
 }
 
+/// As Envoy does, a header map its headers hook let go on (`Continue`) is no
+/// longer shown to the later hooks of that direction: its body and trailers
+/// hooks read nothing there, and writes fail. (Paused and later resumed, it stays.)
+fn hide_once_continued(map: Map, action: Action) {
+    if action == Action::Continue {
+        native::with(|s| s.hidden[map as usize] = true);
+    }
+}
+
+/// What the host still holds in `buffer`, taken (none when empty): a held body
+/// that goes on with the trailers.
+fn held(buffer: Buffer) -> Option<Vec<u8>> {
+    let bytes = native::with(|s| std::mem::take(&mut s.buffers[buffer as usize]));
+    (!bytes.is_empty()).then_some(bytes)
+}
+
 impl<F: HttpFilter> TestFilter<F> {
     /// Configures the filter with `json` (empty for "no configuration"), as Envoy would.
     /// Metrics, shared data and the tick period start empty.
@@ -62,6 +79,7 @@ impl<F: HttpFilter> TestFilter<F> {
             .next()
             .unwrap_or("filter");
         native::lasting(|l| *l = Default::default());
+        crate::log::set_filter_name(name);
         native::with(|s| *s = Default::default());
         let mut plugin = Plugin::new(name);
         plugin.configure(json.as_bytes())?;
@@ -96,6 +114,7 @@ impl<F: HttpFilter> TestFilter<F> {
 
     /// Sends one request through the filter and, unless the filter answered it
     /// itself or held it, the request's canned upstream response back through it.
+    /// Bodies arrive in the chunks they were given ([`TestRequest::chunk`]).
     pub fn send(&mut self, request: TestRequest) -> Exchange {
         native::with(|s| {
             *s = Default::default();
@@ -105,43 +124,37 @@ impl<F: HttpFilter> TestFilter<F> {
         });
         let mut stream = self.plugin.stream();
         let mut callouts = Vec::new();
-        let (has_body, has_trailers) = (!request.body.is_empty(), !request.trailers.is_empty());
+        let (has_body, has_trailers) = (!request.chunks.is_empty(), !request.trailers.is_empty());
 
         let request_action = stream.request_headers(!has_body && !has_trailers);
-        let mut open = self.settle(
-            &mut stream,
-            request_action,
-            Direction::Request,
-            &mut callouts,
-        );
+        let mut open = self.settle(&mut stream, request_action, Direction::Request, &mut callouts);
+        hide_once_continued(Map::RequestHeaders, request_action);
+        let mut sent = Vec::new();
         if open && has_body {
-            native::with(|s| s.buffers[Buffer::RequestBody as usize] = request.body.clone());
-            let a = stream.request_body(request.body.len(), !has_trailers);
-            open = self.settle(
-                &mut stream,
-                if has_trailers { Action::Continue } else { a },
-                Direction::Request,
-                &mut callouts,
-            );
+            (open, sent) = self.deliver(&mut stream, Direction::Request, &request.chunks, has_trailers, &mut callouts);
         }
         if open && has_trailers {
             native::with(|s| s.maps[Map::RequestTrailers as usize] = request.trailers.clone());
             let a = stream.request_trailers();
             open = self.settle(&mut stream, a, Direction::Request, &mut callouts);
+            if open {
+                sent.extend(held(Buffer::RequestBody));
+            }
         }
         let upstream = open.then(|| {
             native::with(|s| Forwarded {
                 headers: s.maps[Map::RequestHeaders as usize].clone(),
-                body: s.buffers[Buffer::RequestBody as usize].clone(),
+                body: sent.concat(),
+                chunks: sent,
                 trailers: s.maps[Map::RequestTrailers as usize].clone(),
             })
         });
 
         let mut response_action = None;
+        let mut received = Vec::new();
         if open {
             let response = &request.response;
-            let (has_body, has_trailers) =
-                (!response.body.is_empty(), !response.trailers.is_empty());
+            let (has_body, has_trailers) = (!response.chunks.is_empty(), !response.trailers.is_empty());
             native::with(|s| {
                 s.maps[Map::ResponseHeaders as usize] = response.headers.clone();
                 let status = find(&response.headers, ":status").map_or(Vec::new(), |v| v.0);
@@ -150,31 +163,28 @@ impl<F: HttpFilter> TestFilter<F> {
             let a = stream.response_headers(!has_body && !has_trailers);
             response_action = Some(a);
             let mut open = self.settle(&mut stream, a, Direction::Response, &mut callouts);
+            hide_once_continued(Map::ResponseHeaders, a);
             if open && has_body {
-                native::with(|s| s.buffers[Buffer::ResponseBody as usize] = response.body.clone());
-                let a = stream.response_body(response.body.len(), !has_trailers);
-                open = self.settle(
-                    &mut stream,
-                    if has_trailers { Action::Continue } else { a },
-                    Direction::Response,
-                    &mut callouts,
-                );
+                (open, received) =
+                    self.deliver(&mut stream, Direction::Response, &response.chunks, has_trailers, &mut callouts);
             }
             if open && has_trailers {
-                native::with(|s| {
-                    s.maps[Map::ResponseTrailers as usize] = response.trailers.clone()
-                });
+                native::with(|s| s.maps[Map::ResponseTrailers as usize] = response.trailers.clone());
                 let a = stream.response_trailers();
-                self.settle(&mut stream, a, Direction::Response, &mut callouts);
+                if self.settle(&mut stream, a, Direction::Response, &mut callouts) {
+                    received.extend(held(Buffer::ResponseBody));
+                }
             }
         }
+        native::with(|s| s.hidden = Default::default()); // the access log sees every map
         stream.log();
         native::with(|s| {
             let state = std::mem::take(s);
             Exchange {
                 upstream,
                 response: state.maps[Map::ResponseHeaders as usize].clone(),
-                response_body: state.buffers[Buffer::ResponseBody as usize].clone(),
+                response_body: received.concat(),
+                response_chunks: received,
                 response_trailers: state.maps[Map::ResponseTrailers as usize].clone(),
                 reply: state.reply,
                 logs: state.logs,
@@ -185,6 +195,46 @@ impl<F: HttpFilter> TestFilter<F> {
                     .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc")),
             }
         })
+    }
+
+    /// Delivers `chunks` one at a time, as Envoy does: each is added to what the
+    /// host holds for `direction` (a chunk the filter paused stays there), and
+    /// whatever the hook lets go on is recorded as passed. Returns whether the
+    /// stream is still open and what passed, in order.
+    fn deliver(
+        &mut self,
+        stream: &mut Stream<F>,
+        direction: Direction,
+        chunks: &[Vec<u8>],
+        has_trailers: bool,
+        callouts: &mut Vec<Call>,
+    ) -> (bool, Vec<Vec<u8>>) {
+        let buffer = match direction {
+            Direction::Request => Buffer::RequestBody,
+            Direction::Response => Buffer::ResponseBody,
+        };
+        let mut passed = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let end = i + 1 == chunks.len() && !has_trailers;
+            let size = native::with(|s| {
+                s.buffers[buffer as usize].extend_from_slice(chunk);
+                s.buffers[buffer as usize].len()
+            });
+            let action = match direction {
+                Direction::Request => stream.request_body(size, end),
+                Direction::Response => stream.response_body(size, end),
+            };
+            let goes_on = self.settle(stream, action, direction, callouts);
+            if native::with(|s| s.reply.is_some()) {
+                return (false, passed);
+            }
+            if goes_on {
+                passed.push(native::with(|s| std::mem::take(&mut s.buffers[buffer as usize])));
+            } else if end {
+                return (false, passed); // held at the end of the stream, and nothing resumed it
+            }
+        }
+        (true, passed)
     }
 
     /// Answers the callouts a hook made, then says whether the stream goes on:
@@ -209,7 +259,7 @@ impl<F: HttpFilter> TestFilter<F> {
             let call = Call(sent);
             let answer = self.responder.as_mut().and_then(|r| r(&call));
             log.push(call);
-            let body = answer.as_ref().map_or(Vec::new(), |a| a.body.clone());
+            let body = answer.as_ref().map_or(Vec::new(), TestResponse::whole_body);
             native::with(|s| {
                 s.maps[Map::HttpCallResponseHeaders as usize] =
                     answer.map_or(Vec::new(), |a| a.headers);
@@ -233,6 +283,29 @@ impl<F: HttpFilter> TestFilter<F> {
             .into_iter()
             .map(|(l, m)| (level(l), m))
             .collect()
+    }
+
+    /// Sets the lowest level the host writes, as Envoy's `--log-level` or
+    /// `/logging?wasm=...` would (trace, everything, by default): lines below it
+    /// are dropped, and the logging macros do not even format them.
+    ///
+    /// ```
+    /// # use weir::testing::{TestFilter, TestRequest};
+    /// # #[derive(Default)] struct Chatty;
+    /// # #[weir::filter] impl weir::HttpFilter for Chatty {
+    /// #     type Config = (); fn default_config() -> Option<()> { Some(()) }
+    /// #     fn on_request_headers(&mut self, _: &mut weir::Request<'_, ()>) -> weir::Result {
+    /// #         weir::debug!("detail"); weir::info!("request"); Ok(weir::Action::Continue)
+    /// #     }
+    /// # }
+    /// let mut filter = TestFilter::<Chatty>::configure("").unwrap();
+    /// filter.set_log_level(weir::log::Level::Info);
+    /// let exchange = filter.send(TestRequest::get("/"));
+    /// assert!(exchange.logged("Chatty: request") && !exchange.logged("detail"));
+    /// ```
+    pub fn set_log_level(&mut self, level: Level) -> &mut Self {
+        native::lasting(|l| l.log_level = level as u32);
+        self
     }
 
     /// The tick period the filter asked for at configure, if any.
@@ -285,7 +358,7 @@ impl<F: HttpFilter> TestFilter<F> {
 #[derive(Clone, Debug)]
 pub struct TestRequest {
     headers: Pairs,
-    body: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
     trailers: Pairs,
     source: String,
     route: Option<String>,
@@ -303,7 +376,7 @@ impl TestRequest {
                 (b":method".to_vec(), method.as_bytes().to_vec()),
                 (b":scheme".to_vec(), b"http".to_vec()),
             ],
-            body: Vec::new(),
+            chunks: Vec::new(),
             trailers: Vec::new(),
             source: "127.0.0.1:40000".into(),
             route: None,
@@ -327,9 +400,26 @@ impl TestRequest {
         self
     }
 
-    /// Gives the request a body.
+    /// Gives the request a body, delivered in one chunk (an empty one: no body).
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
+        let body = body.into();
+        self.chunks = if body.is_empty() { Vec::new() } else { vec![body] };
+        self
+    }
+
+    /// Adds a chunk to the request body: the filter's body hook sees the chunks
+    /// one at a time, as Envoy delivers them (the last with `end_of_stream`,
+    /// unless trailers follow). An empty chunk is delivered too, as the empty
+    /// last frame of a chunked HTTP/1.1 body is.
+    /// [`Exchange::upstream_chunks`] shows what each became.
+    ///
+    /// ```
+    /// # use weir::testing::TestRequest;
+    /// let upload = TestRequest::new("POST", "/upload").chunk("first part, ").chunk("second part");
+    /// # let _ = upload;
+    /// ```
+    pub fn chunk(mut self, chunk: impl Into<Vec<u8>>) -> Self {
+        self.chunks.push(chunk.into());
         self
     }
 
@@ -386,7 +476,7 @@ impl TestRequest {
 #[derive(Clone, Debug)]
 pub struct TestResponse {
     headers: Pairs,
-    body: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
     trailers: Pairs,
 }
 
@@ -395,7 +485,7 @@ impl TestResponse {
     pub fn new(status: u16) -> Self {
         TestResponse {
             headers: vec![(b":status".to_vec(), status.to_string().into_bytes())],
-            body: Vec::new(),
+            chunks: Vec::new(),
             trailers: Vec::new(),
         }
     }
@@ -409,10 +499,33 @@ impl TestResponse {
         self
     }
 
-    /// Gives the response a body.
+    /// Gives the response a body, delivered in one chunk (an empty one: no body).
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = body.into();
+        let body = body.into();
+        self.chunks = if body.is_empty() { Vec::new() } else { vec![body] };
         self
+    }
+
+    /// Adds a chunk to the response body, delivered on its own as Envoy would
+    /// (e.g. one Server-Sent Event per chunk); [`Exchange::response_chunks`]
+    /// shows what each became.
+    ///
+    /// ```
+    /// # use weir::testing::TestResponse;
+    /// let events = TestResponse::new(200)
+    ///     .header("content-type", "text/event-stream")
+    ///     .chunk("data: one\n\n")
+    ///     .chunk("data: two\n\n");
+    /// # let _ = events;
+    /// ```
+    pub fn chunk(mut self, chunk: impl Into<Vec<u8>>) -> Self {
+        self.chunks.push(chunk.into());
+        self
+    }
+
+    /// The body as one piece (a callout's answer).
+    fn whole_body(&self) -> Vec<u8> {
+        self.chunks.concat()
     }
 
     /// Adds a response trailer (e.g. `grpc-status`).
@@ -464,6 +577,8 @@ impl Call {
 struct Forwarded {
     headers: Pairs,
     body: Vec<u8>,
+    /// What went on each time the filter let body bytes pass.
+    chunks: Vec<Vec<u8>>,
     trailers: Pairs,
 }
 
@@ -473,6 +588,7 @@ pub struct Exchange {
     upstream: Option<Forwarded>,
     response: Pairs,
     response_body: Vec<u8>,
+    response_chunks: Vec<Vec<u8>>,
     response_trailers: Pairs,
     reply: Option<SentReply>,
     logs: Vec<(u32, String)>,
@@ -542,6 +658,54 @@ impl Exchange {
     /// The body the client gets: the local reply's, or the upstream's as the filter left it.
     pub fn response_body(&self) -> &[u8] {
         self.reply.as_ref().map_or(&self.response_body, |r| &r.body)
+    }
+
+    /// The response body as it reached the client, one entry each time the
+    /// filter let bytes pass: streamed, one per chunk the upstream sent (what
+    /// that chunk became, maybe empty); buffered, one with the whole body.
+    /// Empty when the filter replied itself.
+    ///
+    /// ```
+    /// # use weir::testing::{TestFilter, TestRequest, TestResponse};
+    /// # #[derive(Default)] struct Pass;
+    /// # #[weir::filter] impl weir::HttpFilter for Pass {
+    /// #     type Config = (); fn default_config() -> Option<()> { Some(()) }
+    /// #     fn on_response_body(&mut self, _: &mut weir::Response<'_, ()>) -> weir::Result {
+    /// #         Ok(weir::Action::Continue)
+    /// #     }
+    /// # }
+    /// let mut filter = TestFilter::<Pass>::configure("").unwrap();
+    /// let exchange = filter.send(TestRequest::get("/").respond_with(TestResponse::new(200).chunk("a").chunk("b")));
+    /// // Streamed: each chunk passed on its own.
+    /// assert_eq!(exchange.response_chunks(), [b"a".to_vec(), b"b".to_vec()]);
+    /// ```
+    pub fn response_chunks(&self) -> &[Vec<u8>] {
+        if self.reply.is_some() {
+            return &[];
+        }
+        &self.response_chunks
+    }
+
+    /// The request body as forwarded upstream, one entry each time the filter
+    /// let bytes pass (see [`response_chunks`](Self::response_chunks)); empty
+    /// when not forwarded.
+    ///
+    /// ```
+    /// # use weir::testing::{TestFilter, TestRequest};
+    /// # #[derive(Default)] struct Pass;
+    /// # #[weir::filter] impl weir::HttpFilter for Pass {
+    /// #     type Config = (); fn default_config() -> Option<()> { Some(()) }
+    /// #     const BODY_MODE: weir::BodyMode = weir::BodyMode::Buffer;
+    /// #     fn on_request_body(&mut self, _: &mut weir::Request<'_, ()>) -> weir::Result {
+    /// #         Ok(weir::Action::Continue)
+    /// #     }
+    /// # }
+    /// let mut filter = TestFilter::<Pass>::configure("").unwrap();
+    /// let exchange = filter.send(TestRequest::new("POST", "/").chunk("a").chunk("b"));
+    /// assert_eq!(exchange.upstream_chunks(), [b"ab".to_vec()], "buffered: held, then passed whole");
+    /// ```
+    pub fn upstream_chunks(&self) -> &[Vec<u8>] {
+        self.upstream.as_ref().map_or(&[], |u| &u.chunks)
     }
 
     /// A response trailer as the filter left it.

@@ -32,6 +32,8 @@ impl HttpFilter for Everything {
     const METRICS: &'static [&'static weir::metrics::Metric] =
         &[REQUESTS.metric(), IN_FLIGHT.metric()];
     const BODY_LIMIT: usize = 16;
+    // Whole bodies (the tests below check buffering, its limit, and bodies ending at trailers).
+    const BODY_MODE: weir::BodyMode = weir::BodyMode::Buffer;
 
     fn tick_period(config: &Config) -> Option<Duration> {
         (config.tick_ms > 0).then(|| Duration::from_millis(config.tick_ms))

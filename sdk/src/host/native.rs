@@ -42,6 +42,9 @@ pub(crate) struct State {
     pub pending: Vec<u32>,
     pub resumed: Vec<Direction>,
     pub refuse_callouts: bool,
+    /// Maps Envoy no longer shows: a direction's headers once its headers hook
+    /// continued (reads find nothing, writes fail), until the access log.
+    pub hidden: [bool; 8],
 }
 
 /// What outlives one request: metric values, shared data, the tick period.
@@ -55,6 +58,8 @@ pub(crate) struct Lasting {
     pub next_token: u32,
     /// Nanoseconds since the epoch; starts at 2023-11-14T22:13:20Z.
     pub clock: u64,
+    /// The lowest level written (`Level as u32`; 0, trace, by default).
+    pub log_level: u32,
 }
 
 /// Where the native clock starts.
@@ -96,9 +101,16 @@ pub(crate) fn log(level: u32, message: &str) {
     with(|s| s.logs.push((level, message.to_owned())));
 }
 
+pub(crate) fn log_level() -> Option<u32> {
+    Some(lasting(|l| l.log_level))
+}
+
 pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
     let name = lower(name.as_bytes());
     with(|s| {
+        if s.hidden[map as usize] {
+            return None;
+        }
         s.maps[map as usize]
             .iter()
             .find(|(k, _)| *k == name)
@@ -107,12 +119,15 @@ pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
-    with(|s| s.maps[map as usize].clone())
+    with(|s| if s.hidden[map as usize] { Vec::new() } else { s.maps[map as usize].clone() })
 }
 
 pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
     let name = lower(name);
     with(|s| {
+        if s.hidden[map as usize] {
+            return false;
+        }
         let m = &mut s.maps[map as usize];
         match m.iter().position(|(k, _)| *k == name) {
             Some(first) => {
@@ -125,20 +140,28 @@ pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
             }
             None => m.push((name, value.to_vec())),
         }
-    });
-    true
+        true
+    })
 }
 
 pub(crate) fn map_add(map: Map, name: &[u8], value: &[u8]) -> bool {
     let name = lower(name);
-    with(|s| s.maps[map as usize].push((name, value.to_vec())));
-    true
+    with(|s| {
+        if !s.hidden[map as usize] {
+            s.maps[map as usize].push((name, value.to_vec()));
+        }
+        !s.hidden[map as usize]
+    })
 }
 
 pub(crate) fn map_remove(map: Map, name: &[u8]) -> bool {
     let name = lower(name);
-    with(|s| s.maps[map as usize].retain(|(k, _)| *k != name));
-    true
+    with(|s| {
+        if !s.hidden[map as usize] {
+            s.maps[map as usize].retain(|(k, _)| *k != name);
+        }
+        !s.hidden[map as usize]
+    })
 }
 
 pub(crate) fn send_local_reply(

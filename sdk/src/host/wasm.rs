@@ -12,6 +12,7 @@ const OK: u32 = 0;
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_get_log_level(level: *mut u32) -> u32;
     fn proxy_get_header_map_value(
         map: u32,
         key: *const u8,
@@ -67,6 +68,12 @@ pub(crate) fn log(level: u32, message: &str) {
     unsafe {
         proxy_log(level, message.as_ptr(), message.len());
     }
+}
+
+/// The lowest level the proxy writes, when it says.
+pub(crate) fn log_level() -> Option<u32> {
+    let mut level = 0;
+    (unsafe { proxy_get_log_level(&mut level) } == 0).then_some(level)
 }
 
 pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {

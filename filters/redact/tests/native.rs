@@ -1,0 +1,166 @@
+//! redact, natively: secrets masked in streamed bodies, across chunk boundaries, with
+//! nothing held that cannot be a secret's start; bodies it must not read pass untouched.
+
+use redact::{mask_matches, unfinished_tail, Redact};
+use weir::testing::{TestFilter, TestRequest, TestResponse};
+
+const EXAMPLE: &str = include_str!("../config.example.json");
+
+fn filter() -> TestFilter<Redact> {
+    TestFilter::<Redact>::configure(EXAMPLE).unwrap()
+}
+
+fn events(chunks: &[&str]) -> TestResponse {
+    chunks.iter().fold(
+        TestResponse::new(200).header("content-type", "text/event-stream"),
+        |r, c| r.chunk(*c),
+    )
+}
+
+fn texts(chunks: &[Vec<u8>]) -> Vec<String> {
+    chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+}
+
+#[test]
+fn masks_a_secret_inside_one_event_and_passes_each_event_at_once() {
+    let mut f = filter();
+    let ex = f.send(TestRequest::get("/events").respond_with(events(&[
+        "data: {\"key\": \"sk_live_51HxQz\"}\n\n",
+        "data: nothing here\n\n",
+    ])));
+    assert_eq!(
+        texts(ex.response_chunks()),
+        ["data: {\"key\": \"##############\"}\n\n", "data: nothing here\n\n"],
+        "one chunk out per chunk in, none held"
+    );
+    assert_eq!(f.metric("redact_matches"), Some(1));
+}
+
+#[test]
+fn masks_a_secret_cut_by_a_chunk_boundary() {
+    let mut f = filter();
+    let ex = f.send(TestRequest::get("/events").respond_with(events(&["data: pass=hun", "ter2\n\n", ""])));
+    assert_eq!(
+        texts(ex.response_chunks()),
+        ["data: pass=", "#######\n\n", ""],
+        "`hun` waited for the next chunk, then went out masked"
+    );
+    assert_eq!(ex.response_body(), b"data: pass=#######\n\n");
+    assert_eq!(f.metric("redact_matches"), Some(1));
+}
+
+#[test]
+fn a_held_tail_that_is_no_secret_goes_out_with_the_next_chunk_or_at_the_end() {
+    let mut f = filter();
+    let ex = f.send(TestRequest::get("/").respond_with(events(&["a hun", "gry cat", " sk_live"])));
+    assert_eq!(texts(ex.response_chunks()), ["a ", "hungry cat", " sk_live"]);
+    assert_eq!(f.metric("redact_matches"), Some(0));
+}
+
+#[test]
+fn the_body_keeps_its_length() {
+    let body = "user=admin&password=hunter2&token=sk_live_51HxQz";
+    let mut f = filter();
+    let ex = f.send(
+        TestRequest::get("/").respond_with(TestResponse::new(200).header("content-type", "text/plain").chunk(body)),
+    );
+    assert_eq!(ex.response_body().len(), body.len());
+    assert_eq!(ex.response_body(), b"user=admin&password=#######&token=##############");
+    assert_eq!(f.metric("redact_matches"), Some(2));
+}
+
+#[test]
+fn bodies_of_other_types_and_compressed_bodies_pass_untouched() {
+    for response in [
+        TestResponse::new(200)
+            .header("content-type", "image/png")
+            .chunk("hunter2"),
+        TestResponse::new(200).chunk("hunter2"),
+        TestResponse::new(200)
+            .header("content-type", "text/plain")
+            .header("content-encoding", "gzip")
+            .chunk("hunter2"),
+    ] {
+        let mut f = filter();
+        let ex = f.send(TestRequest::get("/").respond_with(response));
+        assert_eq!(ex.response_body(), b"hunter2");
+        assert_eq!(f.metric("redact_matches"), Some(0));
+    }
+}
+
+#[test]
+fn request_bodies_are_not_touched() {
+    let mut f = filter();
+    let ex = f.send(
+        TestRequest::new("POST", "/login")
+            .header("content-type", "text/plain")
+            .chunk("hunter2"),
+    );
+    assert_eq!(ex.upstream_body(), b"hunter2");
+}
+
+#[test]
+fn high_bytes_in_headers_and_bodies_never_trap() {
+    let mut f = filter();
+    let high: Vec<u8> = (0x80..=0xFF).collect();
+    let ex = f.send(
+        TestRequest::get("/")
+            .header("x-bytes", &high)
+            .respond_with(TestResponse::new(200).header("content-type", &high).chunk(high.clone())),
+    );
+    assert_eq!(ex.status(), 200);
+    assert_eq!(ex.response_body(), &high[..]);
+    let ex = f.send(TestRequest::get("/").respond_with(events(&["\u{ff}hun", "\u{80}ter2"])));
+    assert_eq!(ex.response_body(), "\u{ff}hun\u{80}ter2".as_bytes());
+}
+
+#[test]
+fn refuses_bad_configurations_naming_the_field() {
+    let cases = [
+        (r#"{"patterns": []}"#, "give at least one pattern"),
+        (r#"{"patterns": [""]}"#, "a pattern is empty"),
+        (r#"{"patterns": ["a*b"]}"#, "contains the mask `*`"),
+        (r#"{"patterns": ["x"], "mask": "é"}"#, "must be one ASCII character"),
+        (r#"{"patterns": ["x"], "mask": "ab"}"#, "field `mask`"),
+        (r#"{"patterns": ["x"], "extra": 1}"#, "unknown field `extra`"),
+        ("", "no configuration given"),
+    ];
+    for (json, expected) in cases {
+        let err = TestFilter::<Redact>::configure(json)
+            .err()
+            .unwrap_or_else(|| panic!("{json} was accepted"));
+        assert!(err.to_string().contains(expected), "{json}: got {err}");
+    }
+}
+
+#[test]
+fn masking_and_holding_back_by_themselves() {
+    let patterns = vec!["abc".to_owned(), "bcd".to_owned()];
+    let mut data = b"xabcdabc".to_vec();
+    assert_eq!(mask_matches(&mut data, &patterns, b'*'), 2);
+    assert_eq!(data, b"x***d***");
+    assert_eq!(unfinished_tail(b"xxab", &patterns), 2);
+    assert_eq!(unfinished_tail(b"xxb", &patterns), 1, "`b` may start `bcd`");
+    assert_eq!(unfinished_tail(b"xxx", &patterns), 0);
+    assert_eq!(unfinished_tail(b"", &patterns), 0);
+}
+
+#[test]
+fn a_tail_waiting_when_the_body_ends_at_trailers_is_reported() {
+    let mut f = filter();
+    let response = TestResponse::new(200)
+        .header("content-type", "text/plain")
+        .chunk("pass=hun")
+        .trailer("x-done", "1");
+    let ex = f.send(TestRequest::get("/").respond_with(response));
+    assert_eq!(
+        ex.response_body(),
+        b"pass=",
+        "`hun` was held for a next chunk that never came"
+    );
+    assert!(
+        ex.logged("on_response_body: the body ended at the trailers"),
+        "{:?}",
+        ex.logs()
+    );
+}
