@@ -6,6 +6,7 @@ pub mod bench;
 pub mod build;
 pub mod configure;
 pub mod deploy;
+pub mod display;
 pub mod doctor;
 pub mod envoy;
 pub mod new;

@@ -47,7 +47,8 @@ fn main() {
         if xtask::is_broken_pipe(&e) {
             std::process::exit(0);
         }
-        eprintln!("error: {e:#}");
+        // Errors quote registries, helpers and modules: no escape sequence reaches the terminal.
+        eprintln!("error: {}", xtask::display::escape_lines(&format!("{e:#}")));
         std::process::exit(xtask::exit_code(&e));
     }
 }
