@@ -77,7 +77,8 @@ impl Args {
         let dir = project::root().join("target").join("weir").join("run");
         std::fs::create_dir_all(&dir)?;
         let config = dir.join(format!("{}.envoy.json", filter.name));
-        project::write_atomic(&config, &serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
+        // It embeds --config, which may hold a secret.
+        project::write_secret(&config, &serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
         eprintln!("envoy config: {}", config.display());
         eprintln!("try it:       curl -v http://127.0.0.1:{}/", self.port);
         let status = std::process::Command::new(crate::envoy::binary()?)

@@ -39,7 +39,7 @@ pub struct Args {
     selectors: Vec<String>,
     /// spec.filter.parameters: the filter's JSON configuration, inline or @FILE; written as a JSON string.
     #[arg(long, value_name = "JSON|@FILE")]
-    parameters: Option<String>,
+    pub(super) parameters: Option<String>,
     /// spec.filter.rootID (default: the --filter's root id).
     #[arg(long)]
     root_id: Option<String>,

@@ -33,7 +33,7 @@ pub struct Args {
     root_id: Option<String>,
     /// The filter's JSON configuration, inline or @FILE.
     #[arg(long, value_name = "JSON|@FILE")]
-    parameters: Option<String>,
+    pub(super) parameters: Option<String>,
     /// What happens when the filter's VM fails (see below).
     #[arg(long, value_enum)]
     failure_policy: Option<FailurePolicy>,

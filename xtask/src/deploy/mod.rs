@@ -63,6 +63,16 @@ enum Kind {
 impl Args {
     /// Runs the subcommand.
     pub fn run(self) -> Result<()> {
+        // A pull secret holds a password, and --parameters a filter's configuration (API keys,
+        // tokens): those files are written 0600.
+        let secret = match &self.kind {
+            Kind::PullSecret(_) => true,
+            Kind::Asm(a) => a.parameters.is_some(),
+            Kind::WasmPlugin(a) => a.parameters.is_some(),
+            Kind::EnvoyFilter(a) => a.parameters.is_some(),
+            Kind::Envoy(a) => a.parameters.is_some(),
+            Kind::AutoWasm(_) => false,
+        };
         let (output, yaml) = match self.kind {
             Kind::Asm(a) => (a.output.check()?, asm::render(&a)?),
             Kind::PullSecret(a) => (a.output.check()?, pull_secret::render(&a)?),
@@ -71,7 +81,7 @@ impl Args {
             Kind::AutoWasm(a) => (a.output.check()?, autowasm::render(&a)?),
             Kind::Envoy(a) => (a.output.check()?, envoy::render(&a)?),
         };
-        write_output(output.as_deref(), &yaml)
+        write_output(output.as_deref(), &yaml, secret)
     }
 }
 
@@ -106,9 +116,10 @@ impl OutputArgs {
     }
 }
 
-fn write_output(path: Option<&Path>, yaml: &str) -> Result<()> {
+fn write_output(path: Option<&Path>, yaml: &str, secret: bool) -> Result<()> {
+    let write = if secret { crate::project::write_secret } else { crate::project::write_atomic };
     match path {
-        Some(p) => crate::project::write_atomic(p, yaml.as_bytes())
+        Some(p) => write(p, yaml.as_bytes())
             .with_context(|| format!("--output {}", p.display())),
         None => {
             let mut out = std::io::stdout().lock();

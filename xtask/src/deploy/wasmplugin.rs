@@ -48,7 +48,7 @@ pub struct Args {
     selectors: Vec<String>,
     /// pluginConfig: the filter's JSON configuration (an object), inline or @FILE.
     #[arg(long, value_name = "JSON|@FILE")]
-    parameters: Option<String>,
+    pub(super) parameters: Option<String>,
     /// pluginName, the root id (default: the --filter's root id).
     #[arg(long)]
     root_id: Option<String>,
