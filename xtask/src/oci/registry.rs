@@ -550,12 +550,14 @@ impl Registry {
                 "{host} denied access to {repo} while {step} (403 forbidden) for {tried}; check that this account may use {repo}"
             ),
             Kind::NotFound if step.starts_with("reading") || step.starts_with("downloading") => anyhow!(
-                "{host} has no tag or repository {} while {step} ({cause}); check the reference, or push it first with `cargo xtask push FILTER {}`",
+                "{host} has no tag or repository {} while {step} ({}); check the reference, or push it first with `cargo xtask push FILTER {}`",
+                not_found(&cause),
                 self.target,
                 self.target
             ),
             Kind::NotFound => anyhow!(
-                "{host} has no repository {repo} while {step} ({cause}); create it in the registry first (this registry does not create repositories on push), or check the name"
+                "{host} has no repository {repo} while {step} ({}); create it in the registry first (this registry does not create repositories on push), or check the name",
+                not_found(&cause)
             ),
             // A TLS port answers plain HTTP with a bare 400, not the registry's JSON errors.
             Kind::Rejected if self.plain_http && status(&e) == Some(400) && !has_registry_errors(&e) => anyhow!(
@@ -579,6 +581,15 @@ impl Registry {
             Kind::Digest => anyhow!("{host} sent content that does not match its digest or declared size while {step}{after} ({cause}); refusing it, without retrying"),
             Kind::Other => anyhow!("{host} failed while {step}{after}: {cause}"),
         }
+    }
+}
+
+/// A 404's cause with its status, which a registry's JSON error (`NAME_UNKNOWN: …`) leaves out.
+fn not_found(cause: &str) -> String {
+    if cause.starts_with("HTTP 404") {
+        cause.to_owned()
+    } else {
+        format!("404 not found: {cause}")
     }
 }
 
@@ -741,6 +752,46 @@ mod tests {
             "{}",
             cause(&e)
         );
+    }
+
+    #[test]
+    fn content_that_lies_is_never_retried() {
+        let digest = OciError::from(oci_client::errors::DigestError::VerificationError {
+            expected: "sha256:aa".into(),
+            actual: "sha256:bb".into(),
+        });
+        let size = OciError::SpecViolationError("the registry sent more".into());
+        for e in [digest, size] {
+            assert_eq!(kind(&e), Kind::Digest);
+            assert!(!transient(&e), "{e}");
+        }
+    }
+
+    #[test]
+    fn causes_are_escaped_and_bounded() {
+        let e = OciError::ServerError {
+            code: 500,
+            url: "u".into(),
+            message: format!("no\u{1b}]0;t\u{7}\u{1b}[2J{}", "y".repeat(100_000)),
+        };
+        let c = cause(&e);
+        assert!(!c.chars().any(crate::display::is_unsafe), "{c:?}");
+        assert!(c.starts_with("HTTP 500: no\\x1b]0;t\\x07\\x1b[2J") && c.len() < 400, "{c}");
+    }
+
+    #[test]
+    fn bearer_challenges_are_parsed() {
+        let p = challenge_params(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#);
+        assert_eq!(
+            p,
+            vec![
+                ("realm".to_owned(), "https://auth.example/token".to_owned()),
+                ("service".to_owned(), "registry.example".to_owned()),
+                ("scope".to_owned(), "repository:a/b:pull,push".to_owned()),
+            ]
+        );
+        assert_eq!(challenge_params("Bearer realm=https://a/t, service=s")[1], ("service".to_owned(), "s".to_owned()));
+        assert!(challenge_params("Bearer").is_empty());
     }
 }
 
