@@ -75,7 +75,22 @@ pub const NEEDS: &[Need] = &[
         purpose: "interop tests with the ORAS Python client",
         present: || runs("python3", &[PYTHON_ISOLATED, "-c", "import oras.client"]),
         apt: &[],
-        pip: &["oras==0.2.43"],
+        // oras-py and everything pip installed with it (seen with `pip show` on 2026-12-01),
+        // so a setup on another day installs the same code.
+        pip: &[
+            "oras==0.2.43",
+            "requests==2.34.2",
+            "urllib3==2.7.0",
+            "idna==3.13",
+            "certifi==2026.5.20",
+            "charset-normalizer==3.4.7",
+            "jsonschema==4.26.0",
+            "jsonschema-specifications==2025.9.1",
+            "referencing==0.37.0",
+            "rpds-py==0.30.0",
+            "attrs==26.1.0",
+            "typing-extensions==4.15.0",
+        ],
     },
     Need {
         name: "openssl",
@@ -181,7 +196,7 @@ fn fix(n: &Need) -> String {
         parts.push(format!("apt-get install {}", n.apt.join(" ")));
     }
     if !n.pip.is_empty() {
-        parts.push(format!("pip install {}", n.pip.join(" ")));
+        parts.push(format!("python3 -I -m pip install {}", n.pip.join(" ")));
     }
     parts.join(" && ")
 }
