@@ -125,3 +125,28 @@ fn registry_error_bodies_reach_the_terminal_escaped_and_bounded() {
     assert_escaped(&run.stderr);
     assert!(run.stderr.len() < 8_000, "{} bytes of error for a 1 MiB body", run.stderr.len());
 }
+
+/// What an artifact says about its module (root ids, ABI versions in its runtime config) is
+/// printed by pull: escaped, in the summary and in --json.
+#[test]
+fn an_artifacts_runtime_config_is_printed_escaped() {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = module_file(dir.path(), "rootid", 2000, 140);
+    let reference = format!("{}/rootid:v1", reg.host());
+    let evil = "root\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}1m";
+    let run = xtask(&["push", file.to_str().unwrap(), &reference, "--plain-http", "--root-id", evil], None);
+    assert!(run.status.success(), "{}", run.all());
+    let out = dir.path().join("out.wasm");
+    for json in [false, true] {
+        let mut args = pull_args(&reference, &out, &[]);
+        if json {
+            args.push("--json");
+        }
+        let run = xtask(&args, None);
+        assert!(run.status.success(), "{}", run.all());
+        let printed = run.all();
+        assert!(!printed.chars().filter(|c| *c != '\n').any(xtask::display::is_unsafe), "{printed:?}");
+        assert!(printed.contains("pwned"), "{printed}");
+    }
+}

@@ -193,7 +193,13 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
     let runtime_config = match &located.runtime_config {
         Some(desc) => {
             let bytes = get(store, desc, "runtime config").await?;
-            serde_json::from_slice(&bytes).ok()
+            // What the store says about the module is printed: escaped here, once.
+            serde_json::from_slice(&bytes).ok().map(|mut c: RuntimeConfig| {
+                let safe = |v: &mut Vec<String>| v.iter_mut().for_each(|s| *s = crate::display::quote(s, 200));
+                safe(&mut c.abi_versions);
+                safe(&mut c.config.root_ids);
+                c
+            })
         }
         None => None,
     };
