@@ -173,6 +173,9 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
             let desc = layout.resolve(reference.tag.as_deref())?;
             let d = Digest::parse(&desc.digest)
                 .with_context(|| format!("{name}: index.json names a bad digest"))?;
+            if desc.size > super::registry::MAX_MANIFEST {
+                anyhow::bail!("{name}: index.json says the manifest is {} bytes, more than the {} weir reads", desc.size, super::registry::MAX_MANIFEST);
+            }
             (layout.get_blob(&d, Some(desc.size), "manifest")?, d)
         }
         Store::Registry(r) => r.get_manifest().await?,
