@@ -260,6 +260,13 @@ impl Registry {
             .map(|(_, v)| v.clone())
             .ok_or_else(|| OciError::AuthenticationFailure("the registry asked for a bearer token but named no realm".into()))?;
         let mut url = parse_url(&realm)?;
+        // An HTTPS registry may not send the login to a plain-HTTP realm.
+        if url.scheme() != "https" && !self.plain_http {
+            return Err(OciError::AuthenticationFailure(format!(
+                "the registry names a token realm that is not HTTPS ({}); the login is not sent there",
+                crate::display::quote(&bare(&realm), 200)
+            )));
+        }
         let actions = if push { "pull,push" } else { "pull" };
         {
             let mut q = url.query_pairs_mut();
@@ -543,6 +550,10 @@ impl Registry {
         };
         let cause = cause(&e);
         match kind(&e) {
+            // The token exchange failed, or was refused by weir: its reason is worth printing.
+            Kind::Unauthorized if matches!(e, OciError::AuthenticationFailure(_)) => anyhow!(
+                "{host} refused the login while {step} ({cause}); tried {tried}; log in with `--username USER --password-stdin`, `--registry-config FILE` or `docker login {host}`"
+            ),
             Kind::Unauthorized => anyhow!(
                 "{host} refused the login while {step} (401 unauthorized); tried {tried}; log in with `--username USER --password-stdin`, `--registry-config FILE` or `docker login {host}`"
             ),
