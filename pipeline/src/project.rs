@@ -163,7 +163,20 @@ pub fn select(names: &[String]) -> Result<Vec<Filter>> {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory,
 /// renamed over `path` only once complete. A missing directory is an error, not created.
+/// A new file gets the mode `cp` would give it (0666 less the umask); a file that exists keeps
+/// its mode, so a file someone narrowed is never widened.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file(path, bytes, false)
+}
+
+/// [`write_atomic`] for a file holding a secret (a pull secret's password, a filter
+/// configuration): mode 0600 from its first byte on, whatever the umask or the old file's mode.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_file(path, bytes, true)
+}
+
+/// The one atomic writer behind [`write_atomic`] and [`write_secret`].
+fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     use std::io::Write;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -172,18 +185,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if !dir.is_dir() {
         bail!("cannot write {}: directory {} does not exist", path.display(), dir.display());
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".weir-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
-    // tempfile creates 0600; a module or a config must be readable by an Envoy
-    // running as another user, as a file written by `cp` would be.
+    // The mode the file ends with: a secret's 0600, or the mode of the file it replaces.
+    #[cfg(unix)]
+    let keep = {
+        use std::os::unix::fs::PermissionsExt;
+        let old = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o7777);
+        if secret { Some(0o600) } else { old }
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".weir-");
+    // The mode goes to open(2), so the umask applies, and the temporary file is never wider
+    // than the file will be: nobody can open it early and read what is written later.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        builder.permissions(std::fs::Permissions::from_mode(keep.unwrap_or(0o666)));
     }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    #[cfg(unix)]
+    if let Some(mode) = keep {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
     tmp.as_file().sync_all().ok();
     tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -224,5 +252,35 @@ mod tests {
         write_atomic(&ok, b"abc").unwrap();
         assert_eq!(std::fs::read(&ok).unwrap(), b"abc");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_are_0600_and_other_files_respect_the_umask_and_the_old_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        // The umask as the process has it: what a file created with 0666 gets.
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let umasked = mode(&probe);
+
+        let plain = dir.path().join("plain.yaml");
+        write_atomic(&plain, b"a").unwrap();
+        assert_eq!(mode(&plain), umasked, "a new ordinary file gets 0666 less the umask");
+
+        let secret = dir.path().join("secret.yaml");
+        write_secret(&secret, b"password").unwrap();
+        assert_eq!(mode(&secret), 0o600);
+        // Replacing a 0644 file with a secret narrows it; replacing a 0600 file never widens it.
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&plain, b"password").unwrap();
+        assert_eq!(mode(&plain), 0o600);
+        write_atomic(&plain, b"not secret").unwrap();
+        assert_eq!(mode(&plain), 0o600, "an ordinary write keeps the narrower mode of the file it replaces");
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&plain, b"again").unwrap();
+        assert_eq!(mode(&plain), 0o640);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary file is left");
     }
 }

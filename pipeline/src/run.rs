@@ -66,7 +66,8 @@ pub fn prepare(options: &Options) -> Result<PathBuf> {
     let dir = project::root().join("target").join("weir").join("run");
     std::fs::create_dir_all(&dir)?;
     let config = dir.join(format!("{}.envoy.json", filter.name));
-    project::write_atomic(&config, &serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
+    // It embeds --config, which may hold a secret.
+    project::write_secret(&config, &serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
     Ok(config)
 }
 

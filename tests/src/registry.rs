@@ -30,13 +30,13 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 /// Panics unless python3 can `import oras.client` (oras-py).
 pub fn need_oras_py() {
     let ok = Command::new("python3")
-        .args(["-c", "import oras.client"])
+        .args(["-I", "-c", "import oras.client"])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "oras-py is not installed (python3 -c 'import oras.client' fails): run `cargo xtask setup`"
+        "oras-py is not installed (python3 -I -c 'import oras.client' fails): run `cargo xtask setup`"
     );
 }
 
@@ -642,6 +642,27 @@ pub struct Faults {
     /// Answer every blob GET with `307 Temporary Redirect` to this URL, as registries on object
     /// storage do (S3 or Azure pre-signed URLs carry a signature in the query).
     pub redirect_blob_gets: Option<String>,
+    /// A registry that lies about sizes: answer every blob GET with 200 and this many bytes
+    /// (whatever the manifest declared), announced in a Content-Length unless `hide_length`.
+    pub huge_blob_gets: Option<u64>,
+    /// Send `huge_blob_gets` without a Content-Length (the body ends when the connection does),
+    /// so only counting what arrives can stop it.
+    pub hide_length: bool,
+    /// Answer every manifest GET with 200 and a JSON manifest padded to this many bytes.
+    pub huge_manifest_gets: Option<u64>,
+    /// Answer every manifest GET with this status and body (say, one carrying terminal escapes).
+    pub manifest_get_error: Option<(u16, String)>,
+    /// Pass blob GET answers back one byte at a time with this pause after each (a slow drip
+    /// that keeps every single read within any per-read timeout).
+    pub drip_blob_gets: Option<Duration>,
+    /// Answer every upload request (POST/PATCH/PUT to `/blobs/uploads/`) with this status and body.
+    pub upload_error: Option<(u16, String)>,
+    /// Blob GETs seen so far.
+    pub blob_gets: usize,
+    /// Manifest GETs seen so far.
+    pub manifest_gets: usize,
+    /// Bytes sent under `huge_blob_gets` and `huge_manifest_gets` so far.
+    pub lied_bytes: u64,
     /// 503s answered so far.
     pub answered_503: usize,
     /// Connections dropped mid-blob so far.
@@ -700,6 +721,9 @@ impl FaultProxy {
                 dropped: f.dropped,
                 slowed_bytes: f.slowed_bytes,
                 dropped_manifest_answers: f.dropped_manifest_answers,
+                blob_gets: f.blob_gets,
+                manifest_gets: f.manifest_gets,
+                lied_bytes: f.lied_bytes,
                 ..new
             };
         }
@@ -751,10 +775,28 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
         }
     }
     let body_has = |needle: &str| String::from_utf8_lossy(&buf[head_end..]).contains(needle);
+    let blob_get = method == "GET" && path.contains("/blobs/sha256:");
+    let manifest_get = method == "GET" && path.contains("/manifests/");
     let action = {
         let Ok(mut f) = faults.lock() else { return };
+        if blob_get {
+            f.blob_gets += 1;
+        }
+        if manifest_get {
+            f.manifest_gets += 1;
+        }
         if f.stall {
             "stall"
+        } else if blob_get && f.huge_blob_gets.is_some() {
+            "huge blob"
+        } else if manifest_get && f.huge_manifest_gets.is_some() {
+            "huge manifest"
+        } else if manifest_get && f.manifest_get_error.is_some() {
+            "error"
+        } else if upload && f.upload_error.is_some() {
+            "upload error"
+        } else if blob_get && f.drip_blob_gets.is_some() {
+            "drip"
         } else if upload && f.deny_uploads {
             "403"
         } else if upload && f.no_repository {
@@ -854,6 +896,81 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             let _ = client.shutdown(Shutdown::Both);
         }
         "slow" => forward_slowly(client, upstream, &buf, head_end, length, faults),
+        "huge blob" | "huge manifest" => {
+            let (size, hide, content_type, prefix): (u64, bool, &str, &[u8]) = {
+                let Ok(f) = faults.lock() else { return };
+                if action == "huge blob" {
+                    (f.huge_blob_gets.unwrap_or(0), f.hide_length, "application/octet-stream", b"\0asm")
+                } else {
+                    (
+                        f.huge_manifest_gets.unwrap_or(0),
+                        f.hide_length,
+                        "application/vnd.oci.image.manifest.v1+json",
+                        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","annotations":{"pad":""#,
+                    )
+                }
+            };
+            let length = if hide { String::new() } else { format!("Content-Length: {size}\r\n") };
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n");
+            if client.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let mut piece = vec![b'a'; 64 << 10];
+            piece[..prefix.len()].copy_from_slice(prefix);
+            let mut sent = 0u64;
+            while sent < size && !stop.load(Ordering::SeqCst) {
+                let n = (size - sent).min(piece.len() as u64) as usize;
+                if client.write_all(&piece[..n]).is_err() {
+                    break;
+                }
+                sent += n as u64;
+                if let Ok(mut f) = faults.lock() {
+                    f.lied_bytes += n as u64;
+                }
+                piece[..prefix.len()].fill(b'a');
+            }
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        "error" | "upload error" => {
+            let (code, body) = faults
+                .lock()
+                .ok()
+                .and_then(|f| if action == "error" { f.manifest_get_error.clone() } else { f.upload_error.clone() })
+                .unwrap_or((500, String::new()));
+            // Read the request body first, so the client sees the answer rather than a reset.
+            let mut have = buf.len() - head_end;
+            while have < length {
+                match client.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => have += n,
+                }
+            }
+            let _ = client.write_all(format!("HTTP/1.1 {code} Fault\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes());
+            let _ = client.shutdown(Shutdown::Both);
+        }
+        "drip" => {
+            let pause = faults.lock().ok().and_then(|f| f.drip_blob_gets).unwrap_or_default();
+            let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                return;
+            };
+            if up.write_all(&close_head(&buf[..head_end])).is_err() {
+                return;
+            }
+            let mut answer = Vec::new();
+            let _ = up.read_to_end(&mut answer);
+            // The head at once, then the body a byte at a time.
+            let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |i| i + 4);
+            if client.write_all(&answer[..body_at]).is_err() {
+                return;
+            }
+            for b in &answer[body_at..] {
+                if stop.load(Ordering::SeqCst) || client.write_all(std::slice::from_ref(b)).is_err() {
+                    break;
+                }
+                std::thread::sleep(pause);
+            }
+            let _ = client.shutdown(Shutdown::Both);
+        }
         "drop answer" => {
             // The registry gets the whole request and answers; the client gets a closed socket.
             let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
@@ -973,10 +1090,14 @@ impl Run {
     }
 }
 
-/// The xtask binary, built (once per test process) so it matches the source.
+/// The xtask binary, built (once per test process) so it matches the source; `WEIR_XTASK_BIN`
+/// names another one (an older build, to measure what a fix changed).
 pub fn xtask_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("WEIR_XTASK_BIN") {
+            return PathBuf::from(bin);
+        }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "--package", "xtask", "--bin", "xtask"])
@@ -1025,6 +1146,36 @@ pub fn xtask_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Ru
     }
 }
 
+/// [`xtask`] under GNU time (`/usr/bin/time`): the run and the xtask process's peak resident
+/// memory in KiB.
+pub fn xtask_peak_rss(args: &[&str]) -> (Run, u64) {
+    need("/usr/bin/time");
+    let empty = tempfile::tempdir().expect("temp dir");
+    let report = empty.path().join("rss");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(xtask_bin())
+        .args(args)
+        .env("DOCKER_CONFIG", empty.path())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask under /usr/bin/time");
+    let text = std::fs::read_to_string(&report).expect("/usr/bin/time wrote its report");
+    let kib = text
+        .lines()
+        .filter_map(|l| l.trim().parse::<u64>().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no peak RSS in /usr/bin/time's report: {text}"));
+    let run = Run {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (run, kib)
+}
+
 /// A module Envoy's ABI check accepts, of about `size` bytes (the required exports and a data segment of
 /// incompressible bytes seeded by `seed`), so every test has its own digest.
 pub fn module(size: usize, seed: u64) -> Vec<u8> {
@@ -1061,6 +1212,7 @@ pub fn module_file(dir: &Path, name: &str, size: usize, seed: u64) -> (PathBuf, 
 pub fn oras_py(script: &str, args: &[&str], cwd: &Path) -> Run {
     need_oras_py();
     let out = Command::new("python3")
+        .arg("-I")
         .arg("-c")
         .arg(script)
         .args(args)

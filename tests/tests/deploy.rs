@@ -982,3 +982,69 @@ fn refuses_a_pull_secret_registry_that_is_not_a_host() {
         "--registry `reg.example.com/team` must be a registry host name or IP address",
     );
 }
+
+/// Files holding secrets are 0600 (a pull secret; any output embedding --parameters), and
+/// replacing a 0600 file never widens it; other outputs get 0666 less the umask, as `cp` would.
+#[cfg(unix)]
+#[test]
+fn secret_outputs_are_0600_and_others_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::fs::write(&probe, b"").unwrap();
+    let umasked = mode(&probe);
+    let path = |name: &str| dir.path().join(name);
+    let secret_args = |out: &Path| -> Vec<String> {
+        [
+            "pull-secret",
+            "--image",
+            "acree-1-registry.cn-hangzhou.cr.aliyuncs.com/asm/asm-test:v0.1",
+            "--registry-config",
+            "examples/registry-login.json",
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = deploy(&args);
+        assert_ok(&out);
+    };
+    // A new pull secret, and one replacing a 0644 file and a 0600 file.
+    run(secret_args(&path("secret.yaml")));
+    assert_eq!(mode(&path("secret.yaml")), 0o600);
+    for before in [0o644, 0o600] {
+        let p = path(&format!("old-{before:o}.yaml"));
+        std::fs::write(&p, b"old").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(before)).unwrap();
+        run(secret_args(&p));
+        assert_eq!(mode(&p), 0o600, "a pull secret replacing a {before:o} file");
+        assert!(std::fs::read_to_string(&p).unwrap().contains(".dockerconfigjson"));
+    }
+    // --parameters makes an output secret; without it the umask decides.
+    let plugin = |out: &Path, params: bool| {
+        let mut a: Vec<String> = ["wasmplugin", "--name", "p", "--image", "reg.io/w/a:v1", "-o"].iter().map(|s| s.to_string()).collect();
+        a.push(out.display().to_string());
+        if params {
+            a.extend(["--parameters".to_string(), r#"{"api_key":"s3cr3t"}"#.to_string()]);
+        }
+        run(a);
+    };
+    plugin(&path("with-params.yaml"), true);
+    assert_eq!(mode(&path("with-params.yaml")), 0o600);
+    plugin(&path("plain.yaml"), false);
+    assert_eq!(mode(&path("plain.yaml")), umasked);
+    // An ordinary output replacing a 0600 file keeps 0600.
+    plugin(&path("with-params.yaml"), false);
+    assert_eq!(mode(&path("with-params.yaml")), 0o600);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".weir-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

@@ -81,3 +81,24 @@ fn valid_fixture_passes_and_every_bad_one_exits_1() {
         assert_eq!(text.starts_with("exit: 0\n"), valid, "{}", path.display());
     }
 }
+
+/// A module's own names (imports, exports) never reach the terminal raw, in text or `--json`.
+#[test]
+fn module_names_are_escaped_in_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = module_bytes(&fixtures().join("terminal-escapes.wat"));
+    let file = dir.path().join("terminal-escapes.wasm");
+    std::fs::write(&file, bytes).unwrap();
+    for json in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.arg("validate").arg(&file);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.chars().filter(|c| *c != '\n').any(xtask::display::is_unsafe), "--json {json}: {text:?}");
+        assert!(text.contains("\\x1b]0;pwned\\x07") || text.contains("\\\\x1b]0;pwned\\\\x07"), "{text}");
+        assert!(text.contains("u{202e}"), "{text}");
+    }
+}

@@ -71,7 +71,8 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors quote registries, helpers and modules: no escape sequence reaches the terminal.
+            eprintln!("error: {}", crate::display::escape_lines(&format!("{e:#}")));
             ExitCode::from(u8::try_from(exit_code(&e)).unwrap_or(1))
         }
     }

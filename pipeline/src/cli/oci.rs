@@ -42,10 +42,13 @@ pub struct TransportFlags {
     /// Retries of a request that met a 5xx, a 429 or a dropped connection (with backoff).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub retries: u32,
+    /// Seconds the whole transfer may take, retries included, however slowly the registry sends.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub deadline: u64,
 }
 
 impl From<TransportFlags> for TransportArgs {
     fn from(f: TransportFlags) -> Self {
-        TransportArgs { plain_http: f.plain_http, ca_file: f.ca_file, timeout: f.timeout, retries: f.retries }
+        TransportArgs { plain_http: f.plain_http, ca_file: f.ca_file, timeout: f.timeout, retries: f.retries, deadline: f.deadline }
     }
 }

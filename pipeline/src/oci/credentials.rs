@@ -101,7 +101,8 @@ impl fmt::Display for Source {
             Source::CredentialHelper { helper, config } => {
                 write!(
                     f,
-                    "docker-credential-{helper} (named in {})",
+                    "docker-credential-{} (named in {})",
+                    crate::display::escape(helper),
                     config.display()
                 )
             }
@@ -132,7 +133,10 @@ impl Resolved {
     pub fn describe(&self) -> String {
         match &self.login {
             Login::Anonymous => "no credentials (anonymous)".to_owned(),
-            Login::Basic { username, .. } => format!("user `{username}` from {}", self.source),
+            // The name may come from a helper or a config file: printed escaped and bounded.
+            Login::Basic { username, .. } => {
+                format!("user `{}` from {}", crate::display::quote(username, 100), self.source)
+            }
             Login::Bearer(_) => format!("a registry token from {}", self.source),
         }
     }
@@ -451,7 +455,7 @@ fn run_helper(helper: &str, host: &str, config: &Path, env: &Environment) -> Res
                     .lines()
                     .map(str::trim)
                     .find(|l| !l.is_empty())
-                    .map(str::to_owned)
+                    .map(|l| crate::display::quote(l, crate::display::QUOTE_LIMIT))
             })
             .unwrap_or_default();
         if said.to_ascii_lowercase().contains("credentials not found") {
@@ -732,6 +736,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("docker-credential-absent is not on PATH"), "{e}");
+    }
+
+    /// A helper's words reach the terminal escaped: its failure line, and a user name it hands out.
+    #[test]
+    fn helper_output_is_escaped() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = "#!/bin/sh\nread -r server\nif [ \"$server\" = r.example ]; then\n  printf '%s' '{\"Username\":\"u\\u001b[2J\",\"Secret\":\"s\"}'\nelse\n  printf 'broken \\033]0;pwned\\007 \\033[2J'; exit 1\nfi\n";
+        let p = write(dir.path(), "docker-credential-evil", script);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = write(dir.path(), "config.json", r#"{"credsStore":"evil"}"#);
+        let env = Environment { docker_config: Some(cfg), helper_path: Some(dir.path().as_os_str().to_owned()) };
+        let args = CredentialArgs::default();
+        let e = format!("{:#}", resolve_with(&args, "other.example", &env, &mut "".as_bytes()).unwrap_err());
+        assert!(!e.contains('\u{1b}') && !e.contains('\u{7}'), "{e:?}");
+        assert!(e.contains("broken \\x1b]0;pwned\\x07 \\x1b[2J"), "{e}");
+        let r = resolve_with(&args, "r.example", &env, &mut "".as_bytes()).unwrap();
+        assert_eq!(r.describe().contains('\u{1b}'), false, "{:?}", r.describe());
+        assert!(r.describe().contains("user `u\\x1b[2J`"), "{}", r.describe());
     }
 
     #[test]

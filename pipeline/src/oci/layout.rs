@@ -74,6 +74,12 @@ impl Layout {
     /// Reads a blob and verifies it against `digest` (and `size` when known).
     pub fn get_blob(&self, digest: &Digest, size: Option<u64>, what: &str) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
+        // A file bigger than its descriptor says is refused before it is read.
+        if let (Some(size), Ok(meta)) = (size, std::fs::metadata(&path)) {
+            if meta.len() != size {
+                bail!("the {what} in {} is {} bytes, but its descriptor says {size}: refusing it (truncated or tampered content)", self.dir.display(), meta.len());
+            }
+        }
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
                 "OCI layout {} lacks the {what} {digest} ({})",

@@ -173,6 +173,9 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
             let desc = layout.resolve(reference.tag.as_deref())?;
             let d = Digest::parse(&desc.digest)
                 .with_context(|| format!("{name}: index.json names a bad digest"))?;
+            if desc.size > super::registry::MAX_MANIFEST {
+                anyhow::bail!("{name}: index.json says the manifest is {} bytes, more than the {} weir reads", desc.size, super::registry::MAX_MANIFEST);
+            }
             (layout.get_blob(&d, Some(desc.size), "manifest")?, d)
         }
         Store::Registry(r) => r.get_manifest().await?,
@@ -193,7 +196,13 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
     let runtime_config = match &located.runtime_config {
         Some(desc) => {
             let bytes = get(store, desc, "runtime config").await?;
-            serde_json::from_slice(&bytes).ok()
+            // What the store says about the module is printed: escaped here, once.
+            serde_json::from_slice(&bytes).ok().map(|mut c: RuntimeConfig| {
+                let safe = |v: &mut Vec<String>| v.iter_mut().for_each(|s| *s = crate::display::quote(s, 200));
+                safe(&mut c.abi_versions);
+                safe(&mut c.config.root_ids);
+                c
+            })
         }
         None => None,
     };

@@ -60,6 +60,16 @@ enum Kind {
 impl Args {
     /// Runs the subcommand.
     pub fn run(self) -> Result<()> {
+        // A pull secret holds a password, and --parameters a filter's configuration (API keys,
+        // tokens): those files are written 0600.
+        let secret = match &self.kind {
+            Kind::PullSecret(_) => true,
+            Kind::Asm(a) => a.parameters.is_some(),
+            Kind::WasmPlugin(a) => a.parameters.is_some(),
+            Kind::EnvoyFilter(a) => a.parameters.is_some(),
+            Kind::Envoy(a) => a.parameters.is_some(),
+            Kind::AutoWasm(_) => false,
+        };
         let (output, yaml) = match self.kind {
             Kind::Asm(a) => (a.output.check()?, deploy::asm::render(&a.into())?),
             Kind::PullSecret(a) => (a.output.check()?, deploy::pull_secret::render(&a.into())?),
@@ -68,7 +78,7 @@ impl Args {
             Kind::AutoWasm(a) => (a.output.check()?, deploy::autowasm::render(&a.into())?),
             Kind::Envoy(a) => (a.output.check()?, deploy::envoy::render(&a.into())?),
         };
-        write_output(output.as_deref(), &yaml)
+        write_output(output.as_deref(), &yaml, secret)
     }
 }
 
@@ -90,9 +100,10 @@ impl OutputFlags {
     }
 }
 
-fn write_output(path: Option<&Path>, yaml: &str) -> Result<()> {
+fn write_output(path: Option<&Path>, yaml: &str, secret: bool) -> Result<()> {
+    let write = if secret { crate::project::write_secret } else { crate::project::write_atomic };
     match path {
-        Some(p) => crate::project::write_atomic(p, yaml.as_bytes()).with_context(|| format!("--output {}", p.display())),
+        Some(p) => write(p, yaml.as_bytes()).with_context(|| format!("--output {}", p.display())),
         None => {
             let mut out = std::io::stdout().lock();
             out.write_all(yaml.as_bytes())?;
