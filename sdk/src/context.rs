@@ -15,6 +15,8 @@ pub(crate) struct Flow {
     pub(crate) pending: Option<u32>,
     /// Whether the filter has a callout hook (else a callout's answer would be lost).
     pub(crate) callouts: bool,
+    /// The `_rules_` entry this request's configuration came from.
+    pub(crate) rule: Option<usize>,
 }
 
 impl Flow {
@@ -135,6 +137,13 @@ macro_rules! stream_context {
             #[doc = concat!("True when nothing follows in this direction (in the headers hook: the ", $what, " has no body).")]
             pub fn end_of_stream(&self) -> bool {
                 self.end_of_stream
+            }
+
+            /// Which configuration this request runs with: `Some(i)` for the
+            /// `_rules_` entry `i` (counting from 0), `None` for the global one.
+            /// State kept across requests (counters, caches) can be keyed by it.
+            pub fn rule(&self) -> Option<usize> {
+                self.flow.rule
             }
 
             /// The request's attributes: path, method, source address, route name…

@@ -61,6 +61,7 @@ pub mod hooks;
 mod host;
 pub mod log;
 pub mod metrics;
+pub mod path;
 mod property;
 mod reply;
 pub mod rules;

@@ -76,6 +76,7 @@ impl<F: HttpFilter> Plugin<F> {
             flow: Flow {
                 pending: None,
                 callouts: F::HOOKS & hooks::HTTP_CALL_RESPONSE != 0,
+                rule: None,
             },
             paused: None,
             body_skipped: false,
@@ -143,7 +144,14 @@ impl<F: HttpFilter> Stream<F> {
             return Action::Continue;
         };
         let Some(config) = set.get(pick) else {
-            return Action::Continue;
+            // A path the rules cannot judge: 400, once, before any hook.
+            let Pick::Refuse(e) = pick else { return Action::Continue };
+            self.pick = Some(Pick::Skip);
+            return finish(self.name, hook, crate::rules::refuse(e));
+        };
+        self.flow.rule = match pick {
+            Pick::Rule(i) => Some(i),
+            _ => None,
         };
         let action = finish(
             self.name,
