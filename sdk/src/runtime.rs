@@ -126,7 +126,14 @@ impl<F: HttpFilter> Stream<F> {
         let Some(set) = &self.config else {
             return false;
         };
-        let pick = *self.pick.get_or_insert_with(|| set.pick());
+        let flow = &mut self.flow;
+        let pick = *self.pick.get_or_insert_with(|| {
+            let pick = set.pick();
+            if let Pick::Rule(i) = pick {
+                flow.rule = Some(i);
+            }
+            pick
+        });
         pick != Pick::Skip
     }
 
@@ -144,14 +151,7 @@ impl<F: HttpFilter> Stream<F> {
             return Action::Continue;
         };
         let Some(config) = set.get(pick) else {
-            // A path the rules cannot judge: 400, once, before any hook.
-            let Pick::Refuse(e) = pick else { return Action::Continue };
-            self.pick = Some(Pick::Skip);
-            return finish(self.name, hook, crate::rules::refuse(e));
-        };
-        self.flow.rule = match pick {
-            Pick::Rule(i) => Some(i),
-            _ => None,
+            return Action::Continue;
         };
         let action = finish(
             self.name,
