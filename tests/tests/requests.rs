@@ -47,6 +47,10 @@ const ADMIN_SPELLINGS: &[&str] = &[
     "/./admin",
     "/x/../admin",
     "/%61dmin",
+    "http://localhost/admin/users",
+    "http://localhost//admin/users",
+    "/%2E%2E/admin/users",
+    "/admin/x/%2e%2E/users",
 ];
 
 /// Spellings whose meaning depends on the upstream: refused with 400.
