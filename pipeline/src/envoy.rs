@@ -129,6 +129,11 @@ pub struct Bootstrap {
     pub clusters: Vec<(String, String)>,
     /// Raised request-header limits; `None` keeps Envoy's defaults (60 KB, 100 headers).
     pub header_limits: Option<HeaderLimits>,
+    /// Leave paths as the client sent them (`false`, the default, has Envoy
+    /// normalize them: `normalize_path`, `merge_slashes` and
+    /// `path_with_escaped_slashes_action: REJECT_REQUEST`). Only for tests of a
+    /// filter's own path handling, and for comparison.
+    pub raw_paths: bool,
 }
 
 /// How large a request head the listener accepts.
@@ -166,6 +171,7 @@ impl Bootstrap {
             backend: Backend::Direct,
             clusters: Vec::new(),
             header_limits: None,
+            raw_paths: false,
         }
     }
 
@@ -199,6 +205,14 @@ impl Bootstrap {
             "route_config": {"name": "local", "virtual_hosts": [virtual_host]},
             "http_filters": http_filters,
         });
+        if !self.raw_paths {
+            // One path for routing, filters and the upstream: RFC 3986 dot
+            // segments removed, `//` merged, `%2F`/`%5C` refused (400). weir's
+            // SDK also matches on its own canonical path (`weir::path`).
+            manager["normalize_path"] = json!(true);
+            manager["merge_slashes"] = json!(true);
+            manager["path_with_escaped_slashes_action"] = json!("REJECT_REQUEST");
+        }
         if let Some(limits) = self.header_limits {
             manager["max_request_headers_kb"] = json!(limits.max_request_headers_kb);
             manager["common_http_protocol_options"] = json!({"max_headers_count": limits.max_headers_count});

@@ -20,6 +20,8 @@ pub(crate) struct Flow {
     pub(crate) body_mode: BodyMode,
     /// The request body (`[0]`) and the response body (`[1]`), by [`Direction`].
     pub(crate) bodies: [BodyFlow; 2],
+    /// The `_rules_` entry this request's configuration came from.
+    pub(crate) rule: Option<usize>,
 }
 
 /// One direction's body: how the hook sees it, and how far it has come. Eight bytes,
@@ -243,6 +245,13 @@ macro_rules! stream_context {
                 } else {
                     self.flow.body_mode
                 }
+            }
+
+            /// Which configuration this request runs with: `Some(i)` for the
+            /// `_rules_` entry `i` (counting from 0), `None` for the global one.
+            /// State kept across requests (counters, caches) can be keyed by it.
+            pub fn rule(&self) -> Option<usize> {
+                self.flow.rule
             }
 
             /// The request's attributes: path, method, source address, route name…

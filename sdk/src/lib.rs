@@ -62,6 +62,7 @@ mod host;
 pub mod log;
 pub mod metrics;
 mod outcome;
+pub mod path;
 mod property;
 mod reply;
 pub mod rules;

@@ -1,9 +1,11 @@
 //! Properties: typed getters for the request attributes Envoy knows (path, source address, route…).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use crate::header::Value;
 use crate::host;
+use crate::path::{self, PathError};
 
 /// The request's attributes, read from the host on each call (one host call each).
 ///
@@ -25,6 +27,33 @@ impl Properties {
     /// The request path with its query (`request.path`).
     pub fn path(&self) -> Option<Value> {
         self.get(&["request", "path"])
+    }
+
+    /// The request path in its canonical form, without the query: what
+    /// `_rules_` match on and what a filter should match on (see
+    /// [`crate::path`]). `Err` when the request has no path or a path with no
+    /// canonical form; a security decision should then refuse the request (400).
+    /// Allocates nothing beyond the host's answer when the path is already canonical.
+    pub fn canonical_path(&self) -> Result<Value, PathError> {
+        let mut raw = host::property(&["request", "path"]).ok_or(PathError::Missing)?;
+        let canonical = match path::canonicalize(&raw)? {
+            Cow::Borrowed(b) => Err(b.len()),
+            Cow::Owned(v) => Ok(v),
+        };
+        match canonical {
+            Ok(owned) => Ok(Value(owned)),
+            Err(len) => {
+                raw.truncate(len);
+                Ok(Value(raw))
+            }
+        }
+    }
+
+    /// The host in its canonical form: lowercase, without the port and one
+    /// trailing `.` (see [`crate::path::canonical_host`]).
+    pub fn canonical_host(&self) -> Option<Value> {
+        let raw = host::property(&["request", "host"])?;
+        Some(Value(path::canonical_host(&raw).into_owned()))
     }
 
     /// The request method (`request.method`).

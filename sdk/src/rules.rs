@@ -18,9 +18,15 @@
 //! - A rule's configuration is the global object with the rule's own fields
 //!   put over it (a shallow merge), parsed and validated like the global one.
 //! - `_match_route_` lists Envoy route names (exact); `_match_domain_` lists
-//!   hosts, exact or `*.suffix`, compared without the port and ignoring ASCII
-//!   case; `_match_path_prefix_` lists prefixes of the request path. A rule
-//!   matches when every list it gives has a match; the first matching rule wins.
+//!   hosts, exact or `*.suffix`, compared canonically (ASCII case ignored,
+//!   without the port and one trailing `.`: [`canonical_host`]);
+//!   `_match_path_prefix_` lists prefixes of the canonical request path
+//!   ([`canonicalize`]: `//api`, `/x/../api` and `/%61pi` are all `/api`;
+//!   the prefixes are canonicalized too). A rule matches when every list it
+//!   gives has a match; the first matching rule wins.
+//! - When some rule matches on the path and the request's path has no canonical
+//!   form (`%2F`, `\`, `%zz`…), the SDK answers 400 itself before any hook
+//!   runs: a rule is never picked on a guess.
 //! - When the top-level object holds nothing but `_rules_`, there is no global
 //!   configuration, and a request that matches no rule skips the filter.
 //! - The rule is picked once per request, on its first hook, reading only the
@@ -37,6 +43,7 @@ use serde_json::value::RawValue;
 
 use crate::config::{self, ConfigError};
 use crate::host;
+use crate::path::{canonical_host, canonicalize, PathError};
 
 const RULES: &str = "_rules_";
 const ROUTE: &str = "_match_route_";
@@ -65,6 +72,9 @@ pub(crate) enum Pick {
     Skip,
     Global,
     Rule(usize),
+    /// A rule matches on the path, and this one has no canonical form: answer
+    /// 400 (`pick` does, and skips the filter).
+    Refuse(PathError),
 }
 
 impl<C: DeserializeOwned> RuleSet<C> {
@@ -133,8 +143,18 @@ impl<C: DeserializeOwned> RuleSet<C> {
             check(&config).map_err(|e| e.under(&at))?;
             let domains = domains
                 .into_iter()
-                .map(|d: String| d.to_ascii_lowercase())
+                .map(|d: String| {
+                    String::from_utf8_lossy(&canonical_host(d.as_bytes())).into_owned()
+                })
                 .collect();
+            let path_prefixes = path_prefixes
+                .into_iter()
+                .enumerate()
+                .map(|(j, p): (usize, String)| match canonicalize(p.as_bytes()) {
+                    Ok(c) => Ok(String::from_utf8_lossy(&c).into_owned()),
+                    Err(e) => Err(ConfigError::at(format!("{at}.{PATH_PREFIX}[{j}]"), e.to_string())),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             parsed.push(Rule {
                 routes,
                 domains,
@@ -318,7 +338,15 @@ impl<C> RuleSet<C> {
         let path = need(|r| !r.path_prefixes.is_empty())
             .then(|| host::property(&["request", "path"]))
             .flatten();
-        self.pick_for(route.as_deref(), host.as_deref(), path.as_deref())
+        match self.pick_for(route.as_deref(), host.as_deref(), path.as_deref()) {
+            // Answered here, on the request's first hook; the filter is then
+            // skipped for the rest of the request (the local reply included).
+            Pick::Refuse(e) => {
+                refuse(e);
+                Pick::Skip
+            }
+            pick => pick,
+        }
     }
 
     /// Picks the configuration for a request with these attributes.
@@ -328,14 +356,21 @@ impl<C> RuleSet<C> {
         host: Option<&[u8]>,
         path: Option<&[u8]>,
     ) -> Pick {
-        let host = host.map(strip_port);
+        let host = host.map(canonical_host);
+        let path = match path.map(canonicalize) {
+            Some(Err(e)) if self.rules.iter().any(|r| !r.path_prefixes.is_empty()) => {
+                return Pick::Refuse(e)
+            }
+            Some(Ok(p)) => Some(p),
+            _ => None,
+        };
         for (i, rule) in self.rules.iter().enumerate() {
             let route_ok = rule.routes.is_empty()
                 || route.is_some_and(|r| rule.routes.iter().any(|x| x.as_bytes() == r));
             let domain_ok = rule.domains.is_empty()
-                || host.is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
+                || host.as_ref().is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
             let path_ok = rule.path_prefixes.is_empty()
-                || path.is_some_and(|p| {
+                || path.as_ref().is_some_and(|p| {
                     rule.path_prefixes
                         .iter()
                         .any(|x| p.starts_with(x.as_bytes()))
@@ -354,29 +389,28 @@ impl<C> RuleSet<C> {
     /// The configuration `pick` chose.
     pub(crate) fn get(&self, pick: Pick) -> Option<&C> {
         match pick {
-            Pick::Skip => None,
+            Pick::Skip | Pick::Refuse(_) => None,
             Pick::Global => self.global.as_ref(),
             Pick::Rule(i) => self.rules.get(i).map(|r| &r.config),
         }
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Answers a request whose path the rules cannot judge: 400, with the reason
+/// as its details. Out of the hook dispatch on purpose: a refusal branch in
+/// `Stream::run` cost every request of every filter ~360 wasm instructions
+/// (`bench --work`), even when never taken.
+#[cold]
+#[inline(never)]
+fn refuse(e: PathError) {
+    let reply = crate::LocalReply::new(400).body("invalid path\n").details(e.details());
+    if let Err(err) = reply.send() {
+        crate::log::log(crate::log::Level::Warn, &format!("cannot refuse a path the rules cannot judge: {err}"));
+    }
 }
 
-/// `host` without a trailing `:port` (IPv6 literals keep their brackets).
-fn strip_port(host: &[u8]) -> &[u8] {
-    match host.iter().rposition(|&b| b == b':') {
-        Some(i) if host[i + 1..].iter().all(u8::is_ascii_digit) && !host[..i].ends_with(b":") => {
-            if host.first() == Some(&b'[') && host[..i].last() != Some(&b']') {
-                host
-            } else {
-                &host[..i]
-            }
-        }
-        _ => host,
-    }
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `pattern` is lowercase: exact, `*` (any host) or `*.suffix` (any subdomain).
@@ -509,20 +543,76 @@ mod tests {
         ) {
             let s = set(r#"{"v": 1, "_rules_": [
                 {"_match_route_": ["r"], "v": 2},
-                {"_match_domain_": ["*.a.test", "*", "[::1]"], "_match_path_prefix_": ["/p", ""], "v": 3}
+                {"_match_domain_": ["*.a.test", "*", "[::1]"], "_match_path_prefix_": ["/p", "/"], "v": 3}
             ]}"#);
-            let _ = strip_port(&host);
             let pick = s.pick_for(Some(&route), Some(&host), Some(&path));
-            proptest::prop_assert!(s.get(pick).is_some());
+            match pick {
+                Pick::Refuse(e) => proptest::prop_assert_eq!(canonicalize(&path).err(), Some(e)),
+                _ => proptest::prop_assert!(s.get(pick).is_some()),
+            }
         }
     }
 
     #[test]
     fn ports_are_stripped_but_ipv6_kept() {
-        assert_eq!(strip_port(b"a.test:80"), b"a.test");
-        assert_eq!(strip_port(b"a.test"), b"a.test");
-        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
-        assert_eq!(strip_port(b"[::1]"), b"[::1]");
-        assert_eq!(strip_port(b"::1"), b"::1");
+        let s = set(r#"{"v": 1, "_rules_": [{"_match_domain_": ["[::1]", "a.test"], "v": 2}]}"#);
+        for host in ["a.test:80", "a.test", "[::1]:80", "[::1]", "A.TEST.", "a.test.:8080"] {
+            assert_eq!(s.pick_for(None, Some(host.as_bytes()), None), Pick::Rule(0), "{host}");
+        }
+        for host in ["::1", "a.test..", "b.test", "a.test.b"] {
+            assert_eq!(s.pick_for(None, Some(host.as_bytes()), None), Pick::Global, "{host}");
+        }
+    }
+
+    #[test]
+    fn paths_match_canonically() {
+        let s = set(r#"{"v": 1, "_rules_": [
+            {"_match_path_prefix_": ["/api/"], "v": 2},
+            {"_match_path_prefix_": ["//%61dmin/./x/.."], "v": 3}
+        ]}"#);
+        for path in ["/api/v1", "//api/v1", "/./api/v1", "/x/../api/v1", "/%61pi/v1", "/%61%50i/../api/v1", "/api;x/v1",
+                     "/x/..;/api/v1", "/x/%2e%2e/api/v1", "///api//v1?q", "/../api/"] {
+            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Rule(0), "{path}");
+        }
+        // The prefix is `/admin/`.
+        for path in ["/admin/", "//admin/users", "/admin/.", "/%61dmin/?x"] {
+            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Rule(1), "{path}");
+        }
+        for path in ["/apiv1", "/API/v1", "/ap", "/x/api/v1", "/admin", "/admin?/"] {
+            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Global, "{path}");
+        }
+        for (path, e) in [("/api%2Fv1", PathError::EncodedSlash), ("/api\\v1", PathError::Backslash),
+                          ("/%zz", PathError::InvalidEscape), ("/a%00", PathError::ControlByte), ("*", PathError::NotAbsolute)] {
+            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Refuse(e), "{path}");
+        }
+        // Without path rules, a path is never read, let alone refused.
+        let hosts = set(r#"{"v": 1, "_rules_": [{"_match_domain_": ["a.test"], "v": 2}]}"#);
+        assert_eq!(hosts.pick_for(None, None, Some(b"/%zz")), Pick::Global);
+        let err = RuleSet::<C>::parse(br#"{"v": 1, "_rules_": [{"_match_path_prefix_": ["/a", "/%2f"], "v": 2}]}"#, true, |_| Ok(()));
+        assert_eq!(err.unwrap_err().to_string(), "field `_rules_[0]._match_path_prefix_[1]`: the path has an encoded `/` or `\\` (%2F, %5C)");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_rule_matches_a_path_exactly_when_it_matches_its_canonical_form(
+            raw in proptest::collection::vec(proptest::sample::select(b"/.%2e61aApi;x?".to_vec()), 0..20),
+        ) {
+            let s = set(r#"{"v": 1, "_rules_": [
+                {"_match_path_prefix_": ["/api/"], "v": 2},
+                {"_match_path_prefix_": ["/a/"], "v": 3},
+                {"_match_path_prefix_": ["/a"], "v": 4}
+            ]}"#);
+            let mut raw = raw;
+            raw.insert(0, b'/');
+            let pick = s.pick_for(None, None, Some(&raw));
+            match canonicalize(&raw) {
+                Ok(c) => {
+                    proptest::prop_assert_eq!(pick, s.pick_for(None, None, Some(&c)));
+                    let by_hand = ["/api/", "/a/", "/a"].iter().position(|p| c.starts_with(p.as_bytes()));
+                    proptest::prop_assert_eq!(pick, by_hand.map_or(Pick::Global, Pick::Rule));
+                }
+                Err(e) => proptest::prop_assert_eq!(pick, Pick::Refuse(e)),
+            }
+        }
     }
 }

@@ -78,6 +78,7 @@ impl<F: HttpFilter> Plugin<F> {
                 body_mode: F::BODY_MODE,
                 // All zero (cheaper per request than one filled in): the mode is settled at the first chunk.
                 bodies: Default::default(),
+                rule: None,
             },
             paused: None,
             filter: F::default(),
@@ -159,7 +160,14 @@ impl<F: HttpFilter> Stream<F> {
         let Some(set) = &self.config else {
             return false;
         };
-        let pick = *self.pick.get_or_insert_with(|| set.pick());
+        let flow = &mut self.flow;
+        let pick = *self.pick.get_or_insert_with(|| {
+            let pick = set.pick();
+            if let Pick::Rule(i) = pick {
+                flow.rule = Some(i);
+            }
+            pick
+        });
         pick != Pick::Skip
     }
 

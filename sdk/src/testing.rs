@@ -557,6 +557,16 @@ impl Call {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every copy of a header it carried, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
     /// Its `:path`.
     pub fn path(&self) -> &str {
         self.header(":path").unwrap_or("")

@@ -35,7 +35,8 @@ impl Body {
     }
 }
 
-/// One request, sent exactly as given (after `host` and `connection: close`).
+/// One request, sent exactly as given (after `host: localhost`, unless it has
+/// its own `host`, and `connection: close`).
 #[derive(Clone, Debug)]
 pub struct RawRequest {
     pub method: String,
@@ -79,7 +80,12 @@ impl RawRequest {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(&self.path);
-        out.extend_from_slice(b" HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        // A request that sets its own `host` sends that one only.
+        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            out.extend_from_slice(b"host: localhost\r\n");
+        }
+        out.extend_from_slice(b"connection: close\r\n");
         for (k, v) in &self.headers {
             out.extend_from_slice(k.as_bytes());
             out.extend_from_slice(b": ");

@@ -569,6 +569,25 @@ fn access_control_checks() -> Vec<Check> {
             403,
             ACCESS_DENIED,
         ),
+        // Path spellings (issue 12): one path, however it is written.
+        deny("//admin/users", RawRequest::get("//admin/users"), 403, ACCESS_DENIED),
+        deny("/x/../admin", RawRequest::get("/x/../admin"), 403, ACCESS_DENIED),
+        deny("/%61dmin", RawRequest::get("/%61dmin"), 403, ACCESS_DENIED),
+        deny("/x/%2e%2e/admin", RawRequest::get("/x/%2e%2e/admin"), 403, ACCESS_DENIED),
+        deny("/admin;x/users", RawRequest::get("/admin;x/users"), 403, ACCESS_DENIED),
+        deny("//api/v1 without a key", RawRequest::get("//api/v1"), 403, ACCESS_DENIED),
+        deny(
+            "x-debug-bypass merged with another value",
+            RawRequest::get("/").header("x-debug-bypass", "0, 1"),
+            403,
+            ACCESS_DENIED,
+        ),
+        deny(
+            "x-api-key with the right key and a wrong one, comma-joined",
+            RawRequest::get("/api/v1").header("x-api-key", "demo-key, wrong"),
+            403,
+            ACCESS_DENIED,
+        ),
         deny(
             "a 16 KB path under /api/ without a key",
             RawRequest::get(long_path("/api/")),
@@ -626,11 +645,18 @@ fn ext_authz_checks() -> Vec<Check> {
     let good = |r: RawRequest| r.header("authorization", GOOD_TOKEN);
     vec![
         deny(
-            "authorization with bytes 0x80-0xFF (not sendable: missing)",
+            "authorization with bytes 0x80-0xFF (not sendable: refused)",
             RawRequest::get("/").header("authorization", high()),
-            403,
-            AUTH_DENIED,
+            400,
+            b"header value is not text\n",
         ),
+        deny(
+            "a cookie with bytes 0x80-0xFF, good token (not sendable: refused)",
+            good(RawRequest::get("/").header("cookie", high())),
+            400,
+            b"header value is not text\n",
+        ),
+
         deny(
             "empty authorization",
             RawRequest::get("/").header("authorization", ""),

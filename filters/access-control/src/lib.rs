@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 
 use weir::metrics::Counter;
+use weir::path::PathError;
 use weir::{Action, ConfigError, HeaderName, HttpFilter, LocalReply, Request};
 
 static ALLOWED: Counter = Counter::new("access_control_allowed");
@@ -30,9 +31,12 @@ pub struct Config {
     /// Source networks always denied.
     #[serde(default)]
     pub deny_sources: Vec<Cidr>,
-    /// Request paths starting with one of these are denied.
+    /// Request paths starting with one of these are denied. Paths are compared
+    /// in their canonical form (`weir::path`: `//admin`, `/x/../admin` and
+    /// `/%61dmin` are `/admin`), and so are the prefixes; a path with no
+    /// canonical form (`%2F`, `\\`, `%zz`…) is answered with 400.
     #[serde(default)]
-    pub deny_path_prefixes: Vec<String>,
+    pub deny_path_prefixes: Vec<PathPrefix>,
     /// Headers every request must carry (with one of `values`, when given).
     #[serde(default)]
     pub require_headers: Vec<HeaderRule>,
@@ -58,7 +62,9 @@ fn default_body() -> String {
 /// A header condition: `name` present, and when `values` is non-empty, equal to
 /// one of them. A header sent several times is judged on every copy, since the
 /// upstream may read any of them: a required header passes only when every copy
-/// is accepted, a denied one denies when any copy matches.
+/// is accepted, a denied one denies when any copy matches. Envoy (and many
+/// upstreams) join repeated headers with `,`, so each copy is also judged on
+/// its comma-separated elements: `x-role: user, admin` carries `admin`.
 #[derive(serde::Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderRule {
@@ -78,9 +84,29 @@ enum Copies {
     Any,
 }
 
+/// The comma-separated elements of a header value, without surrounding spaces and tabs.
+fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(|e| {
+        let start = e.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(e.len());
+        let end = e.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+        &e[start..end]
+    })
+}
+
 impl HeaderRule {
     fn accepts(&self, value: &[u8]) -> bool {
         self.values.iter().any(|x| x.as_bytes() == value)
+    }
+
+    /// A required header's copy passes when it is an accepted value, or when
+    /// every element of it is.
+    fn accepts_copy(&self, value: &[u8]) -> bool {
+        self.accepts(value) || elements(value).all(|e| self.accepts(e))
+    }
+
+    /// A denied header's copy denies when it, or any element of it, matches.
+    fn denies_copy(&self, value: &[u8]) -> bool {
+        self.accepts(value) || elements(value).any(|e| self.accepts(e))
     }
 
     fn matches(&self, cx: &mut Request<'_, Config>, copies: Copies) -> bool {
@@ -94,8 +120,8 @@ impl HeaderRule {
         }
         let all = headers.get_all(self.name.as_str());
         match copies {
-            Copies::All => !all.is_empty() && all.iter().all(|v| self.accepts(v.as_bytes())),
-            Copies::Any => all.iter().any(|v| self.accepts(v.as_bytes())),
+            Copies::All => !all.is_empty() && all.iter().all(|v| self.accepts_copy(v.as_bytes())),
+            Copies::Any => all.iter().any(|v| self.denies_copy(v.as_bytes())),
         }
     }
 }
@@ -108,7 +134,10 @@ pub struct Cidr {
 }
 
 impl Cidr {
-    /// Parses `a.b.c.d/n`, `x::y/n` or an address alone.
+    /// Parses `a.b.c.d/n`, `x::y/n` or an address alone. An IPv4-mapped IPv6
+    /// network (`::ffff:10.0.0.0/104`) becomes the IPv4 one (`10.0.0.0/8`),
+    /// since sources are compared as IPv4; one wider than the mapped range
+    /// (`::ffff:0:0/95`) is refused.
     pub fn parse(text: &str) -> Option<Cidr> {
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
@@ -118,7 +147,18 @@ impl Cidr {
             }
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Cidr {
+        if prefix > max {
+            return None;
+        }
+        if let IpAddr::V6(v6) = addr {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return (prefix >= 96).then(|| Cidr {
+                    network: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
+        Some(Cidr {
             network: addr,
             prefix,
         })
@@ -145,9 +185,27 @@ impl<'de> serde::Deserialize<'de> for Cidr {
         let text = String::deserialize(d)?;
         Cidr::parse(&text).ok_or_else(|| {
             serde::de::Error::custom(format_args!(
-                "`{text}` is not an IP address or CIDR (like 10.0.0.0/8)"
+                "`{text}` is not an IP address or CIDR (like 10.0.0.0/8; an IPv4-mapped one needs a prefix of at least 96)"
             ))
         })
+    }
+}
+
+const PATH_DENIED: &str = "access_control_path_denied";
+/// A path with no canonical form: answered with 400, whatever `deny_status` is.
+const PATH_INVALID: &str = "access_control_path_invalid";
+
+/// A path prefix, canonicalized when the configuration is read (`weir::path`).
+#[derive(Debug, Clone)]
+pub struct PathPrefix(pub String);
+
+impl<'de> serde::Deserialize<'de> for PathPrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match weir::path::canonicalize(text.as_bytes()) {
+            Ok(c) => Ok(PathPrefix(String::from_utf8_lossy(&c).into_owned())),
+            Err(e) => Err(serde::de::Error::custom(format_args!("path prefix `{text}`: {e}"))),
+        }
     }
 }
 
@@ -168,14 +226,19 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
         }
     }
     if !config.deny_path_prefixes.is_empty() {
-        let path = cx.headers().get(":path");
-        let path = path.as_ref().map_or(&b""[..], |p| p.as_bytes());
-        if config
-            .deny_path_prefixes
-            .iter()
-            .any(|p| path.starts_with(p.as_bytes()))
-        {
-            return Some("access_control_path_denied");
+        match cx.properties().canonical_path() {
+            Ok(path) => {
+                if config
+                    .deny_path_prefixes
+                    .iter()
+                    .any(|p| path.as_bytes().starts_with(p.0.as_bytes()))
+                {
+                    return Some(PATH_DENIED);
+                }
+            }
+            // A CONNECT has no path, so no prefix to match.
+            Err(PathError::Missing) => {}
+            Err(_) => return Some(PATH_INVALID),
         }
     }
     if config.deny_headers.iter().any(|h| h.matches(cx, Copies::Any)) {
@@ -215,7 +278,8 @@ impl HttpFilter for AccessControl {
             Some(reason) => {
                 DENIED.inc();
                 let config = cx.config();
-                let mut reply = LocalReply::new(config.deny_status)
+                let status = if reason == PATH_INVALID { 400 } else { config.deny_status };
+                let mut reply = LocalReply::new(status)
                     .body(config.deny_body.as_bytes())
                     .details(reason);
                 let grpc = cx

@@ -55,3 +55,18 @@ fn non_utf8_request_headers_pass_untouched() {
     assert_eq!(exchange.upstream_header("x-bin").unwrap().as_bytes(), b"\x80\xfe\xff");
     assert_eq!(exchange.response_header("hello").unwrap(), "hello details");
 }
+
+#[test]
+fn path_rules_match_the_canonical_path_and_refuse_ambiguous_ones() {
+    let config = r#"{"_rules_": [{"_match_path_prefix_": ["/admin/"], "name": "x-admin", "value": "yes"}]}"#;
+    let mut filter = TestFilter::<AddHeader>::configure(config).unwrap();
+    for path in ["/admin/users", "//admin/users", "/x/../%61dmin/users", "/admin;x/users"] {
+        let exchange = filter.send(TestRequest::get(path));
+        assert_eq!(exchange.response_header("x-admin").unwrap(), "yes", "{path}");
+    }
+    assert!(filter.send(TestRequest::get("/public")).response_header("x-admin").is_none());
+    let exchange = filter.send(TestRequest::get("/admin%2Fusers"));
+    assert_eq!(exchange.status(), 400);
+    assert_eq!(exchange.reply_details(), Some("weir_path_encoded_slash"));
+    assert!(exchange.response_header("x-admin").is_none());
+}

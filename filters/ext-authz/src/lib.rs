@@ -7,6 +7,13 @@
 //! it; a 5xx, no answer within `timeout_ms` or a refused call is a failure,
 //! answered with `failure_status` (503) or let through when `fail_open` is set;
 //! any other answer is denied with `deny_status` (403) and the service's body.
+//!
+//! What the service sees is what the upstream will act on: the canonical path
+//! (`weir::path`; `//admin` and `/%61dmin` are `/admin`) with the query as sent,
+//! and every copy of a forwarded header, in order. A request whose path has no
+//! canonical form, or whose forwarded header is not text (callouts carry text),
+//! is answered with 400 without asking; with `repeated_headers: "deny"` so is
+//! one that sends a forwarded header more than once.
 
 use std::time::Duration;
 
@@ -32,10 +39,15 @@ pub struct Config {
     /// How long to wait for the answer (default 200 ms).
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
-    /// Request headers sent to the service (default `authorization`). Values
-    /// that are not UTF-8 are not sent (proxy-wasm callouts carry text).
+    /// Request headers sent to the service (default `authorization`), every
+    /// copy of each. A value that is not UTF-8 cannot be sent (proxy-wasm
+    /// callouts carry text): such a request is answered with 400.
     #[serde(default = "default_forward")]
     pub forward_headers: Vec<HeaderName>,
+    /// A forwarded header sent more than once: `"forward"` every copy (default)
+    /// or `"deny"` the request with 400.
+    #[serde(default)]
+    pub repeated_headers: Repeated,
     /// Headers of an allowing answer copied onto the upstream request.
     #[serde(default)]
     pub upstream_headers: Vec<HeaderName>,
@@ -48,6 +60,17 @@ pub struct Config {
     /// Let requests through when the service fails or times out.
     #[serde(default)]
     pub fail_open: bool,
+}
+
+/// What to do with a forwarded header sent more than once.
+#[derive(serde::Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Repeated {
+    /// Send every copy to the service, in order.
+    #[default]
+    Forward,
+    /// Answer 400.
+    Deny,
 }
 
 fn default_timeout() -> u64 {
@@ -103,25 +126,35 @@ impl HttpFilter for ExtAuthz {
         let headers = cx.headers();
         let method = headers.get(":method");
         let method = method.as_ref().and_then(|m| m.to_str()).unwrap_or("GET");
-        let path = headers
-            .get(":path")
-            .map_or_else(|| "/".into(), |p| escape_path(p.as_bytes()));
+        let raw = headers.get(":path");
+        let raw = raw.as_ref().map_or(&b"/"[..], |p| p.as_bytes());
+        let path = match weir::path::canonicalize(raw) {
+            Ok(path) => path,
+            Err(e) => return refuse(cx, "invalid path\n", e.details()),
+        };
+        let query = raw.iter().position(|&b| b == b'?').map_or(&b""[..], |i| &raw[i..]);
         let mut check = Callout::new(
             method,
             &config.cluster,
-            &format!("{}{path}", config.path_prefix),
+            &format!("{}{}{}", config.path_prefix, escape_path(&path), escape_path(query)),
         )
         .timeout(Duration::from_millis(config.timeout_ms));
         if let Some(host) = headers.get(":authority") {
-            if let Some(host) = host.to_str() {
-                check = check.header("x-forwarded-host", host);
+            match host.to_str() {
+                Some(host) => check = check.header("x-forwarded-host", host),
+                None => return refuse(cx, "invalid host\n", "ext_authz_host_not_text"),
             }
         }
         for name in &config.forward_headers {
-            if let Some(value) = headers.get(name.as_str()) {
-                if value.to_str().is_some() {
-                    check = check.header(name, value.as_bytes());
+            let copies = headers.get_all(name.as_str());
+            if copies.len() > 1 && config.repeated_headers == Repeated::Deny {
+                return refuse(cx, "repeated header\n", "ext_authz_header_repeated");
+            }
+            for value in copies {
+                if value.to_str().is_none() {
+                    return refuse(cx, "header value is not text\n", "ext_authz_header_not_text");
                 }
+                check = check.header(name, value.as_bytes());
             }
         }
         match cx.callout(check) {
@@ -170,6 +203,12 @@ impl HttpFilter for ExtAuthz {
             }
         }
     }
+}
+
+/// Answers 400 without asking the service: the request cannot be shown to it as the upstream will see it.
+fn refuse(cx: &mut Request<'_, Config>, body: &str, details: &str) -> weir::Result {
+    DENIED.inc();
+    cx.reply(LocalReply::new(400).body(body).details(details))
 }
 
 /// The path as callout text: UTF-8 as it is, other bytes percent-encoded, so

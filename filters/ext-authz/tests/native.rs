@@ -126,7 +126,7 @@ fn custom_statuses_and_post_method() {
 }
 
 #[test]
-fn high_bytes_are_not_forwarded_and_never_trap() {
+fn high_bytes_are_refused_not_dropped_and_never_trap() {
     let mut f = example();
     let hostile: Vec<u8> = (0x80..=0xFF).collect();
     let ex = f.send(
@@ -134,29 +134,72 @@ fn high_bytes_are_not_forwarded_and_never_trap() {
             .header("authorization", &hostile)
             .header("x-other", &hostile),
     );
-    assert_eq!(
-        ex.status(),
-        403,
-        "an unsendable credential is a missing one"
-    );
-    assert_eq!(ex.callouts()[0].header("authorization"), None);
+    assert_eq!(ex.status(), 400, "a credential that cannot be sent is refused");
+    assert_eq!(ex.reply_details(), Some("ext_authz_header_not_text"));
+    assert!(ex.callouts().is_empty());
     let ex = f.send(
         TestRequest::get("/")
             .header("authorization", "Bearer good")
-            .header("cookie", b"\xff"),
+            .header("authorization", b"\xff"),
     );
-    assert_eq!(ex.status(), 200);
+    assert_eq!(ex.status(), 400, "a second copy counts too");
     let ex = f.send(
         TestRequest::get("/")
-            .header(":path", b"/a\xff")
+            .header("authorization", "Bearer good")
+            .header("x-other", b"\xff"),
+    );
+    assert_eq!(ex.status(), 200, "headers not forwarded are not judged");
+    let ex = f.send(
+        TestRequest::get("/")
+            .header(":path", b"/a\xff?q=\xfe")
             .header("authorization", "Bearer good"),
     );
     assert_eq!(
         ex.callouts()[0].path(),
-        "/check/a%FF",
+        "/check/a%FF?q=%FE",
         "the service sees the path's every byte"
     );
     assert!(ex.forwarded());
+}
+
+#[test]
+fn every_copy_of_a_forwarded_header_is_sent() {
+    let mut f = TestFilter::<ExtAuthz>::configure(r#"{"cluster": "auth", "forward_headers": ["x-api-key"]}"#).unwrap();
+    f.answer_callouts(|call| {
+        let keys = call.header_all("x-api-key");
+        Some(TestResponse::new(if !keys.is_empty() && keys.iter().all(|k| *k == "good") { 200 } else { 403 }))
+    });
+    let ex = f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "evil"));
+    assert_eq!(ex.callouts()[0].header_all("x-api-key"), ["good", "evil"]);
+    assert_eq!(ex.status(), 403);
+    assert!(f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "good")).forwarded());
+    let mut f = TestFilter::<ExtAuthz>::configure(
+        r#"{"cluster": "auth", "forward_headers": ["x-api-key"], "repeated_headers": "deny"}"#,
+    )
+    .unwrap();
+    f.answer_callouts(|_| Some(TestResponse::new(200)));
+    let ex = f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "good"));
+    assert_eq!((ex.status(), ex.reply_details()), (400, Some("ext_authz_header_repeated")));
+    assert!(ex.callouts().is_empty());
+    assert!(f.send(TestRequest::get("/").header("x-api-key", "good")).forwarded());
+}
+
+#[test]
+fn the_service_is_asked_about_the_canonical_path() {
+    let mut f = example();
+    for (path, asked) in [
+        ("//orders/./1", "/check/orders/1"),
+        ("/x/../%61dmin?a=/../b", "/check/admin?a=/../b"),
+        ("/orders;jsessionid=1", "/check/orders"),
+    ] {
+        let ex = f.send(TestRequest::get(path).header("authorization", "Bearer good"));
+        assert_eq!(ex.callouts()[0].path(), asked, "{path}");
+    }
+    for path in ["/a%2fb", "/a\\b", "/%zz"] {
+        let ex = f.send(TestRequest::get(path).header("authorization", "Bearer good"));
+        assert_eq!(ex.status(), 400, "{path}");
+        assert!(ex.callouts().is_empty(), "{path}");
+    }
 }
 
 #[test]
