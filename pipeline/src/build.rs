@@ -47,20 +47,29 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { target: Target::Wasip1, debug: false, install: true }
+        Options {
+            target: Target::Wasip1,
+            debug: false,
+            install: true,
+        }
     }
 }
 
 /// Builds the named filters (every filter when `names` is empty), in order.
 pub fn build_filters(names: &[String], options: &Options) -> Result<Vec<Built>> {
-    project::select(names)?.iter().map(|filter| build(filter, options)).collect()
+    project::select(names)?
+        .iter()
+        .map(|filter| build(filter, options))
+        .collect()
 }
 
 /// Where `filter`'s module for `target` goes.
 pub fn output_path(filter: &Filter, target: Target) -> PathBuf {
     match target {
         Target::Wasip1 => filter.module(),
-        other => project::modules_dir().join(other.triple()).join(format!("{}.wasm", filter.name)),
+        other => project::modules_dir()
+            .join(other.triple())
+            .join(format!("{}.wasm", filter.name)),
     }
 }
 
@@ -86,16 +95,28 @@ pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     let mut cargo = toolchain.cargo_build(options.target, &root);
     cargo.args(["--package", &filter.name]);
     if options.debug {
-        cargo.env("CARGO_PROFILE_RELEASE_STRIP", "none").env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+        cargo
+            .env("CARGO_PROFILE_RELEASE_STRIP", "none")
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
     }
     let status = cargo.status().context("cannot run cargo")?;
     if !status.success() {
-        bail!("cargo could not compile `{}` for {} (its errors are above)", filter.name, options.target);
+        bail!(
+            "cargo could not compile `{}` for {} (its errors are above)",
+            filter.name,
+            options.target
+        );
     }
     let cargo_millis = start.elapsed().as_millis() as u64;
-    let artifact = toolchain.artifact_dir(options.target, &root).join(filter.artifact_name());
+    let artifact = toolchain
+        .artifact_dir(options.target, &root)
+        .join(filter.artifact_name());
     let raw = std::fs::read(&artifact).with_context(|| {
-        format!("cargo did not produce {}: is `{}` a cdylib crate?", artifact.display(), filter.name)
+        format!(
+            "cargo did not produce {}: is `{}` a cdylib crate?",
+            artifact.display(),
+            filter.name
+        )
     })?;
 
     let path = output_path(filter, options.target);
@@ -104,8 +125,15 @@ pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     }
     // Optimizing takes seconds: skip it when cargo's output is what we optimized last time.
     let stamp = path.with_extension("wasm.stamp");
-    let raw_sha = format!("{} {}", if options.debug { "debug" } else { "release" }, project::sha256_hex(&raw));
-    let cached = std::fs::read_to_string(&stamp).ok().filter(|s| s.trim() == raw_sha).and_then(|_| std::fs::read(&path).ok());
+    let raw_sha = format!(
+        "{} {}",
+        if options.debug { "debug" } else { "release" },
+        project::sha256_hex(&raw)
+    );
+    let cached = std::fs::read_to_string(&stamp)
+        .ok()
+        .filter(|s| s.trim() == raw_sha)
+        .and_then(|_| std::fs::read(&path).ok());
     let (optimized, hooks_removed) = match cached {
         Some(module) if abi::check(&module).is_ok_and(|r| r.is_ok()) => (module, Vec::new()),
         _ => {
@@ -135,7 +163,8 @@ fn find_toolchain(target: Target, install: bool) -> Result<toolchain::Toolchain>
     match toolchain::find(target) {
         Err(_) if install => {
             eprintln!("     Install the build-std toolchain (what `cargo xtask setup` installs)");
-            crate::doctor::install_packages(crate::doctor::BUILD_PACKAGES).context("installing the wasm toolchain")?;
+            crate::doctor::install_packages(crate::doctor::BUILD_PACKAGES)
+                .context("installing the wasm toolchain")?;
             toolchain::find(target)
         }
         found => found,
@@ -144,12 +173,19 @@ fn find_toolchain(target: Target, install: bool) -> Result<toolchain::Toolchain>
 
 fn refuse(name: &str, stage: &str, report: &abi::AbiReport) -> anyhow::Error {
     let lines: Vec<String> = report.problems.iter().map(|p| format!("  {p}")).collect();
-    anyhow::anyhow!("`{name}` {stage} does not fit the proxy-wasm ABI:\n{}", lines.join("\n"))
+    anyhow::anyhow!(
+        "`{name}` {stage} does not fit the proxy-wasm ABI:\n{}",
+        lines.join("\n")
+    )
 }
 
 /// Validates `raw`, strips unused hooks, runs wasm-opt, validates the result.
 /// Returns the optimized bytes and the removed hook exports.
-pub fn validate_and_optimize(name: &str, raw: &[u8], debug: bool) -> Result<(Vec<u8>, Vec<String>)> {
+pub fn validate_and_optimize(
+    name: &str,
+    raw: &[u8],
+    debug: bool,
+) -> Result<(Vec<u8>, Vec<String>)> {
     let mut module = abi::parse(raw).with_context(|| format!("`{name}` as compiled"))?;
     let report = abi::check_module(&module);
     if !report.is_ok() {
@@ -159,7 +195,10 @@ pub fn validate_and_optimize(name: &str, raw: &[u8], debug: bool) -> Result<(Vec
     let stripped = module.emit_wasm();
 
     let scratch = tempfile::Builder::new().prefix("weir-opt-").tempdir()?;
-    let (input, output) = (scratch.path().join("in.wasm"), scratch.path().join("out.wasm"));
+    let (input, output) = (
+        scratch.path().join("in.wasm"),
+        scratch.path().join("out.wasm"),
+    );
     // scratch: a private temporary directory.
     std::fs::write(&input, &stripped)?;
     optimize::run(&input, &output, debug)?;

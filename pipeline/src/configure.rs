@@ -219,16 +219,21 @@ fn link(linker: &mut Linker<Host>, module: &Module) -> Result<()> {
             OK
         };
         let results: Vec<_> = ty.results().to_vec();
-        linker.func_new(m, name, ty.clone(), move |mut caller: Caller<'_, Host>, _params, out| {
-            caller.data_mut().calls += 1;
-            for (slot, t) in out.iter_mut().zip(&results) {
-                *slot = match t {
-                    wasmi::ValType::I32 => Val::I32(status),
-                    other => Val::default_for_ty(*other),
-                };
-            }
-            Ok(())
-        })?;
+        linker.func_new(
+            m,
+            name,
+            ty.clone(),
+            move |mut caller: Caller<'_, Host>, _params, out| {
+                caller.data_mut().calls += 1;
+                for (slot, t) in out.iter_mut().zip(&results) {
+                    *slot = match t {
+                        wasmi::ValType::I32 => Val::I32(status),
+                        other => Val::default_for_ty(*other),
+                    };
+                }
+                Ok(())
+            },
+        )?;
     }
     Ok(())
 }
@@ -302,12 +307,18 @@ impl Session {
         let size = configuration.map_or(0, <[u8]>::len) as i32;
         let answer = (|| -> Result<bool> {
             session.call("_initialize", &[])?;
-            session.call("proxy_on_context_create", &[Val::I32(ROOT_CONTEXT), Val::I32(0)])?;
-            if session.call("proxy_on_vm_start", &[Val::I32(ROOT_CONTEXT), Val::I32(0)])? == Some(0) {
+            session.call(
+                "proxy_on_context_create",
+                &[Val::I32(ROOT_CONTEXT), Val::I32(0)],
+            )?;
+            if session.call("proxy_on_vm_start", &[Val::I32(ROOT_CONTEXT), Val::I32(0)])? == Some(0)
+            {
                 return Ok(false);
             }
-            let configured =
-                session.call("proxy_on_configure", &[Val::I32(ROOT_CONTEXT), Val::I32(size)])?;
+            let configured = session.call(
+                "proxy_on_configure",
+                &[Val::I32(ROOT_CONTEXT), Val::I32(size)],
+            )?;
             Ok(configured.unwrap_or(1) != 0)
         })();
         Ok((session, answer))
@@ -396,7 +407,10 @@ pub fn request_cost(
             .collect();
         // One request: context create, then each exported hook; the entries made.
         let one = |session: &mut Session, id: i32| -> Result<u64> {
-            session.call("proxy_on_context_create", &[Val::I32(id), Val::I32(ROOT_CONTEXT)])?;
+            session.call(
+                "proxy_on_context_create",
+                &[Val::I32(id), Val::I32(ROOT_CONTEXT)],
+            )?;
             for (name, extra) in &hooks {
                 let mut args = vec![Val::I32(id)];
                 args.extend(extra.iter().map(|v| Val::I32(*v)));
@@ -468,11 +482,18 @@ mod tests {
     /// What a module logs is printed by deploy: it is escaped when recorded.
     #[test]
     fn a_modules_log_is_recorded_escaped() {
-        let out = run(&add_header(), Some(br#"{"\u001b]0;pwned\u0007": 1, "name": "n", "value": "x"}"#)).unwrap();
+        let out = run(
+            &add_header(),
+            Some(br#"{"\u001b]0;pwned\u0007": 1, "name": "n", "value": "x"}"#),
+        )
+        .unwrap();
         assert!(!out.accepted);
         let errors = out.errors().join("\n");
         assert!(!errors.chars().any(crate::display::is_unsafe), "{errors:?}");
-        assert!(errors.contains("configuration refused") && errors.contains("\\x1b]0;pwned\\x07"), "{errors}");
+        assert!(
+            errors.contains("configuration refused") && errors.contains("\\x1b]0;pwned\\x07"),
+            "{errors}"
+        );
     }
 
     #[test]
@@ -483,33 +504,48 @@ mod tests {
 
     #[test]
     fn add_header_enters_three_times_per_request_and_its_memory_stays_flat() {
-        let example = crate::project::filter("add-header").unwrap().example_config().unwrap();
+        let example = crate::project::filter("add-header")
+            .unwrap()
+            .example_config()
+            .unwrap();
         let cost = request_cost(&add_header(), Some(example.as_bytes()), 200, 5_000).unwrap();
         // context create, response headers, delete: the hooks it implements and no others.
         assert_eq!(cost.entries, 3.0, "{cost:?}");
         // One header write; no log line, no look-up.
         assert_eq!(cost.host_calls, 1.0, "{cost:?}");
         assert!(cost.instructions > 0.0, "{cost:?}");
-        assert_eq!(cost.pages_at_end, cost.pages_after_warmup, "linear memory grew: {cost:?}");
+        assert_eq!(
+            cost.pages_at_end, cost.pages_after_warmup,
+            "linear memory grew: {cost:?}"
+        );
     }
 
     /// Long-lived streams (gRPC streams, websockets) must not make every hook slower:
     /// the stream table is searched in O(log n), not by a scan.
     #[test]
     fn a_hook_on_an_old_stream_stays_cheap_with_thousands_open() {
-        let example = crate::project::filter("add-header").unwrap().example_config().unwrap();
+        let example = crate::project::filter("add-header")
+            .unwrap()
+            .example_config()
+            .unwrap();
         let (mut s, answer) = Session::start(&add_header(), Some(example.as_bytes())).unwrap();
         assert!(answer.unwrap());
         let hook = |s: &mut Session, id: i32| {
             let before = s.fuel();
-            s.call("proxy_on_response_headers", &[Val::I32(id), Val::I32(3), Val::I32(0)])
-                .unwrap();
+            s.call(
+                "proxy_on_response_headers",
+                &[Val::I32(id), Val::I32(3), Val::I32(0)],
+            )
+            .unwrap();
             before - s.fuel()
         };
         let open = |s: &mut Session, ids: std::ops::Range<i32>| {
             for id in ids {
-                s.call("proxy_on_context_create", &[Val::I32(id), Val::I32(ROOT_CONTEXT)])
-                    .unwrap();
+                s.call(
+                    "proxy_on_context_create",
+                    &[Val::I32(id), Val::I32(ROOT_CONTEXT)],
+                )
+                .unwrap();
             }
         };
         open(&mut s, 10..20);
@@ -523,8 +559,14 @@ mod tests {
             s.call("proxy_on_delete", &[Val::I32(id)]).unwrap();
         }
         let after = hook(&mut s, 12);
-        assert!(many < few + 400, "a hook on an old stream cost {many} instructions with 2,990 open, {few} with 10");
-        assert!(after < few + 400, "after churn: {after} instructions, {few} with 10 open");
+        assert!(
+            many < few + 400,
+            "a hook on an old stream cost {many} instructions with 2,990 open, {few} with 10"
+        );
+        assert!(
+            after < few + 400,
+            "after churn: {after} instructions, {few} with 10 open"
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ fn escape_with(text: &str, keep_newlines: bool) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x100 && is_unsafe(c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x100 && is_unsafe(c) => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c if is_unsafe(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
             c => out.push(c),
         }
@@ -70,7 +72,10 @@ mod tests {
         let hostile = "denied\x1b]0;pwned\x07\x1b[2J\r\nnext\u{9b}31m\x7f\u{202e}gnp.exe";
         let safe = escape(hostile);
         assert!(!safe.chars().any(is_unsafe), "{safe}");
-        assert_eq!(safe, "denied\\x1b]0;pwned\\x07\\x1b[2J\\r\\nnext\\x9b31m\\x7f\\u{202e}gnp.exe");
+        assert_eq!(
+            safe,
+            "denied\\x1b]0;pwned\\x07\\x1b[2J\\r\\nnext\\x9b31m\\x7f\\u{202e}gnp.exe"
+        );
         assert_eq!(escape_lines("a\nb\x1b"), "a\nb\\x1b");
         assert_eq!(escape("plain text: ok"), "plain text: ok");
         assert_eq!(escape("ünïcödé ✓"), "ünïcödé ✓");

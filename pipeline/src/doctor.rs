@@ -171,12 +171,18 @@ pub const BUILD_PACKAGES: &[&str] = &["wasm-toolchain"];
 
 /// Installs the named needs that are missing.
 pub fn install_packages(names: &[&str]) -> Result<()> {
-    let missing: Vec<&Need> = NEEDS.iter().filter(|n| names.contains(&n.name) && !(n.present)()).collect();
+    let missing: Vec<&Need> = NEEDS
+        .iter()
+        .filter(|n| names.contains(&n.name) && !(n.present)())
+        .collect();
     install(&missing)
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
 fn install(missing: &[&Need]) -> Result<()> {
@@ -191,15 +197,27 @@ fn install(missing: &[&Need]) -> Result<()> {
             );
         }
         eprintln!("     Install (apt-get) {}", apt.join(" "));
-        let quiet = |c: &mut Command| c.env("DEBIAN_FRONTEND", "noninteractive").stdout(Stdio::null()).status();
-        let update = quiet(Command::new("apt-get").args(["update", "-qq"])).context("cannot run apt-get update")?;
+        let quiet = |c: &mut Command| {
+            c.env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null())
+                .status()
+        };
+        let update = quiet(Command::new("apt-get").args(["update", "-qq"]))
+            .context("cannot run apt-get update")?;
         if !update.success() {
             bail!("apt-get update failed; run it by hand to see why");
         }
-        let status = quiet(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&apt))
-            .context("cannot run apt-get install")?;
+        let status = quiet(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&apt),
+        )
+        .context("cannot run apt-get install")?;
         if !status.success() {
-            bail!("apt-get install {} failed; run it by hand to see why", apt.join(" "));
+            bail!(
+                "apt-get install {} failed; run it by hand to see why",
+                apt.join(" ")
+            );
         }
     }
     if !pip.is_empty() {
@@ -211,12 +229,23 @@ fn install(missing: &[&Need]) -> Result<()> {
             .status()
             .context("cannot run python3 -m pip (install Python 3 and pip)")?;
         if !status.success() {
-            bail!("pip install {} failed; run `python3 -I -m pip install {}` to see why", pip.join(" "), pip.join(" "));
+            bail!(
+                "pip install {} failed; run `python3 -I -m pip install {}` to see why",
+                pip.join(" "),
+                pip.join(" ")
+            );
         }
     }
-    let still: Vec<&str> = missing.iter().filter(|n| !(n.present)()).map(|n| n.name).collect();
+    let still: Vec<&str> = missing
+        .iter()
+        .filter(|n| !(n.present)())
+        .map(|n| n.name)
+        .collect();
     if !still.is_empty() {
-        bail!("still missing after installing: {} (see `cargo xtask doctor`)", still.join(", "));
+        bail!(
+            "still missing after installing: {} (see `cargo xtask doctor`)",
+            still.join(", ")
+        );
     }
     Ok(())
 }
@@ -257,13 +286,21 @@ pub fn check() -> Result<Vec<Found>> {
     Ok(NEEDS
         .iter()
         .filter(|n| needs.contains(&n.name))
-        .map(|n| Found { name: n.name, purpose: n.purpose, present: (n.present)(), fix: fix(n) })
+        .map(|n| Found {
+            name: n.name,
+            purpose: n.purpose,
+            present: (n.present)(),
+            fix: fix(n),
+        })
         .collect())
 }
 
 /// How each wasm target builds here: the toolchain's label, or `None` when none can.
 pub fn toolchains() -> Vec<(Target, Option<&'static str>)> {
-    [Target::Wasip1, Target::Unknown].into_iter().map(|t| (t, toolchain::find(t).ok().map(|tc| tc.label()))).collect()
+    [Target::Wasip1, Target::Unknown]
+        .into_iter()
+        .map(|t| (t, toolchain::find(t).ok().map(|tc| tc.label())))
+        .collect()
 }
 
 #[cfg(test)]
@@ -274,8 +311,13 @@ mod tests {
     fn pip_installs_are_pinned() {
         for need in NEEDS {
             for p in need.pip {
-                let (name, version) = p.split_once("==").unwrap_or_else(|| panic!("{}: `{p}` is not pinned", need.name));
-                assert!(!name.is_empty() && version.split('.').all(|n| n.parse::<u32>().is_ok()), "{p}");
+                let (name, version) = p
+                    .split_once("==")
+                    .unwrap_or_else(|| panic!("{}: `{p}` is not pinned", need.name));
+                assert!(
+                    !name.is_empty() && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+                    "{p}"
+                );
             }
         }
     }

@@ -71,7 +71,11 @@ impl WasmFilter {
     pub fn plugin_config(&self) -> Value {
         let code = match &self.code {
             Code::Local(path) => json!({"local": {"filename": path.display().to_string()}}),
-            Code::Remote { uri, cluster, sha256 } => json!({"remote": {
+            Code::Remote {
+                uri,
+                cluster,
+                sha256,
+            } => json!({"remote": {
                 "http_uri": {"uri": uri, "cluster": cluster, "timeout": "60s"},
                 "sha256": sha256,
             }}),
@@ -149,7 +153,9 @@ fn cluster(name: &str, addr: &str) -> Result<Value> {
     let (host, port) = addr
         .rsplit_once(':')
         .with_context(|| format!("`{addr}` is not host:port"))?;
-    let port: u16 = port.parse().with_context(|| format!("`{addr}` has no valid port"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("`{addr}` has no valid port"))?;
     Ok(json!({
         "name": name,
         "type": "STRICT_DNS",
@@ -178,12 +184,19 @@ impl Bootstrap {
     /// The bootstrap as proto-JSON (Envoy reads it as JSON or YAML).
     pub fn to_json(&self) -> Result<Value> {
         let route = match &self.backend {
-            Backend::Direct => json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}),
-            Backend::Upstream(_) => json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "30s"}}),
+            Backend::Direct => {
+                json!({"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}})
+            }
+            Backend::Upstream(_) => {
+                json!({"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "30s"}})
+            }
         };
-        let mut http_filters: Vec<Value> = self.filters.iter().map(WasmFilter::http_filter).collect();
-        http_filters.push(json!({"name": "envoy.filters.http.router", "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}));
+        let mut http_filters: Vec<Value> =
+            self.filters.iter().map(WasmFilter::http_filter).collect();
+        http_filters.push(
+            json!({"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
+        );
         let mut virtual_host = json!({"name": "all", "domains": ["*"], "routes": [route]});
         if !self.native_response_headers.is_empty() {
             virtual_host["response_headers_to_add"] = self
@@ -215,7 +228,8 @@ impl Bootstrap {
         }
         if let Some(limits) = self.header_limits {
             manager["max_request_headers_kb"] = json!(limits.max_request_headers_kb);
-            manager["common_http_protocol_options"] = json!({"max_headers_count": limits.max_headers_count});
+            manager["common_http_protocol_options"] =
+                json!({"max_headers_count": limits.max_headers_count});
         }
         Ok(json!({
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}},
@@ -244,17 +258,32 @@ pub fn binary() -> Result<PathBuf> {
 
 /// Envoy's version, as `envoy --version` says it (`1.40.0`), or its whole line.
 pub fn version() -> Result<String> {
-    let out = Command::new(binary()?).arg("--version").stdin(Stdio::null()).output().context("cannot run envoy --version")?;
+    let out = Command::new(binary()?)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run envoy --version")?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "envoy  version: 5a1e.../1.40.0/Clean/RELEASE/BoringSSL"
-    let line = text.lines().find(|l| l.contains("version")).unwrap_or("").trim();
-    Ok(line.split('/').nth(1).filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit())).unwrap_or(line).to_owned())
+    let line = text
+        .lines()
+        .find(|l| l.contains("version"))
+        .unwrap_or("")
+        .trim();
+    Ok(line
+        .split('/')
+        .nth(1)
+        .filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .unwrap_or(line)
+        .to_owned())
 }
 
 /// Finds `name` on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; racy only against other processes).
@@ -298,7 +327,13 @@ impl Envoy {
             None => Command::new(binary()?),
         };
         let child = command
-            .args(["--concurrency", "1", "--log-level", "info", "--disable-hot-restart"])
+            .args([
+                "--concurrency",
+                "1",
+                "--log-level",
+                "info",
+                "--disable-hot-restart",
+            ])
             // Envoy flushes its log file every 10 s by default: a trap logged just now
             // would not be in the file yet when a test reads it.
             .args(["--file-flush-interval-msec", "50"])
@@ -312,7 +347,13 @@ impl Envoy {
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start envoy")?;
-        let mut envoy = Envoy { child, port: bootstrap.listen_port, admin_port: bootstrap.admin_port, log, _dir: dir };
+        let mut envoy = Envoy {
+            child,
+            port: bootstrap.listen_port,
+            admin_port: bootstrap.admin_port,
+            log,
+            _dir: dir,
+        };
         envoy.wait_ready(Duration::from_secs(30))?;
         Ok(envoy)
     }
@@ -321,7 +362,10 @@ impl Envoy {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("envoy exited ({status}) before it was ready:\n{}", self.log_tail(30));
+                bail!(
+                    "envoy exited ({status}) before it was ready:\n{}",
+                    self.log_tail(30)
+                );
             }
             if let Ok(r) = http_get(self.admin_port, "/ready", &[]) {
                 if r.status == 200 {
@@ -329,7 +373,10 @@ impl Envoy {
                 }
             }
             if start.elapsed() > timeout {
-                bail!("envoy was not ready after {timeout:?}:\n{}", self.log_tail(30));
+                bail!(
+                    "envoy was not ready after {timeout:?}:\n{}",
+                    self.log_tail(30)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -356,7 +403,10 @@ impl Envoy {
     pub fn stat(&self, name: &str) -> Result<Option<u64>> {
         let r = http_get(self.admin_port, &format!("/stats?filter=^{name}$"), &[])?;
         let body = String::from_utf8_lossy(&r.body);
-        Ok(body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")).and_then(|v| v.trim().parse().ok())))
+        Ok(body.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}: "))
+                .and_then(|v| v.trim().parse().ok())
+        }))
     }
 
     /// Stops Envoy.
@@ -409,12 +459,16 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The first value of `name`.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| &v[..])
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| &v[..])
     }
 
     /// The first value of `name` as text (lossy).
     pub fn header_str(&self, name: &str) -> Option<String> {
-        self.header(name).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.header(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -423,7 +477,8 @@ impl HttpResponse {
 pub fn http_get(port: u16, path: &str, headers: &[(&str, &[u8])]) -> Result<HttpResponse> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n").into_bytes();
+    let mut req =
+        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n").into_bytes();
     for (k, v) in headers {
         req.extend_from_slice(k.as_bytes());
         req.extend_from_slice(b": ");
@@ -463,7 +518,8 @@ fn content_length(head: &[u8]) -> Option<usize> {
     head.split(|&b| b == b'\n').find_map(|line| {
         let line = std::str::from_utf8(line).ok()?.trim();
         let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
     })
 }
 
@@ -473,7 +529,9 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse> {
         .position(|w| w == b"\r\n\r\n")
         .context("response has no end of headers")?;
     let head = &raw[..end];
-    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let status_line = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
     let status = status_line
         .split_whitespace()
@@ -488,7 +546,11 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse> {
             Some((name, value))
         })
         .collect();
-    Ok(HttpResponse { status, headers, body: raw[end + 4..].to_vec() })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: raw[end + 4..].to_vec(),
+    })
 }
 
 #[cfg(test)]

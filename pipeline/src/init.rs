@@ -33,9 +33,15 @@ pub const WEIR_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Creates the project at `dir`, which must not exist or be empty.
 pub fn create(dir: &Path, options: &Options) -> Result<Created> {
     if dir.exists() {
-        let empty = dir.is_dir() && std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = dir.is_dir()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
         if !empty {
-            bail!("{} already exists and is not empty: name a new directory", dir.display());
+            bail!(
+                "{} already exists and is not empty: name a new directory",
+                dir.display()
+            );
         }
     }
     let name = project_name(dir)?;
@@ -51,12 +57,21 @@ pub fn create(dir: &Path, options: &Options) -> Result<Created> {
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        bail!("cannot create {}: directory {} does not exist", dir.display(), parent.display());
+        bail!(
+            "cannot create {}: directory {} does not exist",
+            dir.display(),
+            parent.display()
+        );
     }
     let scratch = tempfile::Builder::new()
         .prefix(".weir-init-")
         .tempdir_in(&parent)
-        .with_context(|| format!("cannot create a temporary directory in {}", parent.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                parent.display()
+            )
+        })?;
     let root = scratch.path();
 
     let deps = match &weir {
@@ -91,13 +106,15 @@ pub fn create(dir: &Path, options: &Options) -> Result<Created> {
     // workspace; a file in filters/ makes the glob match (cargo skips non-directories).
     std::fs::create_dir_all(root.join("filters")).context("cannot create filters/")?;
     // scratch: a private temporary directory, renamed into place below.
-    std::fs::write(root.join("filters/README.md"), FILTERS_README).context("cannot write filters/README.md")?;
+    std::fs::write(root.join("filters/README.md"), FILTERS_README)
+        .context("cannot write filters/README.md")?;
     // A checkout's lockfile pins what weir was tested with; cargo drops what this
     // project does not use. (Released crates carry no lockfile: cargo resolves.)
     if let Some(w) = &weir {
         let lock = w.join("Cargo.lock");
         if lock.is_file() {
-            std::fs::copy(&lock, root.join("Cargo.lock")).with_context(|| format!("cannot copy {}", lock.display()))?;
+            std::fs::copy(&lock, root.join("Cargo.lock"))
+                .with_context(|| format!("cannot copy {}", lock.display()))?;
         }
     }
     if let Some(filter) = &options.filter {
@@ -109,7 +126,8 @@ pub fn create(dir: &Path, options: &Options) -> Result<Created> {
 
     // Into place: a directory that exists (empty) is replaced, otherwise renamed.
     if dir.exists() {
-        std::fs::remove_dir(dir).with_context(|| format!("cannot replace the empty directory {}", dir.display()))?;
+        std::fs::remove_dir(dir)
+            .with_context(|| format!("cannot replace the empty directory {}", dir.display()))?;
     }
     let kept = scratch.keep();
     if let Err(e) = std::fs::rename(&kept, dir) {
@@ -132,7 +150,12 @@ fn project_name(dir: &Path) -> Result<String> {
         .file_name()
         .and_then(|n| n.to_str())
         .filter(|n| !n.is_empty() && *n != "." && *n != "..")
-        .with_context(|| format!("{}: name the new project's directory, e.g. ../my-filters", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "{}: name the new project's directory, e.g. ../my-filters",
+                dir.display()
+            )
+        })?;
     Ok(name.to_owned())
 }
 
@@ -141,7 +164,10 @@ fn project_name(dir: &Path) -> Result<String> {
 fn checkout(path: &Path) -> Result<PathBuf> {
     let abs = std::fs::canonicalize(path)
         .with_context(|| format!("--weir-path {}: no such directory", path.display()))?;
-    for (part, package) in [("sdk", crate::project::SDK_PACKAGE), ("pipeline", "weir-build")] {
+    for (part, package) in [
+        ("sdk", crate::project::SDK_PACKAGE),
+        ("pipeline", "weir-build"),
+    ] {
         let manifest = abs.join(part).join("Cargo.toml");
         let text = std::fs::read_to_string(&manifest).unwrap_or_default();
         if !text.contains(&format!("name = \"{package}\"")) {
@@ -212,7 +238,8 @@ components = ["rustfmt", "clippy"]
 targets = ["wasm32-wasip1", "wasm32-unknown-unknown"]
 "#;
 
-const FILTERS_README: &str = "# Filters\n\nOne directory per filter: `cargo xtask new NAME` adds one.\n";
+const FILTERS_README: &str =
+    "# Filters\n\nOne directory per filter: `cargo xtask new NAME` adds one.\n";
 
 const CARGO_CONFIG: &str = r#"[alias]
 # Not --quiet: the first run compiles the toolchain (Binaryen's C++ takes minutes),
@@ -342,7 +369,9 @@ mod tests {
     fn refuses_a_non_empty_directory_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("keep.txt"), "mine").unwrap();
-        let e = create(dir.path(), &Options::default()).unwrap_err().to_string();
+        let e = create(dir.path(), &Options::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already exists and is not empty"), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -350,17 +379,31 @@ mod tests {
     #[test]
     fn refuses_a_path_that_is_not_a_checkout_and_leaves_nothing() {
         let parent = tempfile::tempdir().unwrap();
-        let options = Options { weir_path: Some(parent.path().to_path_buf()), filter: None };
-        let e = create(&parent.path().join("p"), &options).unwrap_err().to_string();
+        let options = Options {
+            weir_path: Some(parent.path().to_path_buf()),
+            filter: None,
+        };
+        let e = create(&parent.path().join("p"), &options)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a weir checkout"), "{e}");
-        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0, "something was left behind");
+        assert_eq!(
+            std::fs::read_dir(parent.path()).unwrap().count(),
+            0,
+            "something was left behind"
+        );
     }
 
     #[test]
     fn refuses_a_bad_filter_name_before_writing() {
         let parent = tempfile::tempdir().unwrap();
-        let options = Options { weir_path: None, filter: Some("Bad Name".into()) };
-        let e = create(&parent.path().join("p"), &options).unwrap_err().to_string();
+        let options = Options {
+            weir_path: None,
+            filter: Some("Bad Name".into()),
+        };
+        let e = create(&parent.path().join("p"), &options)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a valid filter name"), "{e}");
         assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
     }
@@ -369,8 +412,19 @@ mod tests {
     fn writes_the_project_with_released_versions_by_default() {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("team-filters");
-        let created = create(&dir, &Options { weir_path: None, filter: Some("hello".into()) }).unwrap();
-        let names: Vec<String> = created.files.iter().map(|p| p.display().to_string()).collect();
+        let created = create(
+            &dir,
+            &Options {
+                weir_path: None,
+                filter: Some("hello".into()),
+            },
+        )
+        .unwrap();
+        let names: Vec<String> = created
+            .files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         for f in [
             ".cargo/config.toml",
             ".github/workflows/release.yml",
@@ -387,9 +441,16 @@ mod tests {
             assert!(names.iter().any(|n| n == f), "{f} missing from {names:?}");
         }
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains(&format!("weir-build = \"{WEIR_VERSION}\"")), "{manifest}");
+        assert!(
+            manifest.contains(&format!("weir-build = \"{WEIR_VERSION}\"")),
+            "{manifest}"
+        );
         assert!(manifest.contains("package = \"weir-sdk\""), "{manifest}");
         assert!(!manifest.contains("path ="), "{manifest}");
-        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 1, "scratch directory left behind");
+        assert_eq!(
+            std::fs::read_dir(parent.path()).unwrap().count(),
+            1,
+            "scratch directory left behind"
+        );
     }
 }

@@ -3,7 +3,6 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-
 /// Names cargo reserves or the workspace already uses for another crate.
 const TAKEN: &[&str] = &[
     "test",
@@ -83,11 +82,17 @@ pub fn create(root: &Path, name: &str) -> Result<PathBuf> {
     if dir.exists() {
         bail!("filters/{name} already exists: pick another name, or edit that filter");
     }
-    std::fs::create_dir_all(&filters).with_context(|| format!("cannot create {}", filters.display()))?;
+    std::fs::create_dir_all(&filters)
+        .with_context(|| format!("cannot create {}", filters.display()))?;
     let scratch = tempfile::Builder::new()
         .prefix(".weir-new-")
         .tempdir_in(&filters)
-        .with_context(|| format!("cannot create a temporary directory in {}", filters.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create a temporary directory in {}",
+                filters.display()
+            )
+        })?;
     let ty = type_name(name);
     let files = [
         ("Cargo.toml", CARGO_TOML),
@@ -97,10 +102,14 @@ pub fn create(root: &Path, name: &str) -> Result<PathBuf> {
         ("README.md", README_MD),
     ];
     for (path, template) in files {
-        let text = template.replace("{name}", name).replace("{crate}", &name.replace('-', "_")).replace("{Type}", &ty);
+        let text = template
+            .replace("{name}", name)
+            .replace("{crate}", &name.replace('-', "_"))
+            .replace("{Type}", &ty);
         let path = scratch.path().join(path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         // scratch: a private temporary directory, renamed into place below.
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

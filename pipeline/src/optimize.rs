@@ -43,8 +43,12 @@ const NEVER_NEEDED: &[&str] = &[
 /// and the section itself. Returns the removed export names; a module without
 /// the section (not built on weir, or an SDK that does not know its hooks) is left whole.
 pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
-    let Some(section) = module.customs.remove_raw(HOOKS_SECTION) else { return Vec::new() };
-    let Ok(bytes) = <[u8; 4]>::try_from(&section.data[..]) else { return Vec::new() };
+    let Some(section) = module.customs.remove_raw(HOOKS_SECTION) else {
+        return Vec::new();
+    };
+    let Ok(bytes) = <[u8; 4]>::try_from(&section.data[..]) else {
+        return Vec::new();
+    };
     let mask = u32::from_le_bytes(bytes);
     let unused: Vec<&str> = HOOK_BITS
         .iter()
@@ -79,7 +83,9 @@ pub fn options(debug: bool) -> OptimizationOptions {
     }
     opts.debug_info(debug);
     if !debug {
-        opts.add_pass(Pass::StripDebug).add_pass(Pass::StripDwarf).add_pass(Pass::StripProducers);
+        opts.add_pass(Pass::StripDebug)
+            .add_pass(Pass::StripDwarf)
+            .add_pass(Pass::StripProducers);
     }
     opts
 }

@@ -50,7 +50,10 @@ fn workspace() -> &'static Workspace {
 }
 
 fn first_line(s: &str) -> &str {
-    s.trim().lines().find(|l| !l.trim().is_empty()).unwrap_or("")
+    s.trim()
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
 }
 
 /// The packages of `meta`'s workspace that are filters: a `cdylib` library that depends
@@ -61,11 +64,18 @@ fn filters_of(meta: &cargo_metadata::Metadata) -> Vec<Filter> {
         .workspace_packages()
         .into_iter()
         .filter(|p| p.dependencies.iter().any(|d| d.name == SDK_PACKAGE))
-        .filter(|p| p.targets.iter().any(|t| t.crate_types.iter().any(|c| c.to_string() == "cdylib")))
+        .filter(|p| {
+            p.targets
+                .iter()
+                .any(|t| t.crate_types.iter().any(|c| c.to_string() == "cdylib"))
+        })
         .filter(|p| p.metadata.pointer("/weir/filter").and_then(|v| v.as_bool()) != Some(false))
         .filter_map(|p| {
             let dir = p.manifest_path.parent()?.to_path_buf().into_std_path_buf();
-            Some(Filter { name: p.name.to_string(), dir })
+            Some(Filter {
+                name: p.name.to_string(),
+                dir,
+            })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -125,9 +135,15 @@ pub fn declared_needs() -> Result<Vec<String>> {
         None => Ok(Vec::new()),
         Some(serde_json::Value::Array(items)) => items
             .iter()
-            .map(|v| v.as_str().map(str::to_owned).context("[workspace.metadata.weir] needs: list names as strings"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .context("[workspace.metadata.weir] needs: list names as strings")
+            })
             .collect(),
-        Some(_) => bail!("[workspace.metadata.weir] needs: expected a list of names, like [\"docker-registry\"]"),
+        Some(_) => bail!(
+            "[workspace.metadata.weir] needs: expected a list of names, like [\"docker-registry\"]"
+        ),
     }
 }
 
@@ -146,7 +162,11 @@ pub fn filter(name: &str) -> Result<Filter> {
         return Ok(f.clone());
     }
     let have: Vec<_> = all.iter().map(|f| f.name.as_str()).collect();
-    let have = if have.is_empty() { "none yet".to_owned() } else { have.join(", ") };
+    let have = if have.is_empty() {
+        "none yet".to_owned()
+    } else {
+        have.join(", ")
+    };
     bail!(
         "no filter named `{name}` in the workspace at {} (have: {have}); create one with `cargo xtask new {name}`",
         root().display()
@@ -183,14 +203,25 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        bail!("cannot write {}: directory {} does not exist", path.display(), dir.display());
+        bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
     }
     // The mode the file ends with: a secret's 0600, or the mode of the file it replaces.
     #[cfg(unix)]
     let keep = {
         use std::os::unix::fs::PermissionsExt;
-        let old = std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.permissions().mode() & 0o7777);
-        if secret { Some(0o600) } else { old }
+        let old = std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.permissions().mode() & 0o7777);
+        if secret {
+            Some(0o600)
+        } else {
+            old
+        }
     };
     let mut builder = tempfile::Builder::new();
     builder.prefix(".weir-");
@@ -209,11 +240,15 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     #[cfg(unix)]
     if let Some(mode) = keep {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
-    tmp.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.as_file().sync_all().ok();
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -237,8 +272,17 @@ mod tests {
     #[test]
     fn unknown_filter_lists_the_known_ones() {
         let e = filter("nope").unwrap_err().to_string();
-        assert!(e.contains("no filter named `nope`") && e.contains("add-header"), "{e}");
-        assert!(!filters().unwrap().iter().any(|f| f.name == "panicky" || f.name == "raw-add-header"), "fixtures and non-weir cdylibs are not filters");
+        assert!(
+            e.contains("no filter named `nope`") && e.contains("add-header"),
+            "{e}"
+        );
+        assert!(
+            !filters()
+                .unwrap()
+                .iter()
+                .any(|f| f.name == "panicky" || f.name == "raw-add-header"),
+            "fixtures and non-weir cdylibs are not filters"
+        );
     }
 
     #[test]
@@ -267,7 +311,11 @@ mod tests {
 
         let plain = dir.path().join("plain.yaml");
         write_atomic(&plain, b"a").unwrap();
-        assert_eq!(mode(&plain), umasked, "a new ordinary file gets 0666 less the umask");
+        assert_eq!(
+            mode(&plain),
+            umasked,
+            "a new ordinary file gets 0666 less the umask"
+        );
 
         let secret = dir.path().join("secret.yaml");
         write_secret(&secret, b"password").unwrap();
@@ -277,10 +325,18 @@ mod tests {
         write_secret(&plain, b"password").unwrap();
         assert_eq!(mode(&plain), 0o600);
         write_atomic(&plain, b"not secret").unwrap();
-        assert_eq!(mode(&plain), 0o600, "an ordinary write keeps the narrower mode of the file it replaces");
+        assert_eq!(
+            mode(&plain),
+            0o600,
+            "an ordinary write keeps the narrower mode of the file it replaces"
+        );
         std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&plain, b"again").unwrap();
         assert_eq!(mode(&plain), 0o640);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "no temporary file is left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "no temporary file is left"
+        );
     }
 }

@@ -10,7 +10,8 @@ use crate::project;
 /// Reads `--config`-style input: JSON text, or `@FILE`; checks that it is JSON.
 pub fn read_json_arg(option: &str, value: &str) -> Result<String> {
     let text = match value.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("{option}: cannot read {path}"))?,
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("{option}: cannot read {path}"))?,
         None => value.to_owned(),
     };
     if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
@@ -24,7 +25,9 @@ pub fn upstream_addr(url: &str) -> Result<String> {
     let rest = url.strip_prefix("http://").unwrap_or(url);
     let hostport = rest.split('/').next().unwrap_or(rest);
     match hostport.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(hostport.to_owned()),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(hostport.to_owned())
+        }
         _ => bail!("--upstream `{url}` is not http://HOST:PORT"),
     }
 }
@@ -48,7 +51,11 @@ pub struct Options {
 /// `target/weir/run/<filter>.envoy.json`; returns that path.
 pub fn prepare(options: &Options) -> Result<PathBuf> {
     let filter = project::filter(&options.filter)?;
-    let configuration = options.config.as_deref().map(|c| read_json_arg("--config", c)).transpose()?;
+    let configuration = options
+        .config
+        .as_deref()
+        .map(|c| read_json_arg("--config", c))
+        .transpose()?;
     let backend = match &options.upstream {
         Some(url) => Backend::Upstream(upstream_addr(url)?),
         None => Backend::Direct,

@@ -15,10 +15,16 @@ pub fn ensure_needs(install: bool) -> Result<()> {
     if install {
         return doctor::install_packages(&needs);
     }
-    let missing: Vec<&str> =
-        doctor::NEEDS.iter().filter(|n| needs.contains(&n.name) && !(n.present)()).map(|n| n.name).collect();
+    let missing: Vec<&str> = doctor::NEEDS
+        .iter()
+        .filter(|n| needs.contains(&n.name) && !(n.present)())
+        .map(|n| n.name)
+        .collect();
     if !missing.is_empty() {
-        bail!("missing {}: run `cargo xtask setup` (or drop --no-install)", missing.join(", "));
+        bail!(
+            "missing {}: run `cargo xtask setup` (or drop --no-install)",
+            missing.join(", ")
+        );
     }
     Ok(())
 }
@@ -29,7 +35,14 @@ pub fn build_filters(install: bool, mut on_built: impl FnMut(&Built)) -> Result<
     let mut out = Vec::new();
     for target in [Target::Wasip1, Target::Unknown] {
         for filter in &filters {
-            let b = build::build(filter, &Options { target, debug: false, install })?;
+            let b = build::build(
+                filter,
+                &Options {
+                    target,
+                    debug: false,
+                    install,
+                },
+            )?;
             on_built(&b);
             out.push(b);
         }
@@ -40,13 +53,14 @@ pub fn build_filters(install: bool, mut on_built: impl FnMut(&Built)) -> Result<
 /// Runs `cargo test --workspace --no-fail-fast` with `cargo_args`, telling the tests the
 /// filters are built (`WEIR_FILTERS_BUILT=1`); fails when a test fails.
 pub fn cargo_test(cargo_args: &[String]) -> Result<()> {
-    let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(project::root())
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .args(cargo_args)
-        .env("WEIR_FILTERS_BUILT", "1")
-        .status()
-        .context("cannot run cargo test")?;
+    let status =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(project::root())
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(cargo_args)
+            .env("WEIR_FILTERS_BUILT", "1")
+            .status()
+            .context("cannot run cargo test")?;
     if !status.success() {
         bail!("tests failed (see above)");
     }
@@ -77,8 +91,11 @@ pub fn in_envoy(filter: &project::Filter) -> Result<InEnvoy> {
         failure_policy: None,
     };
     let bootstrap = Bootstrap::new(envoy::free_port()?, envoy::free_port()?, vec![wasm]);
-    let envoy = Envoy::start(&bootstrap).with_context(|| format!("`{}` in a real Envoy", filter.name))?;
-    let answer = envoy.get("/", &[]).with_context(|| format!("GET / through `{}`", filter.name))?;
+    let envoy =
+        Envoy::start(&bootstrap).with_context(|| format!("`{}` in a real Envoy", filter.name))?;
+    let answer = envoy
+        .get("/", &[])
+        .with_context(|| format!("GET / through `{}`", filter.name))?;
     std::thread::sleep(std::time::Duration::from_millis(150)); // the log file is flushed every 50 ms
     let failures: Vec<String> = envoy
         .log_text()
@@ -94,8 +111,15 @@ pub fn in_envoy(filter: &project::Filter) -> Result<InEnvoy> {
             "`{}` in a real Envoy answered GET / with {}{}",
             filter.name,
             answer.status,
-            if failures.is_empty() { String::new() } else { format!(", and its VM failed:\n{}", failures.join("\n")) }
+            if failures.is_empty() {
+                String::new()
+            } else {
+                format!(", and its VM failed:\n{}", failures.join("\n"))
+            }
         );
     }
-    Ok(InEnvoy { version: envoy::version().unwrap_or_else(|_| "(version unknown)".into()), status: answer.status })
+    Ok(InEnvoy {
+        version: envoy::version().unwrap_or_else(|_| "(version unknown)".into()),
+        status: answer.status,
+    })
 }

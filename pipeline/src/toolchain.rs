@@ -70,11 +70,16 @@ impl Toolchain {
         let target_dir = wasm_target_dir(root).join(self.label());
         let mut flags = remap_flags(root);
         let mut cmd = match self {
-            Toolchain::Rustup => Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())),
+            Toolchain::Rustup => {
+                Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            }
             Toolchain::BuildStd { rustc, cargo } => {
                 let mut cmd = Command::new(cargo);
                 cmd.env("RUSTC", rustc).env("RUSTC_BOOTSTRAP", "1");
-                cmd.env(format!("CARGO_TARGET_{}_LINKER", target.env_key()), "wasm-ld");
+                cmd.env(
+                    format!("CARGO_TARGET_{}_LINKER", target.env_key()),
+                    "wasm-ld",
+                );
                 if target == Target::Wasip1 {
                     flags.push(format!("-L{}", WASI_LIBC));
                     flags.push("-Clink-self-contained=no".into());
@@ -83,7 +88,12 @@ impl Toolchain {
             }
         };
         // Nothing from the host toolchain may leak into a wasm build.
-        for var in ["RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WRAPPER", "CARGO_BUILD_TARGET"] {
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "RUSTC_WRAPPER",
+            "CARGO_BUILD_TARGET",
+        ] {
             cmd.env_remove(var);
         }
         if matches!(self, Toolchain::BuildStd { .. }) {
@@ -102,13 +112,18 @@ impl Toolchain {
 
     /// Where cargo puts the `.wasm` files for this toolchain.
     pub fn artifact_dir(&self, target: Target, root: &Path) -> PathBuf {
-        wasm_target_dir(root).join(self.label()).join(target.triple()).join("release")
+        wasm_target_dir(root)
+            .join(self.label())
+            .join(target.triple())
+            .join("release")
     }
 }
 
 /// Where wasm builds go: `target/wasm/`, or `$WEIR_WASM_TARGET_DIR` (the benchmark's cold build).
 fn wasm_target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("WEIR_WASM_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target").join("wasm"))
+    std::env::var_os("WEIR_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("wasm"))
 }
 
 const WASI_LIBC: &str = "/usr/lib/wasm32-wasi";
@@ -128,19 +143,34 @@ fn remap_flags(root: &Path) -> Vec<String> {
 }
 
 fn sysroot(rustc: &Path) -> Option<PathBuf> {
-    let out = Command::new(rustc).args(["--print", "sysroot"]).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    let out = Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// True when the active rustup toolchain has `target`'s standard library.
 fn rustup_has(target: Target) -> bool {
-    let rustc = std::env::var_os("RUSTC").map(PathBuf::from).unwrap_or_else(|| "rustc".into());
-    sysroot(&rustc).is_some_and(|s| s.join("lib/rustlib").join(target.triple()).join("lib").is_dir())
+    let rustc = std::env::var_os("RUSTC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "rustc".into());
+    sysroot(&rustc).is_some_and(|s| {
+        s.join("lib/rustlib")
+            .join(target.triple())
+            .join("lib")
+            .is_dir()
+    })
 }
 
 /// A rustc with its std source and the cargo beside it (Debian's rustc-web, cargo-web).
 fn build_std_toolchain() -> Option<(PathBuf, PathBuf)> {
-    let rustc = PathBuf::from(std::env::var_os("WEIR_BUILD_STD_RUSTC").unwrap_or_else(|| "/usr/bin/rustc".into()));
+    let rustc = PathBuf::from(
+        std::env::var_os("WEIR_BUILD_STD_RUSTC").unwrap_or_else(|| "/usr/bin/rustc".into()),
+    );
     let cargo = rustc.with_file_name("cargo");
     let root = sysroot(&rustc)?;
     let has_src = root.join("lib/rustlib/src/rust/library/std").is_dir();
@@ -154,7 +184,10 @@ fn have_wasm_ld() -> bool {
 /// A marker that remembers a failed `rustup target add` for a day, so an
 /// offline machine does not wait for rustup on every build.
 fn rustup_marker(target: Target) -> PathBuf {
-    crate::project::root().join("target").join("weir").join(format!("rustup-add-{}.failed", target.triple()))
+    crate::project::root()
+        .join("target")
+        .join("weir")
+        .join(format!("rustup-add-{}.failed", target.triple()))
 }
 
 fn try_rustup_add(target: Target) -> bool {
@@ -167,7 +200,10 @@ fn try_rustup_add(target: Target) -> bool {
     if recent || crate::envoy::which("rustup").is_none() {
         return false;
     }
-    eprintln!("     Install {} with `rustup target add` (up to 20 s)", target);
+    eprintln!(
+        "     Install {} with `rustup target add` (up to 20 s)",
+        target
+    );
     let child = Command::new("rustup")
         .args(["target", "add", target.triple()])
         .current_dir(crate::project::root())
@@ -179,7 +215,9 @@ fn try_rustup_add(target: Target) -> bool {
     let ok = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status.success() && rustup_has(target),
-            Ok(None) if start.elapsed() < Duration::from_secs(20) => std::thread::sleep(Duration::from_millis(200)),
+            Ok(None) if start.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -192,7 +230,10 @@ fn try_rustup_add(target: Target) -> bool {
             let _ = std::fs::create_dir_all(dir);
         }
         // scratch: a cache marker under target/weir, not an output; losing it costs a retry.
-        let _ = std::fs::write(&marker, "rustup target add failed; delete this file to try again\n");
+        let _ = std::fs::write(
+            &marker,
+            "rustup target add failed; delete this file to try again\n",
+        );
         eprintln!("     rustup could not install {target}; using the build-std path (not retried for 24 h)");
     }
     ok
@@ -206,7 +247,11 @@ pub fn install_hint(target: Target) -> String {
          - offline, Debian: apt-get install rustc-web cargo-web rust-web-src lld{wasi}\n  \
          - or let weir do it: cargo xtask setup",
         t = target.triple(),
-        wasi = if target == Target::Wasip1 { " wasi-libc" } else { "" }
+        wasi = if target == Target::Wasip1 {
+            " wasi-libc"
+        } else {
+            ""
+        }
     )
 }
 

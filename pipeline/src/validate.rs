@@ -26,7 +26,10 @@ pub fn verdict(file: &Path) -> Verdict {
         ok: false,
         abi_versions: Vec::new(),
         hooks: 0,
-        problems: vec![abi::Problem { subject: subject.into(), message }],
+        problems: vec![abi::Problem {
+            subject: subject.into(),
+            message,
+        }],
     };
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
@@ -54,5 +57,8 @@ pub fn render(v: &Verdict) -> String {
             v.hooks
         );
     }
-    v.problems.iter().map(|p| format!("{}: {p}\n", v.file.display())).collect()
+    v.problems
+        .iter()
+        .map(|p| format!("{}: {p}\n", v.file.display()))
+        .collect()
 }

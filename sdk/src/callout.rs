@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::outcome::Error;
 use crate::header::{AsHeaderName, AsHeaderValue, Value};
 use crate::host::{self, Buffer, Map};
+use crate::outcome::Error;
 
 /// An HTTP request to an Envoy cluster. Send it with `cx.callout(..)`, which
 /// pauses the request until [`on_callout_response`](crate::HttpFilter::on_callout_response)

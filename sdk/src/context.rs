@@ -2,9 +2,9 @@
 
 use crate::body::{Body, BodyMode};
 use crate::callout::Callout;
-use crate::outcome::{Action, Error, Result};
 use crate::header::Headers;
 use crate::host::{Direction, Map};
+use crate::outcome::{Action, Error, Result};
 use crate::property::Properties;
 use crate::reply::LocalReply;
 

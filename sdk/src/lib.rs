@@ -107,8 +107,11 @@ macro_rules! export {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::__private::Vm;
-            static MEMORY: $crate::metrics::Gauge =
-                $crate::metrics::Gauge::new(concat!("weir.", env!("CARGO_PKG_NAME"), ".memory_bytes"));
+            static MEMORY: $crate::metrics::Gauge = $crate::metrics::Gauge::new(concat!(
+                "weir.",
+                env!("CARGO_PKG_NAME"),
+                ".memory_bytes"
+            ));
             static VM: Vm<$filter> = Vm::new(env!("CARGO_PKG_NAME"), &MEMORY);
 
             #[cfg(target_os = "wasi")]
@@ -205,7 +208,7 @@ macro_rules! export {
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::runtime::exported_hooks;
     #[cfg(target_arch = "wasm32")]
     pub use crate::runtime::wasm::{allocate, Vm};
-    pub use crate::runtime::exported_hooks;
 }

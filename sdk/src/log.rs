@@ -81,7 +81,11 @@ pub fn log(level: Level, message: &str) {
 #[doc(hidden)]
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
     let name = filter_name();
-    let line = if name.is_empty() { args.to_string() } else { format!("{name}: {args}") };
+    let line = if name.is_empty() {
+        args.to_string()
+    } else {
+        format!("{name}: {args}")
+    };
     crate::host::log(level as u32, &line);
 }
 

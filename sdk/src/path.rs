@@ -84,7 +84,18 @@ fn plain(b: u8) -> bool {
     unreserved(b)
         || matches!(
             b,
-            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@' | b'/'
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
         )
 }
 
@@ -117,7 +128,10 @@ fn is_canonical(path: &[u8]) -> bool {
     while i < path.len() {
         match path[i] {
             b'%' => match (path.get(i + 1), path.get(i + 2)) {
-                (Some(&h @ (b'0'..=b'9' | b'A'..=b'F')), Some(&l @ (b'0'..=b'9' | b'A'..=b'F'))) => {
+                (
+                    Some(&h @ (b'0'..=b'9' | b'A'..=b'F')),
+                    Some(&l @ (b'0'..=b'9' | b'A'..=b'F')),
+                ) => {
                     let c = (hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0);
                     if unreserved(c) || matches!(c, 0 | b'/' | b'\\') {
                         return false;
@@ -132,7 +146,8 @@ fn is_canonical(path: &[u8]) -> bool {
     }
     let mut segments = path[1..].split(|&b| b == b'/');
     let last = segments.next_back();
-    segments.all(|s| !s.is_empty() && s != b"." && s != b"..") && last.is_none_or(|s| s != b"." && s != b"..")
+    segments.all(|s| !s.is_empty() && s != b"." && s != b"..")
+        && last.is_none_or(|s| s != b"." && s != b"..")
 }
 
 /// The canonical form of the request path `raw` (`:path`, query allowed).
@@ -186,13 +201,21 @@ pub fn canonicalize(raw: &[u8]) -> Result<Cow<'_, [u8]>, PathError> {
                         b'/' | b'\\' => return Err(PathError::EncodedSlash),
                         0 => return Err(PathError::ControlByte),
                         c if unreserved(c) => out.push(c),
-                        c => out.extend_from_slice(&[b'%', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]),
+                        c => out.extend_from_slice(&[
+                            b'%',
+                            HEX[usize::from(c >> 4)],
+                            HEX[usize::from(c & 15)],
+                        ]),
                     }
                 }
                 b'\\' => return Err(PathError::Backslash),
                 0..=0x1F | 0x7F => return Err(PathError::ControlByte),
                 b if plain(b) => out.push(b),
-                b => out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]),
+                b => out.extend_from_slice(&[
+                    b'%',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ]),
             }
         }
         match &out[start + 1..] {
@@ -298,7 +321,10 @@ mod tests {
         assert_eq!(c("/a/").as_deref(), Ok("/a/"));
         assert_eq!(c("/a//").as_deref(), Ok("/a/"));
         assert_eq!(c("/a%c3%a9").as_deref(), Ok("/a%C3%A9"));
-        assert_eq!(canonicalize("/aé".as_bytes()).unwrap().as_ref(), b"/a%C3%A9");
+        assert_eq!(
+            canonicalize("/aé".as_bytes()).unwrap().as_ref(),
+            b"/a%C3%A9"
+        );
         assert_eq!(c("/a b").as_deref(), Ok("/a%20b"));
         assert_eq!(c("/a%3Bb").as_deref(), Ok("/a%3Bb"));
         assert_eq!(c("/a%25").as_deref(), Ok("/a%25"));
@@ -342,7 +368,10 @@ mod tests {
 
     #[test]
     fn hosts_compare_canonically() {
-        assert_eq!(&*canonical_host(b"API.Example.com.:443"), b"api.example.com");
+        assert_eq!(
+            &*canonical_host(b"API.Example.com.:443"),
+            b"api.example.com"
+        );
         assert_eq!(&*canonical_host(b"api.example.com."), b"api.example.com");
         assert_eq!(&*canonical_host(b"api.example.com"), b"api.example.com");
         assert_eq!(&*canonical_host(b"[::1]:80"), b"[::1]");

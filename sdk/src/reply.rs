@@ -1,8 +1,8 @@
 //! Local replies: the filter answers the client itself (e.g. 403, 429, or a gRPC status).
 
-use crate::outcome::{Action, Error, Result};
 use crate::header::{AsHeaderName, AsHeaderValue, InvalidHeader};
 use crate::host;
+use crate::outcome::{Action, Error, Result};
 
 /// A reply the filter sends itself, instead of the upstream's.
 ///

@@ -152,7 +152,10 @@ impl<C: DeserializeOwned> RuleSet<C> {
                 .enumerate()
                 .map(|(j, p): (usize, String)| match canonicalize(p.as_bytes()) {
                     Ok(c) => Ok(String::from_utf8_lossy(&c).into_owned()),
-                    Err(e) => Err(ConfigError::at(format!("{at}.{PATH_PREFIX}[{j}]"), e.to_string())),
+                    Err(e) => Err(ConfigError::at(
+                        format!("{at}.{PATH_PREFIX}[{j}]"),
+                        e.to_string(),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             parsed.push(Rule {
@@ -368,7 +371,9 @@ impl<C> RuleSet<C> {
             let route_ok = rule.routes.is_empty()
                 || route.is_some_and(|r| rule.routes.iter().any(|x| x.as_bytes() == r));
             let domain_ok = rule.domains.is_empty()
-                || host.as_ref().is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
+                || host
+                    .as_ref()
+                    .is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
             let path_ok = rule.path_prefixes.is_empty()
                 || path.as_ref().is_some_and(|p| {
                     rule.path_prefixes
@@ -403,9 +408,14 @@ impl<C> RuleSet<C> {
 #[cold]
 #[inline(never)]
 fn refuse(e: PathError) {
-    let reply = crate::LocalReply::new(400).body("invalid path\n").details(e.details());
+    let reply = crate::LocalReply::new(400)
+        .body("invalid path\n")
+        .details(e.details());
     if let Err(err) = reply.send() {
-        crate::log::log(crate::log::Level::Warn, &format!("cannot refuse a path the rules cannot judge: {err}"));
+        crate::log::log(
+            crate::log::Level::Warn,
+            &format!("cannot refuse a path the rules cannot judge: {err}"),
+        );
     }
 }
 
@@ -556,11 +566,26 @@ mod tests {
     #[test]
     fn ports_are_stripped_but_ipv6_kept() {
         let s = set(r#"{"v": 1, "_rules_": [{"_match_domain_": ["[::1]", "a.test"], "v": 2}]}"#);
-        for host in ["a.test:80", "a.test", "[::1]:80", "[::1]", "A.TEST.", "a.test.:8080"] {
-            assert_eq!(s.pick_for(None, Some(host.as_bytes()), None), Pick::Rule(0), "{host}");
+        for host in [
+            "a.test:80",
+            "a.test",
+            "[::1]:80",
+            "[::1]",
+            "A.TEST.",
+            "a.test.:8080",
+        ] {
+            assert_eq!(
+                s.pick_for(None, Some(host.as_bytes()), None),
+                Pick::Rule(0),
+                "{host}"
+            );
         }
         for host in ["::1", "a.test..", "b.test", "a.test.b"] {
-            assert_eq!(s.pick_for(None, Some(host.as_bytes()), None), Pick::Global, "{host}");
+            assert_eq!(
+                s.pick_for(None, Some(host.as_bytes()), None),
+                Pick::Global,
+                "{host}"
+            );
         }
     }
 
@@ -570,25 +595,68 @@ mod tests {
             {"_match_path_prefix_": ["/api/"], "v": 2},
             {"_match_path_prefix_": ["//%61dmin/./x/.."], "v": 3}
         ]}"#);
-        for path in ["/api/v1", "//api/v1", "/./api/v1", "/x/../api/v1", "/%61pi/v1", "/%61%50i/../api/v1", "/api;x/v1",
-                     "/x/..;/api/v1", "/x/%2e%2e/api/v1", "///api//v1?q", "/../api/"] {
-            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Rule(0), "{path}");
+        for path in [
+            "/api/v1",
+            "//api/v1",
+            "/./api/v1",
+            "/x/../api/v1",
+            "/%61pi/v1",
+            "/%61%50i/../api/v1",
+            "/api;x/v1",
+            "/x/..;/api/v1",
+            "/x/%2e%2e/api/v1",
+            "///api//v1?q",
+            "/../api/",
+        ] {
+            assert_eq!(
+                s.pick_for(None, None, Some(path.as_bytes())),
+                Pick::Rule(0),
+                "{path}"
+            );
         }
         // The prefix is `/admin/`.
         for path in ["/admin/", "//admin/users", "/admin/.", "/%61dmin/?x"] {
-            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Rule(1), "{path}");
+            assert_eq!(
+                s.pick_for(None, None, Some(path.as_bytes())),
+                Pick::Rule(1),
+                "{path}"
+            );
         }
-        for path in ["/apiv1", "/API/v1", "/ap", "/x/api/v1", "/admin", "/admin?/"] {
-            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Global, "{path}");
+        for path in [
+            "/apiv1",
+            "/API/v1",
+            "/ap",
+            "/x/api/v1",
+            "/admin",
+            "/admin?/",
+        ] {
+            assert_eq!(
+                s.pick_for(None, None, Some(path.as_bytes())),
+                Pick::Global,
+                "{path}"
+            );
         }
-        for (path, e) in [("/api%2Fv1", PathError::EncodedSlash), ("/api\\v1", PathError::Backslash),
-                          ("/%zz", PathError::InvalidEscape), ("/a%00", PathError::ControlByte), ("*", PathError::NotAbsolute)] {
-            assert_eq!(s.pick_for(None, None, Some(path.as_bytes())), Pick::Refuse(e), "{path}");
+        for (path, e) in [
+            ("/api%2Fv1", PathError::EncodedSlash),
+            ("/api\\v1", PathError::Backslash),
+            ("/%zz", PathError::InvalidEscape),
+            ("/a%00", PathError::ControlByte),
+            ("*", PathError::NotAbsolute),
+        ] {
+            assert_eq!(
+                s.pick_for(None, None, Some(path.as_bytes())),
+                Pick::Refuse(e),
+                "{path}"
+            );
         }
         // Without path rules, a path is never read, let alone refused.
         let hosts = set(r#"{"v": 1, "_rules_": [{"_match_domain_": ["a.test"], "v": 2}]}"#);
         assert_eq!(hosts.pick_for(None, None, Some(b"/%zz")), Pick::Global);
-        let err = RuleSet::<C>::parse(br#"{"v": 1, "_rules_": [{"_match_path_prefix_": ["/a", "/%2f"], "v": 2}]}"#, true, |_| Ok(()));
+        let err = RuleSet::<C>::parse(
+            br#"{"v": 1, "_rules_": [{"_match_path_prefix_": ["/a", "/%2f"], "v": 2}]}"#,
+            true,
+            |_| Ok(()),
+        );
         assert_eq!(err.unwrap_err().to_string(), "field `_rules_[0]._match_path_prefix_[1]`: the path has an encoded `/` or `\\` (%2F, %5C)");
     }
 

@@ -135,13 +135,18 @@ fn hook_name(direction: Direction) -> &'static str {
 /// hooks (once they continue, a body hook finds none), so this makes the module
 /// export both headers hooks even when the filter does not implement them.
 const fn watches_streams<F: HttpFilter>() -> bool {
-    matches!(F::BODY_MODE, BodyMode::Buffer) && F::HOOKS & (hooks::REQUEST_BODY | hooks::RESPONSE_BODY) != 0
+    matches!(F::BODY_MODE, BodyMode::Buffer)
+        && F::HOOKS & (hooks::REQUEST_BODY | hooks::RESPONSE_BODY) != 0
 }
 
 /// The hooks `F`'s module exports (the `weir.hooks` section, see [`hooks::exported`]).
 #[doc(hidden)]
 pub const fn exported_hooks<F: HttpFilter>() -> u32 {
-    let watch = if watches_streams::<F>() { hooks::REQUEST_HEADERS | hooks::RESPONSE_HEADERS } else { 0 };
+    let watch = if watches_streams::<F>() {
+        hooks::REQUEST_HEADERS | hooks::RESPONSE_HEADERS
+    } else {
+        0
+    };
     hooks::exported(F::HOOKS | watch)
 }
 
@@ -200,7 +205,8 @@ impl<F: HttpFilter> Stream<F> {
             // tunnel streams both ways; an SSE or gRPC request body streams too.
             let upgraded = host::map_get(Map::RequestHeaders, "upgrade").is_some()
                 || host::map_get(Map::RequestHeaders, ":protocol").is_some()
-                || host::map_get(Map::RequestHeaders, ":method").is_some_and(|m| m.eq_ignore_ascii_case(b"CONNECT"));
+                || host::map_get(Map::RequestHeaders, ":method")
+                    .is_some_and(|m| m.eq_ignore_ascii_case(b"CONNECT"));
             let request = upgraded || streaming_type(Map::RequestHeaders);
             self.flow.bodies[Direction::Request as usize].set(BodyFlow::ENDLESS, request);
             self.flow.bodies[Direction::Response as usize].set(BodyFlow::ENDLESS, upgraded);
@@ -209,7 +215,12 @@ impl<F: HttpFilter> Stream<F> {
             return Action::Continue;
         }
         self.run(Direction::Request, "on_request_headers", |f, c, flow| {
-            f.on_request_headers(&mut Request::new(c, flow, Body::new(Buffer::RequestBody, 0), end_of_stream))
+            f.on_request_headers(&mut Request::new(
+                c,
+                flow,
+                Body::new(Buffer::RequestBody, 0),
+                end_of_stream,
+            ))
         })
     }
 
@@ -221,20 +232,27 @@ impl<F: HttpFilter> Stream<F> {
     }
 
     pub(crate) fn request_trailers(&mut self) -> Action {
-        if F::HOOKS & hooks::REQUEST_BODY != 0 && self.end_body(Direction::Request) == Action::Pause {
+        if F::HOOKS & hooks::REQUEST_BODY != 0 && self.end_body(Direction::Request) == Action::Pause
+        {
             return Action::Pause;
         }
         if F::HOOKS & hooks::REQUEST_TRAILERS == 0 {
             return Action::Continue;
         }
         self.run(Direction::Request, "on_request_trailers", |f, c, flow| {
-            f.on_request_trailers(&mut Request::new(c, flow, Body::new(Buffer::RequestBody, 0), true))
+            f.on_request_trailers(&mut Request::new(
+                c,
+                flow,
+                Body::new(Buffer::RequestBody, 0),
+                true,
+            ))
         })
     }
 
     pub(crate) fn response_headers(&mut self, end_of_stream: bool) -> Action {
         if watches_streams::<F>() && !end_of_stream {
-            let switched = host::map_get(Map::ResponseHeaders, ":status").is_some_and(|s| s == b"101");
+            let switched =
+                host::map_get(Map::ResponseHeaders, ":status").is_some_and(|s| s == b"101");
             if switched || streaming_type(Map::ResponseHeaders) {
                 self.flow.bodies[Direction::Response as usize].set(BodyFlow::ENDLESS, true);
             }
@@ -243,7 +261,12 @@ impl<F: HttpFilter> Stream<F> {
             return Action::Continue;
         }
         self.run(Direction::Response, "on_response_headers", |f, c, flow| {
-            f.on_response_headers(&mut Response::new(c, flow, Body::new(Buffer::ResponseBody, 0), end_of_stream))
+            f.on_response_headers(&mut Response::new(
+                c,
+                flow,
+                Body::new(Buffer::ResponseBody, 0),
+                end_of_stream,
+            ))
         })
     }
 
@@ -255,14 +278,21 @@ impl<F: HttpFilter> Stream<F> {
     }
 
     pub(crate) fn response_trailers(&mut self) -> Action {
-        if F::HOOKS & hooks::RESPONSE_BODY != 0 && self.end_body(Direction::Response) == Action::Pause {
+        if F::HOOKS & hooks::RESPONSE_BODY != 0
+            && self.end_body(Direction::Response) == Action::Pause
+        {
             return Action::Pause;
         }
         if F::HOOKS & hooks::RESPONSE_TRAILERS == 0 {
             return Action::Continue;
         }
         self.run(Direction::Response, "on_response_trailers", |f, c, flow| {
-            f.on_response_trailers(&mut Response::new(c, flow, Body::new(Buffer::ResponseBody, 0), true))
+            f.on_response_trailers(&mut Response::new(
+                c,
+                flow,
+                Body::new(Buffer::ResponseBody, 0),
+                true,
+            ))
         })
     }
 
@@ -394,8 +424,8 @@ impl<F: HttpFilter> Stream<F> {
 pub mod wasm {
     use super::{Plugin, Stream};
     use crate::filter::HttpFilter;
-    use crate::outcome::Action;
     use crate::metrics::Gauge;
+    use crate::outcome::Action;
     use std::cell::{Cell, UnsafeCell};
 
     struct State<F: HttpFilter> {
@@ -415,7 +445,10 @@ pub mod wasm {
 
     impl<F: HttpFilter> Streams<F> {
         const fn new() -> Self {
-            Streams { slots: Vec::new(), holes: 0 }
+            Streams {
+                slots: Vec::new(),
+                holes: 0,
+            }
         }
 
         /// The slot of `id`: the newest is checked first (the common case).
@@ -559,9 +592,11 @@ pub mod wasm {
         }
 
         fn root(&self, id: u32, f: impl FnOnce(&mut Plugin<F>) -> bool) -> bool {
-            self.with(false, |s| match s.roots.iter_mut().find(|(i, _)| *i == id) {
-                Some((_, root)) => f(root),
-                None => false,
+            self.with(false, |s| {
+                match s.roots.iter_mut().find(|(i, _)| *i == id) {
+                    Some((_, root)) => f(root),
+                    None => false,
+                }
             })
         }
 

@@ -127,11 +127,22 @@ impl<F: HttpFilter> TestFilter<F> {
         let (has_body, has_trailers) = (!request.chunks.is_empty(), !request.trailers.is_empty());
 
         let request_action = stream.request_headers(!has_body && !has_trailers);
-        let mut open = self.settle(&mut stream, request_action, Direction::Request, &mut callouts);
+        let mut open = self.settle(
+            &mut stream,
+            request_action,
+            Direction::Request,
+            &mut callouts,
+        );
         hide_once_continued(Map::RequestHeaders, request_action);
         let mut sent = Vec::new();
         if open && has_body {
-            (open, sent) = self.deliver(&mut stream, Direction::Request, &request.chunks, has_trailers, &mut callouts);
+            (open, sent) = self.deliver(
+                &mut stream,
+                Direction::Request,
+                &request.chunks,
+                has_trailers,
+                &mut callouts,
+            );
         }
         if open && has_trailers {
             native::with(|s| s.maps[Map::RequestTrailers as usize] = request.trailers.clone());
@@ -154,7 +165,8 @@ impl<F: HttpFilter> TestFilter<F> {
         let mut received = Vec::new();
         if open {
             let response = &request.response;
-            let (has_body, has_trailers) = (!response.chunks.is_empty(), !response.trailers.is_empty());
+            let (has_body, has_trailers) =
+                (!response.chunks.is_empty(), !response.trailers.is_empty());
             native::with(|s| {
                 s.maps[Map::ResponseHeaders as usize] = response.headers.clone();
                 let status = find(&response.headers, ":status").map_or(Vec::new(), |v| v.0);
@@ -165,11 +177,18 @@ impl<F: HttpFilter> TestFilter<F> {
             let mut open = self.settle(&mut stream, a, Direction::Response, &mut callouts);
             hide_once_continued(Map::ResponseHeaders, a);
             if open && has_body {
-                (open, received) =
-                    self.deliver(&mut stream, Direction::Response, &response.chunks, has_trailers, &mut callouts);
+                (open, received) = self.deliver(
+                    &mut stream,
+                    Direction::Response,
+                    &response.chunks,
+                    has_trailers,
+                    &mut callouts,
+                );
             }
             if open && has_trailers {
-                native::with(|s| s.maps[Map::ResponseTrailers as usize] = response.trailers.clone());
+                native::with(|s| {
+                    s.maps[Map::ResponseTrailers as usize] = response.trailers.clone()
+                });
                 let a = stream.response_trailers();
                 if self.settle(&mut stream, a, Direction::Response, &mut callouts) {
                     received.extend(held(Buffer::ResponseBody));
@@ -229,7 +248,9 @@ impl<F: HttpFilter> TestFilter<F> {
                 return (false, passed);
             }
             if goes_on {
-                passed.push(native::with(|s| std::mem::take(&mut s.buffers[buffer as usize])));
+                passed.push(native::with(|s| {
+                    std::mem::take(&mut s.buffers[buffer as usize])
+                }));
             } else if end {
                 return (false, passed); // held at the end of the stream, and nothing resumed it
             }
@@ -403,7 +424,11 @@ impl TestRequest {
     /// Gives the request a body, delivered in one chunk (an empty one: no body).
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         let body = body.into();
-        self.chunks = if body.is_empty() { Vec::new() } else { vec![body] };
+        self.chunks = if body.is_empty() {
+            Vec::new()
+        } else {
+            vec![body]
+        };
         self
     }
 
@@ -502,7 +527,11 @@ impl TestResponse {
     /// Gives the response a body, delivered in one chunk (an empty one: no body).
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         let body = body.into();
-        self.chunks = if body.is_empty() { Vec::new() } else { vec![body] };
+        self.chunks = if body.is_empty() {
+            Vec::new()
+        } else {
+            vec![body]
+        };
         self
     }
 

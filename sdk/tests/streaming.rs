@@ -25,7 +25,10 @@ fn mode(name: &str) -> BodyMode {
 
 /// Logs every body call as `<dir> <bytes> end=<bool> mode=<mode>` and uppercases what it sees.
 fn seen(dir: &str, bytes: &[u8], end: bool, mode: BodyMode) {
-    weir::info!("{dir} {:?} end={end} mode={mode:?}", String::from_utf8_lossy(bytes));
+    weir::info!(
+        "{dir} {:?} end={end} mode={mode:?}",
+        String::from_utf8_lossy(bytes)
+    );
 }
 
 macro_rules! body_filter {
@@ -129,7 +132,12 @@ fn a_body_hook_sees_and_rewrites_each_chunk_as_it_passes_by_default() {
 #[test]
 fn request_chunks_stream_upstream_one_by_one() {
     let mut f = TestFilter::<Streamed>::configure("").unwrap();
-    let ex = f.send(TestRequest::new("POST", "/upload").chunk("ab").chunk("cd").chunk(""));
+    let ex = f.send(
+        TestRequest::new("POST", "/upload")
+            .chunk("ab")
+            .chunk("cd")
+            .chunk(""),
+    );
     assert_eq!(ex.upstream_chunks(), chunks(&["AB", "CD", ""]));
     assert_eq!(ex.upstream_body(), b"ABCD");
     assert_eq!(
@@ -142,30 +150,46 @@ fn request_chunks_stream_upstream_one_by_one() {
 fn a_streamed_body_has_no_size_limit() {
     let mut f = TestFilter::<Streamed>::configure("").unwrap();
     let big = vec![b'a'; 100]; // over BODY_LIMIT (64)
-    let ex = f.send(TestRequest::new("POST", "/").chunk(big.clone()).chunk(big.clone()));
+    let ex = f.send(
+        TestRequest::new("POST", "/")
+            .chunk(big.clone())
+            .chunk(big.clone()),
+    );
     assert!(ex.forwarded(), "no 413 for a streamed body");
     assert_eq!(ex.upstream_chunks(), [vec![b'A'; 100], vec![b'A'; 100]]);
 }
 
 #[test]
 fn buffer_chosen_in_the_headers_hook_holds_the_body_and_hands_it_over_once() {
-    let mut f = TestFilter::<Streamed>::configure(r#"{"request": "buffer", "response": "buffer"}"#).unwrap();
+    let mut f = TestFilter::<Streamed>::configure(r#"{"request": "buffer", "response": "buffer"}"#)
+        .unwrap();
     let ex = f.send(
         TestRequest::new("POST", "/")
             .chunk("ab")
             .chunk("cd")
             .respond_with(TestResponse::new(200).chunk("x").chunk("y")),
     );
-    assert_eq!(ex.upstream_chunks(), chunks(&["ABCD"]), "held, then passed whole");
+    assert_eq!(
+        ex.upstream_chunks(),
+        chunks(&["ABCD"]),
+        "held, then passed whole"
+    );
     assert_eq!(ex.response_chunks(), chunks(&["XY"]));
-    assert_eq!(calls(&ex, "request"), [r#"request "abcd" end=true mode=Buffer"#]);
-    assert_eq!(calls(&ex, "response"), [r#"response "xy" end=true mode=Buffer"#]);
+    assert_eq!(
+        calls(&ex, "request"),
+        [r#"request "abcd" end=true mode=Buffer"#]
+    );
+    assert_eq!(
+        calls(&ex, "response"),
+        [r#"response "xy" end=true mode=Buffer"#]
+    );
 }
 
 #[test]
 fn a_filter_wide_buffer_holds_ordinary_bodies() {
     let mut f = TestFilter::<Whole>::configure("").unwrap();
-    let ex = f.send(TestRequest::get("/").respond_with(TestResponse::new(200).chunk("x").chunk("y")));
+    let ex =
+        f.send(TestRequest::get("/").respond_with(TestResponse::new(200).chunk("x").chunk("y")));
     assert_eq!(ex.response_chunks(), chunks(&["XY"]));
 }
 
@@ -221,8 +245,13 @@ fn a_filter_wide_buffer_never_holds_upgraded_connections() {
         assert_eq!(ex.response_chunks(), chunks(&["A", "B"]));
     }
     let mut f = TestFilter::<Whole>::configure("").unwrap();
-    let ex = f.send(TestRequest::get("/").respond_with(TestResponse::new(101).chunk("a").chunk("b")));
-    assert_eq!(ex.response_chunks(), chunks(&["A", "B"]), "a 101 answer streams");
+    let ex =
+        f.send(TestRequest::get("/").respond_with(TestResponse::new(101).chunk("a").chunk("b")));
+    assert_eq!(
+        ex.response_chunks(),
+        chunks(&["A", "B"]),
+        "a 101 answer streams"
+    );
 }
 
 #[test]
@@ -237,14 +266,19 @@ fn buffer_chosen_for_one_stream_holds_even_server_sent_events() {
 
 #[test]
 fn skip_lets_the_body_through_unread() {
-    let mut f = TestFilter::<Whole>::configure(r#"{"request": "skip", "response": "skip"}"#).unwrap();
+    let mut f =
+        TestFilter::<Whole>::configure(r#"{"request": "skip", "response": "skip"}"#).unwrap();
     let ex = f.send(
         TestRequest::new("POST", "/")
             .chunk("ab")
             .chunk("cd")
             .respond_with(TestResponse::new(200).chunk("x").chunk("y")),
     );
-    assert_eq!(ex.upstream_chunks(), chunks(&["ab", "cd"]), "untouched, not held");
+    assert_eq!(
+        ex.upstream_chunks(),
+        chunks(&["ab", "cd"]),
+        "untouched, not held"
+    );
     assert_eq!(ex.response_chunks(), chunks(&["x", "y"]));
     assert!(
         calls(&ex, "request").is_empty() && calls(&ex, "response").is_empty(),
@@ -265,7 +299,9 @@ fn once_the_body_started_only_skip_is_taken() {
 
     let mut f = TestFilter::<Streamed>::configure(r#"{"late": "buffer"}"#).unwrap();
     let ex = f.send(TestRequest::get("/").respond_with(sse()));
-    assert!(ex.logged("on_response_body: the body mode can change to Buffer only before the body starts"));
+    assert!(ex.logged(
+        "on_response_body: the body mode can change to Buffer only before the body starts"
+    ));
     assert_eq!(ex.response_chunks().len(), 3, "still streamed");
 }
 
@@ -273,7 +309,12 @@ fn once_the_body_started_only_skip_is_taken() {
 fn a_streamed_body_ending_at_the_trailers_gets_a_last_empty_call() {
     let mut f = TestFilter::<Streamed>::configure("").unwrap();
     let ex = f.send(
-        TestRequest::get("/").respond_with(TestResponse::new(200).chunk("a").chunk("b").trailer("grpc-status", "0")),
+        TestRequest::get("/").respond_with(
+            TestResponse::new(200)
+                .chunk("a")
+                .chunk("b")
+                .trailer("grpc-status", "0"),
+        ),
     );
     assert_eq!(ex.response_chunks(), chunks(&["A", "B"]));
     assert_eq!(
@@ -353,7 +394,8 @@ fn a_filter_wide_buffer_without_headers_hooks_still_streams_events_and_keeps_tho
             "[Stream]data: three\n\n"
         ])
     );
-    let ex = f.send(TestRequest::get("/").respond_with(TestResponse::new(200).chunk("a").chunk("b")));
+    let ex =
+        f.send(TestRequest::get("/").respond_with(TestResponse::new(200).chunk("a").chunk("b")));
     assert_eq!(ex.response_chunks(), chunks(&["[Buffer]ab"]));
     // The module keeps the headers hooks, where Envoy shows which bodies are streams;
     // a streaming filter's module keeps only its own.
@@ -380,7 +422,10 @@ impl HttpFilter for LateReader {
     }
 
     fn on_response_body(&mut self, cx: &mut Response<'_, ()>) -> weir::Result {
-        weir::info!("content-type seen: {}", cx.headers().get("content-type").is_some());
+        weir::info!(
+            "content-type seen: {}",
+            cx.headers().get("content-type").is_some()
+        );
         cx.headers().set("x-late", "1")?;
         Ok(Action::Continue)
     }

@@ -82,7 +82,11 @@ impl RawRequest {
         out.extend_from_slice(&self.path);
         out.extend_from_slice(b" HTTP/1.1\r\n");
         // A request that sets its own `host` sends that one only.
-        if !self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        if !self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+        {
             out.extend_from_slice(b"host: localhost\r\n");
         }
         out.extend_from_slice(b"connection: close\r\n");

@@ -48,7 +48,10 @@ pub fn vm_failures(envoy: &Envoy) -> Vec<String> {
         .lines()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            l.contains("panicked") || l.contains("runtimeerror") || l.contains("unreachable") || l.contains("wasm vm failed")
+            l.contains("panicked")
+                || l.contains("runtimeerror")
+                || l.contains("unreachable")
+                || l.contains("wasm vm failed")
         })
         .map(str::to_owned)
         .collect()

@@ -24,7 +24,9 @@ pub fn need(tool: &str) {
 /// Where `tool` is on PATH, if it is.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Panics unless python3 can `import oras.client` (oras-py).
@@ -900,7 +902,12 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             let (size, hide, content_type, prefix): (u64, bool, &str, &[u8]) = {
                 let Ok(f) = faults.lock() else { return };
                 if action == "huge blob" {
-                    (f.huge_blob_gets.unwrap_or(0), f.hide_length, "application/octet-stream", b"\0asm")
+                    (
+                        f.huge_blob_gets.unwrap_or(0),
+                        f.hide_length,
+                        "application/octet-stream",
+                        b"\0asm",
+                    )
                 } else {
                     (
                         f.huge_manifest_gets.unwrap_or(0),
@@ -910,7 +917,11 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
                     )
                 }
             };
-            let length = if hide { String::new() } else { format!("Content-Length: {size}\r\n") };
+            let length = if hide {
+                String::new()
+            } else {
+                format!("Content-Length: {size}\r\n")
+            };
             let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{length}Connection: close\r\n\r\n");
             if client.write_all(head.as_bytes()).is_err() {
                 return;
@@ -935,7 +946,13 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             let (code, body) = faults
                 .lock()
                 .ok()
-                .and_then(|f| if action == "error" { f.manifest_get_error.clone() } else { f.upload_error.clone() })
+                .and_then(|f| {
+                    if action == "error" {
+                        f.manifest_get_error.clone()
+                    } else {
+                        f.upload_error.clone()
+                    }
+                })
                 .unwrap_or((500, String::new()));
             // Read the request body first, so the client sees the answer rather than a reset.
             let mut have = buf.len() - head_end;
@@ -949,7 +966,11 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             let _ = client.shutdown(Shutdown::Both);
         }
         "drip" => {
-            let pause = faults.lock().ok().and_then(|f| f.drip_blob_gets).unwrap_or_default();
+            let pause = faults
+                .lock()
+                .ok()
+                .and_then(|f| f.drip_blob_gets)
+                .unwrap_or_default();
             let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
                 return;
             };
@@ -959,12 +980,16 @@ fn serve(mut client: TcpStream, upstream: u16, faults: &Mutex<Faults>, stop: &At
             let mut answer = Vec::new();
             let _ = up.read_to_end(&mut answer);
             // The head at once, then the body a byte at a time.
-            let body_at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(answer.len(), |i| i + 4);
+            let body_at = answer
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(answer.len(), |i| i + 4);
             if client.write_all(&answer[..body_at]).is_err() {
                 return;
             }
             for b in &answer[body_at..] {
-                if stop.load(Ordering::SeqCst) || client.write_all(std::slice::from_ref(b)).is_err() {
+                if stop.load(Ordering::SeqCst) || client.write_all(std::slice::from_ref(b)).is_err()
+                {
                     break;
                 }
                 std::thread::sleep(pause);

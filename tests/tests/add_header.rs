@@ -18,13 +18,19 @@ fn no_configuration_adds_the_seed_header() {
     let envoy = envoy_with("add-header", None).unwrap();
     let r = envoy.get("/", &[]).unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(r.header_str("resp-header-demo").as_deref(), Some("added by our filter"));
+    assert_eq!(
+        r.header_str("resp-header-demo").as_deref(),
+        Some("added by our filter")
+    );
 }
 
 #[test]
 fn mistyped_name_is_refused_when_configured() {
     let err = match envoy_with("add-header", Some(r#"{"name": 5}"#)) {
-        Ok(envoy) => panic!("envoy accepted the configuration; log:\n{}", envoy.log_tail(20)),
+        Ok(envoy) => panic!(
+            "envoy accepted the configuration; log:\n{}",
+            envoy.log_tail(20)
+        ),
         Err(e) => format!("{e:#}"),
     };
     assert!(
@@ -38,7 +44,9 @@ fn high_bytes_in_header_values_never_trap() {
     let envoy = envoy_with("add-header", Some(SEED_PARAMETERS)).unwrap();
     let hostile: Vec<u8> = (0x80..=0xFF).collect();
     for _ in 0..3 {
-        let r = envoy.get("/", &[("x-bytes", &hostile), ("x-ff", b"\xff")]).unwrap();
+        let r = envoy
+            .get("/", &[("x-bytes", &hostile), ("x-ff", b"\xff")])
+            .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.header_str("hello").as_deref(), Some("hello details"));
     }
@@ -56,10 +64,20 @@ fn the_vm_reports_its_linear_memory_and_it_stays_flat_over_requests() {
     for _ in 0..50 {
         assert_eq!(envoy.get("/", &[]).unwrap().status, 200);
     }
-    let warm = envoy.stat(stat).unwrap().unwrap_or_else(|| panic!("no {stat} in Envoy's stats"));
-    assert!(warm > 0 && warm % 65536 == 0, "{stat} = {warm}: not a whole number of wasm pages");
+    let warm = envoy
+        .stat(stat)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {stat} in Envoy's stats"));
+    assert!(
+        warm > 0 && warm % 65536 == 0,
+        "{stat} = {warm}: not a whole number of wasm pages"
+    );
     for _ in 0..500 {
         assert_eq!(envoy.get("/", &[]).unwrap().status, 200);
     }
-    assert_eq!(envoy.stat(stat).unwrap(), Some(warm), "linear memory grew over 500 requests");
+    assert_eq!(
+        envoy.stat(stat).unwrap(),
+        Some(warm),
+        "linear memory grew over 500 requests"
+    );
 }

@@ -1023,14 +1023,29 @@ fn secret_outputs_are_0600_and_others_follow_the_umask() {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(before)).unwrap();
         run(secret_args(&p));
         assert_eq!(mode(&p), 0o600, "a pull secret replacing a {before:o} file");
-        assert!(std::fs::read_to_string(&p).unwrap().contains(".dockerconfigjson"));
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .contains(".dockerconfigjson"));
     }
     // --parameters makes an output secret; without it the umask decides.
     let plugin = |out: &Path, params: bool| {
-        let mut a: Vec<String> = ["wasmplugin", "--name", "p", "--image", "reg.io/w/a:v1", "-o"].iter().map(|s| s.to_string()).collect();
+        let mut a: Vec<String> = [
+            "wasmplugin",
+            "--name",
+            "p",
+            "--image",
+            "reg.io/w/a:v1",
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         a.push(out.display().to_string());
         if params {
-            a.extend(["--parameters".to_string(), r#"{"api_key":"s3cr3t"}"#.to_string()]);
+            a.extend([
+                "--parameters".to_string(),
+                r#"{"api_key":"s3cr3t"}"#.to_string(),
+            ]);
         }
         run(a);
     };

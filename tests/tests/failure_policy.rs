@@ -11,7 +11,10 @@ use xtask::envoy::{Code, Envoy, FailurePolicy, HttpResponse, WasmFilter};
 use xtask::project::{self, Filter};
 
 fn panicky_module() -> std::path::PathBuf {
-    let filter = Filter { name: "panicky".into(), dir: project::root().join("tests/fixtures/panicky") };
+    let filter = Filter {
+        name: "panicky".into(),
+        dir: project::root().join("tests/fixtures/panicky"),
+    };
     match build::build(&filter, &Options::default()) {
         Ok(built) => built.path,
         Err(e) => panic!("cannot build the panicky fixture: {e:#}"),
@@ -26,7 +29,8 @@ fn envoy(policy: Option<FailurePolicy>) -> Envoy {
         configuration: None,
         failure_policy: policy,
     };
-    Envoy::start(&weir_tests::bootstrap(vec![filter])).expect("envoy starts with the panicky filter")
+    Envoy::start(&weir_tests::bootstrap(vec![filter]))
+        .expect("envoy starts with the panicky filter")
 }
 
 fn alive(r: &HttpResponse) -> bool {
@@ -37,12 +41,21 @@ fn alive(r: &HttpResponse) -> bool {
 /// the panic reached Envoy's log under the filter's name.
 fn trigger(envoy: &Envoy) -> Option<HttpResponse> {
     let before = envoy.get("/", &[]).expect("a request before the bug");
-    assert!(alive(&before), "the filter did not run before the bug: {} {:?}", before.status, before.headers);
+    assert!(
+        alive(&before),
+        "the filter did not run before the bug: {} {:?}",
+        before.status,
+        before.headers
+    );
     let answer = envoy.get("/", &[("x-panic", b"1")]).ok();
     let deadline = Instant::now() + Duration::from_secs(10);
     let line = "panicky: filter panicked: panicked at";
     while !envoy.log_text().contains(line) {
-        assert!(Instant::now() < deadline, "no `{line}` in Envoy's log:\n{}", envoy.log_tail(30));
+        assert!(
+            Instant::now() < deadline,
+            "no `{line}` in Envoy's log:\n{}",
+            envoy.log_tail(30)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
@@ -57,11 +70,18 @@ fn trigger(envoy: &Envoy) -> Option<HttpResponse> {
 fn fail_closed_answers_503_after_a_panic_and_logs_it_with_the_filter_name() {
     let envoy = envoy(Some(FailurePolicy::FailClosed));
     if let Some(r) = trigger(&envoy) {
-        assert_ne!(r.status, 200, "the request that panicked the VM was answered 200");
+        assert_ne!(
+            r.status, 200,
+            "the request that panicked the VM was answered 200"
+        );
     }
     for _ in 0..3 {
         let r = envoy.get("/", &[]).expect("a request after the bug");
-        assert_eq!(r.status, 503, "FAIL_CLOSED let a request through a failed VM: {:?}", r.headers);
+        assert_eq!(
+            r.status, 503,
+            "FAIL_CLOSED let a request through a failed VM: {:?}",
+            r.headers
+        );
     }
 }
 
@@ -89,10 +109,22 @@ fn fail_reload_brings_the_filter_back() {
             break;
         }
         answers.push(r.status);
-        assert!(Instant::now() < deadline, "the VM never came back; answers meanwhile: {answers:?}\n{}", envoy.log_tail(20));
+        assert!(
+            Instant::now() < deadline,
+            "the VM never came back; answers meanwhile: {answers:?}\n{}",
+            envoy.log_tail(20)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("FAIL_RELOAD: filter back after {:?}; answers meanwhile: {answers:?}", started.elapsed());
-    let reloads = envoy.stat("wasm.panicky.vm_reload_success").expect("admin stats");
-    assert!(reloads.unwrap_or(0) >= 1, "Envoy counted no VM reload: {reloads:?}");
+    eprintln!(
+        "FAIL_RELOAD: filter back after {:?}; answers meanwhile: {answers:?}",
+        started.elapsed()
+    );
+    let reloads = envoy
+        .stat("wasm.panicky.vm_reload_success")
+        .expect("admin stats");
+    assert!(
+        reloads.unwrap_or(0) >= 1,
+        "Envoy counted no VM reload: {reloads:?}"
+    );
 }

@@ -187,7 +187,10 @@ fn ext_authz_high_bytes_never_trap() {
     let bytes = hostile();
     for _ in 0..3 {
         let r = envoy.get("/", &[("authorization", &bytes)]).unwrap();
-        assert_eq!(r.status, 400, "an unsendable credential is refused, not left out");
+        assert_eq!(
+            r.status, 400,
+            "an unsendable credential is refused, not left out"
+        );
         let r = envoy
             .get(
                 "/",

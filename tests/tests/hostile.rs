@@ -570,12 +570,37 @@ fn access_control_checks() -> Vec<Check> {
             ACCESS_DENIED,
         ),
         // Path spellings (issue 12): one path, however it is written.
-        deny("//admin/users", RawRequest::get("//admin/users"), 403, ACCESS_DENIED),
-        deny("/x/../admin", RawRequest::get("/x/../admin"), 403, ACCESS_DENIED),
+        deny(
+            "//admin/users",
+            RawRequest::get("//admin/users"),
+            403,
+            ACCESS_DENIED,
+        ),
+        deny(
+            "/x/../admin",
+            RawRequest::get("/x/../admin"),
+            403,
+            ACCESS_DENIED,
+        ),
         deny("/%61dmin", RawRequest::get("/%61dmin"), 403, ACCESS_DENIED),
-        deny("/x/%2e%2e/admin", RawRequest::get("/x/%2e%2e/admin"), 403, ACCESS_DENIED),
-        deny("/admin;x/users", RawRequest::get("/admin;x/users"), 403, ACCESS_DENIED),
-        deny("//api/v1 without a key", RawRequest::get("//api/v1"), 403, ACCESS_DENIED),
+        deny(
+            "/x/%2e%2e/admin",
+            RawRequest::get("/x/%2e%2e/admin"),
+            403,
+            ACCESS_DENIED,
+        ),
+        deny(
+            "/admin;x/users",
+            RawRequest::get("/admin;x/users"),
+            403,
+            ACCESS_DENIED,
+        ),
+        deny(
+            "//api/v1 without a key",
+            RawRequest::get("//api/v1"),
+            403,
+            ACCESS_DENIED,
+        ),
         deny(
             "x-debug-bypass merged with another value",
             RawRequest::get("/").header("x-debug-bypass", "0, 1"),
@@ -656,7 +681,6 @@ fn ext_authz_checks() -> Vec<Check> {
             400,
             b"header value is not text\n",
         ),
-
         deny(
             "empty authorization",
             RawRequest::get("/").header("authorization", ""),

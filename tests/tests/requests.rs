@@ -101,7 +101,9 @@ fn upstream() -> Upstream {
     let log = seen.clone();
     let addr = serve_requests(move |r| {
         let head = r.head_text();
-        log.lock().unwrap().push(head.lines().next().unwrap_or("").to_owned());
+        log.lock()
+            .unwrap()
+            .push(head.lines().next().unwrap_or("").to_owned());
         answer(200, head)
     });
     Upstream { addr, seen }
@@ -128,7 +130,13 @@ fn send(envoy: &Envoy, request: &RawRequest) -> HttpResponse {
 }
 
 /// Sends `request`; asserts the status is one of `want` and whether the upstream saw it.
-fn expect(envoy: &Envoy, upstream: &Upstream, request: RawRequest, want: &[u16], reaches: bool) -> u16 {
+fn expect(
+    envoy: &Envoy,
+    upstream: &Upstream,
+    request: RawRequest,
+    want: &[u16],
+    reaches: bool,
+) -> u16 {
     let before = upstream.count();
     let r = send(envoy, &request);
     let what = format!(
@@ -187,9 +195,10 @@ fn a_path_rule_applies_to_every_spelling_of_its_path() {
     let up = upstream();
     let envoy = envoy("access-control", ACCESS_CONTROL, &up, false);
     for spelling in ADMIN_SPELLINGS.iter().filter(|p| p.contains("admin/users")) {
-        let path = spelling
-            .replacen("admin/users", "api/v1", 1)
-            .replacen("%61dmin/users", "%61pi/v1", 1);
+        let path =
+            spelling
+                .replacen("admin/users", "api/v1", 1)
+                .replacen("%61dmin/users", "%61pi/v1", 1);
         let path = path
             .replace("%61%64%6d%69%6e/users", "%61%70%69/v1")
             .replace("%61%64%6D%69%6E/users", "%61%70%69/v1");
@@ -266,7 +275,13 @@ fn ext_authz_asks_about_the_canonical_path() {
     for path in AMBIGUOUS_SPELLINGS {
         expect(&envoy, &up, RawRequest::get(*path), &[400], false);
     }
-    expect(&envoy, &up, RawRequest::get("//public/./x?q=/admin"), &[200], true);
+    expect(
+        &envoy,
+        &up,
+        RawRequest::get("//public/./x?q=/admin"),
+        &[200],
+        true,
+    );
     assert_eq!(
         asked.lock().unwrap().last().map(String::as_str),
         Some("GET /public/x?q=/admin HTTP/1.1")
@@ -285,7 +300,8 @@ fn ext_authz_asks_about_the_canonical_path() {
 #[ignore = "Envoy hides request.path from response-only filters; see the comment"]
 fn add_header_rules_match_the_canonical_path_and_refuse_ambiguous_ones() {
     let up = upstream();
-    let config = r#"{"_rules_": [{"_match_path_prefix_": ["/admin/"], "name": "x-admin", "value": "yes"}]}"#;
+    let config =
+        r#"{"_rules_": [{"_match_path_prefix_": ["/admin/"], "name": "x-admin", "value": "yes"}]}"#;
     let envoy = envoy("add-header", config, &up, false);
     for path in ADMIN_SPELLINGS.iter().filter(|p| p.contains("admin/users")) {
         let r = send(&envoy, &RawRequest::get(*path));
@@ -317,22 +333,51 @@ fn domain_rules_match_every_spelling_of_the_host() {
     let config = r#"{"_rules_": [{"_match_domain_": ["api.example.com"], "require_headers": [{"name": "x-api-key", "values": ["good"]}]}]}"#;
     let envoy = envoy("access-control", config, &up, false);
     for host in HOST_SPELLINGS {
-        expect(&envoy, &up, RawRequest::get("/v1").header("host", *host), &[403], false);
         expect(
             &envoy,
             &up,
-            RawRequest::get("/v1").header("host", *host).header("x-api-key", "good"),
+            RawRequest::get("/v1").header("host", *host),
+            &[403],
+            false,
+        );
+        expect(
+            &envoy,
+            &up,
+            RawRequest::get("/v1")
+                .header("host", *host)
+                .header("x-api-key", "good"),
             &[200],
             true,
         );
     }
-    for host in ["example.com", "api.example.com.evil", "xapi.example.com", "localhost"] {
-        expect(&envoy, &up, RawRequest::get("/v1").header("host", host), &[200], true);
+    for host in [
+        "example.com",
+        "api.example.com.evil",
+        "xapi.example.com",
+        "localhost",
+    ] {
+        expect(
+            &envoy,
+            &up,
+            RawRequest::get("/v1").header("host", host),
+            &[200],
+            true,
+        );
     }
-    let wild = r#"{"_rules_": [{"_match_domain_": ["*.Example.com."], "deny_path_prefixes": ["/"]}]}"#;
+    let wild =
+        r#"{"_rules_": [{"_match_domain_": ["*.Example.com."], "deny_path_prefixes": ["/"]}]}"#;
     let envoy = self::envoy("access-control", wild, &up, false);
-    for host in HOST_SPELLINGS.iter().chain(&["a.b.example.com.", "X.EXAMPLE.COM:1"]) {
-        expect(&envoy, &up, RawRequest::get("/").header("host", *host), &[403], false);
+    for host in HOST_SPELLINGS
+        .iter()
+        .chain(&["a.b.example.com.", "X.EXAMPLE.COM:1"])
+    {
+        expect(
+            &envoy,
+            &up,
+            RawRequest::get("/").header("host", *host),
+            &[403],
+            false,
+        );
     }
     expect(
         &envoy,
@@ -380,7 +425,10 @@ fn rate_limit_rules_keep_their_own_counts_when_routes_interleave() {
         login_ok, 5,
         "the /login rule allows 5 per minute, whatever else the client sends"
     );
-    assert_eq!(envoy.stat("wasmcustom.rate_limit_limited").unwrap(), Some(35));
+    assert_eq!(
+        envoy.stat("wasmcustom.rate_limit_limited").unwrap(),
+        Some(35)
+    );
     no_traps(&envoy);
 }
 
@@ -408,7 +456,9 @@ fn strict_auth(heads: Arc<Mutex<Vec<String>>>) -> String {
 }
 
 fn ext_authz(up: &Upstream, heads: Arc<Mutex<Vec<String>>>, extra: &str) -> Envoy {
-    let config = format!(r#"{{"cluster": "auth", "timeout_ms": 2000, "forward_headers": ["x-api-key"]{extra}}}"#);
+    let config = format!(
+        r#"{{"cluster": "auth", "timeout_ms": 2000, "forward_headers": ["x-api-key"]{extra}}}"#
+    );
     let mut b = bootstrap(vec![wasm_filter("ext-authz", Some(&config))]);
     b.backend = Backend::Upstream(up.addr.clone());
     b.clusters.push(("auth".into(), strict_auth(heads)));
@@ -547,7 +597,12 @@ fn access_control_judges_each_element_of_repeated_and_merged_headers() {
         }
         expect(&envoy, &up, r, &[403], false);
     }
-    for roles in [&["user"][..], &["user, guest"], &["administrator"], &["user", "guest"]] {
+    for roles in [
+        &["user"][..],
+        &["user, guest"],
+        &["administrator"],
+        &["user", "guest"],
+    ] {
         let mut r = key(RawRequest::get("/"));
         for role in roles {
             r = r.header("x-role", *role);

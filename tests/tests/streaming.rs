@@ -59,7 +59,10 @@ fn serve_events(stream: TcpStream, content_type: &str, sent: &Sent) -> std::io::
     for i in 0..EVENTS {
         std::thread::sleep(GAP);
         if i + 1 == EVENTS {
-            chunk(&mut writer, format!("id: {i}\ndata: event {i} password=hun").as_bytes())?;
+            chunk(
+                &mut writer,
+                format!("id: {i}\ndata: event {i} password=hun").as_bytes(),
+            )?;
             sent.lock().unwrap().push(Instant::now());
             std::thread::sleep(Duration::from_millis(100));
             chunk(&mut writer, b"ter2\n\n")?;
@@ -81,7 +84,9 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         let size = std::str::from_utf8(&raw[..eol])
             .ok()
             .and_then(|s| usize::from_str_radix(s.trim(), 16).ok());
-        let Some(size) = size.filter(|s| *s > 0) else { break };
+        let Some(size) = size.filter(|s| *s > 0) else {
+            break;
+        };
         let start = eol + 2;
         body.extend_from_slice(&raw[start..(start + size).min(raw.len())]);
         raw = &raw[(start + size + 2).min(raw.len())..];
@@ -91,7 +96,11 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 
 /// The body of a raw `200` answer.
 fn body_of(raw: &[u8]) -> String {
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
     let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     String::from_utf8_lossy(&dechunk(&raw[head_end..])).into_owned()
@@ -101,8 +110,12 @@ fn body_of(raw: &[u8]) -> String {
 /// the raw bytes, and when `id: <i>` of each event was first seen.
 fn watch_events(port: u16, extra: &str) -> (Vec<u8>, Vec<Option<Instant>>) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to envoy");
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let request = format!("GET /events HTTP/1.1\r\nhost: example.com\r\naccept: text/event-stream\r\n{extra}\r\n");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let request = format!(
+        "GET /events HTTP/1.1\r\nhost: example.com\r\naccept: text/event-stream\r\n{extra}\r\n"
+    );
     stream.write_all(request.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let mut seen = vec![None; EVENTS];
@@ -137,7 +150,10 @@ fn server_sent_events_pass_a_body_filter_as_they_are_sent() {
     let latencies: Vec<Duration> = seen
         .iter()
         .zip(&sent)
-        .map(|(got, sent)| got.expect("every event arrived").saturating_duration_since(*sent))
+        .map(|(got, sent)| {
+            got.expect("every event arrived")
+                .saturating_duration_since(*sent)
+        })
         .collect();
     eprintln!("event latencies through envoy + redact: {latencies:?}");
     // Held until the end, the first event would arrive ~2.7 s after it was sent.
@@ -147,7 +163,10 @@ fn server_sent_events_pass_a_body_filter_as_they_are_sent() {
         latencies[0]
     );
     for (i, latency) in latencies.iter().enumerate() {
-        assert!(*latency < GAP, "event {i} arrived {latency:?} after it was sent: held");
+        assert!(
+            *latency < GAP,
+            "event {i} arrived {latency:?} after it was sent: held"
+        );
     }
 
     let body = body_of(&raw);
@@ -155,12 +174,19 @@ fn server_sent_events_pass_a_body_filter_as_they_are_sent() {
         !body.contains("sk_live") && !body.contains("hunter2"),
         "a secret got through: {body}"
     );
-    assert_eq!(body.matches("key=##############\n\n").count(), EVENTS - 1, "{body}");
+    assert_eq!(
+        body.matches("key=##############\n\n").count(),
+        EVENTS - 1,
+        "{body}"
+    );
     assert!(
         body.ends_with("data: event 9 password=#######\n\n"),
         "the cut secret was masked: {body}"
     );
-    assert_eq!(envoy.stat("wasmcustom.redact_matches").unwrap(), Some(EVENTS as u64));
+    assert_eq!(
+        envoy.stat("wasmcustom.redact_matches").unwrap(),
+        Some(EVENTS as u64)
+    );
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
 }
 
@@ -202,7 +228,11 @@ fn a_filter_wide_buffer_holds_an_ordinary_body_whole() {
     let (raw, seen) = watch_events(envoy.port, "");
     let body = body_of(&raw);
     assert!(body.starts_with("[Buffer]id: 0\n"), "{body}");
-    assert_eq!(body.matches('[').count(), 1, "one call with the whole body: {body}");
+    assert_eq!(
+        body.matches('[').count(),
+        1,
+        "one call with the whole body: {body}"
+    );
     let (after, by) = first_after_last(&seen, &sent.lock().unwrap()).expect("events sent and seen");
     assert!(
         after,
@@ -224,8 +254,13 @@ fn a_filter_wide_buffer_streams_server_sent_events() {
     );
     let sent = sent.lock().unwrap();
     for (i, (got, sent)) in seen.iter().zip(sent.iter()).enumerate() {
-        let latency = got.expect("every event arrived").saturating_duration_since(*sent);
-        assert!(latency < GAP, "event {i} arrived {latency:?} after it was sent: held");
+        let latency = got
+            .expect("every event arrived")
+            .saturating_duration_since(*sent);
+        assert!(
+            latency < GAP,
+            "event {i} arrived {latency:?} after it was sent: held"
+        );
     }
 }
 

@@ -47,8 +47,14 @@ fn fault_server(status: Option<u16>) -> String {
                     404 => ("NAME_UNKNOWN", "Not Found"),
                     _ => ("UNKNOWN", "Internal Server Error"),
                 };
-                let body = format!(r#"{{"errors":[{{"code":"{code}","message":"fault injected by the test"}}]}}"#);
-                let auth = if status == 401 { "WWW-Authenticate: Basic realm=\"test\"\r\n" } else { "" };
+                let body = format!(
+                    r#"{{"errors":[{{"code":"{code}","message":"fault injected by the test"}}]}}"#
+                );
+                let auth = if status == 401 {
+                    "WWW-Authenticate: Basic realm=\"test\"\r\n"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} {reason}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -113,7 +119,11 @@ fn every_bad_input_gets_a_clear_message_a_nonzero_exit_and_leaves_nothing() {
         .args(["push", &module, &format!("oci:{layout}:v1")])
         .output()
         .unwrap();
-    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
     let servers = [
         ("{r401}", fault_server(Some(401))),
         ("{r403}", fault_server(Some(403))),
@@ -128,19 +138,19 @@ fn every_bad_input_gets_a_clear_message_a_nonzero_exit_and_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let before = listing(tmp.path());
         let fill = |a: &str| {
-                let mut a = a
-                    .replace("{tmp}", &tmp.path().display().to_string())
-                    .replace("{layout}", &layout)
-                    .replace("{text}", &text)
-                    .replace("{truncated}", &truncated)
-                    .replace("{bindgen}", &bindgen)
-                    .replace("{wrong_abi}", &wrong_abi)
-                    .replace("{module}", &module)
-                    .replace("{bad_json}", &bad_json);
-                for (k, v) in &servers {
-                    a = a.replace(k, v);
-                }
-                a
+            let mut a = a
+                .replace("{tmp}", &tmp.path().display().to_string())
+                .replace("{layout}", &layout)
+                .replace("{text}", &text)
+                .replace("{truncated}", &truncated)
+                .replace("{bindgen}", &bindgen)
+                .replace("{wrong_abi}", &wrong_abi)
+                .replace("{module}", &module)
+                .replace("{bad_json}", &bad_json);
+            for (k, v) in &servers {
+                a = a.replace(k, v);
+            }
+            a
         };
         let args: Vec<String> = case.args.iter().map(|a| fill(a)).collect();
         let expected = fill(&case.stderr);
@@ -150,7 +160,10 @@ fn every_bad_input_gets_a_clear_message_a_nonzero_exit_and_leaves_nothing() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
         let code = out.status.code().unwrap_or(-1);
         let mut problems = Vec::new();
         if code != case.exit {
@@ -164,12 +177,31 @@ fn every_bad_input_gets_a_clear_message_a_nonzero_exit_and_leaves_nothing() {
         }
         let after = listing(tmp.path());
         if after != before {
-            problems.push(format!("left files behind: {:?}", after.difference(&before).collect::<Vec<_>>()));
+            problems.push(format!(
+                "left files behind: {:?}",
+                after.difference(&before).collect::<Vec<_>>()
+            ));
         }
         if !problems.is_empty() {
-            failures.push(format!("{} ({}):\n  {}\n  stderr: {}", case.name, args.join(" "), problems.join("\n  "), stderr.trim()));
+            failures.push(format!(
+                "{} ({}):\n  {}\n  stderr: {}",
+                case.name,
+                args.join(" "),
+                problems.join("\n  "),
+                stderr.trim()
+            ));
         }
     }
-    assert!(cases.len() >= 30, "the table has only {} cases", cases.len());
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        cases.len() >= 30,
+        "the table has only {} cases",
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

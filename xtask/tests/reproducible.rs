@@ -7,8 +7,23 @@ use std::process::Command;
 fn copy_workspace(to: &Path) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     std::fs::create_dir_all(to).unwrap();
-    for part in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", ".cargo", "sdk", "filters", "benches", "xtask", "tests"] {
-        let status = Command::new("cp").arg("-a").arg(root.join(part)).arg(to).status().unwrap();
+    for part in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+        ".cargo",
+        "sdk",
+        "filters",
+        "benches",
+        "xtask",
+        "tests",
+    ] {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(root.join(part))
+            .arg(to)
+            .status()
+            .unwrap();
         assert!(status.success(), "cannot copy {part}");
     }
 }
@@ -19,7 +34,12 @@ fn build_in(root: &Path) -> String {
         .env("WEIR_ROOT", root)
         .output()
         .unwrap();
-    assert!(out.status.success(), "build in {} failed:\n{}", root.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "build in {} failed:\n{}",
+        root.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     report[0]["sha256"].as_str().unwrap().to_owned()
 }
@@ -28,7 +48,10 @@ fn build_in(root: &Path) -> String {
 fn two_checkouts_in_different_directories_build_the_same_module() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let (first, second) = (a.path().join("weir"), b.path().join("elsewhere/deeper/weir-copy"));
+    let (first, second) = (
+        a.path().join("weir"),
+        b.path().join("elsewhere/deeper/weir-copy"),
+    );
     copy_workspace(&first);
     copy_workspace(&second);
     let (x, y) = (build_in(&first), build_in(&second));

@@ -21,7 +21,11 @@ fn module_bytes(path: &Path) -> Vec<u8> {
 fn run_validate(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let file = dir.join(format!("{name}.wasm"));
     std::fs::write(&file, bytes).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask")).arg("validate").arg(&file).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
     let text = format!(
         "exit: {}\n--- stdout\n{}--- stderr\n{}",
         out.status.code().unwrap_or(-1),
@@ -96,9 +100,22 @@ fn module_names_are_escaped_in_every_output() {
             cmd.arg("--json");
         }
         let out = cmd.output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(!text.chars().filter(|c| *c != '\n').any(xtask::display::is_unsafe), "--json {json}: {text:?}");
-        assert!(text.contains("\\x1b]0;pwned\\x07") || text.contains("\\\\x1b]0;pwned\\\\x07"), "{text}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text
+                .chars()
+                .filter(|c| *c != '\n')
+                .any(xtask::display::is_unsafe),
+            "--json {json}: {text:?}"
+        );
+        assert!(
+            text.contains("\\x1b]0;pwned\\x07") || text.contains("\\\\x1b]0;pwned\\\\x07"),
+            "{text}"
+        );
         assert!(text.contains("u{202e}"), "{text}");
     }
 }

@@ -49,7 +49,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Stream { config: self.config.clone() }))
+        Some(Box::new(Stream {
+            config: self.config.clone(),
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -87,8 +87,14 @@ enum Copies {
 /// The comma-separated elements of a header value, without surrounding spaces and tabs.
 fn elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(|e| {
-        let start = e.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(e.len());
-        let end = e.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(start, |i| i + 1);
+        let start = e
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(e.len());
+        let end = e
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(start, |i| i + 1);
         &e[start..end]
     })
 }
@@ -204,7 +210,9 @@ impl<'de> serde::Deserialize<'de> for PathPrefix {
         let text = String::deserialize(d)?;
         match weir::path::canonicalize(text.as_bytes()) {
             Ok(c) => Ok(PathPrefix(String::from_utf8_lossy(&c).into_owned())),
-            Err(e) => Err(serde::de::Error::custom(format_args!("path prefix `{text}`: {e}"))),
+            Err(e) => Err(serde::de::Error::custom(format_args!(
+                "path prefix `{text}`: {e}"
+            ))),
         }
     }
 }
@@ -241,10 +249,18 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
             Err(_) => return Some(PATH_INVALID),
         }
     }
-    if config.deny_headers.iter().any(|h| h.matches(cx, Copies::Any)) {
+    if config
+        .deny_headers
+        .iter()
+        .any(|h| h.matches(cx, Copies::Any))
+    {
         return Some("access_control_header_denied");
     }
-    if !config.require_headers.iter().all(|h| h.matches(cx, Copies::All)) {
+    if !config
+        .require_headers
+        .iter()
+        .all(|h| h.matches(cx, Copies::All))
+    {
         return Some("access_control_header_required");
     }
     None
@@ -278,7 +294,11 @@ impl HttpFilter for AccessControl {
             Some(reason) => {
                 DENIED.inc();
                 let config = cx.config();
-                let status = if reason == PATH_INVALID { 400 } else { config.deny_status };
+                let status = if reason == PATH_INVALID {
+                    400
+                } else {
+                    config.deny_status
+                };
                 let mut reply = LocalReply::new(status)
                     .body(config.deny_body.as_bytes())
                     .details(reason);

@@ -203,58 +203,122 @@ fn a_repeated_header_is_judged_on_every_copy() {
         r#"{"deny_headers": [{"name": "x-mode", "values": ["debug"]}]}"#,
     )
     .unwrap();
-    let ex = f.send(TestRequest::get("/").header("x-mode", "normal").header("x-mode", "debug"));
+    let ex = f.send(
+        TestRequest::get("/")
+            .header("x-mode", "normal")
+            .header("x-mode", "debug"),
+    );
     assert_eq!(
         (ex.status(), ex.reply_details()),
         (403, Some("access_control_header_denied"))
     );
-    assert!(f.send(TestRequest::get("/").header("x-mode", "normal")).forwarded());
+    assert!(f
+        .send(TestRequest::get("/").header("x-mode", "normal"))
+        .forwarded());
 }
 
 #[test]
 fn ipv4_mapped_networks_are_ipv4_networks() {
     let c = |s: &str| Cidr::parse(s).unwrap();
     for source in ["10.1.2.3", "::ffff:10.1.2.3"] {
-        assert!(c("::ffff:10.0.0.0/104").contains(source.parse().unwrap()), "{source}");
-        assert!(c("::ffff:10.1.2.3").contains(source.parse().unwrap()), "{source}");
+        assert!(
+            c("::ffff:10.0.0.0/104").contains(source.parse().unwrap()),
+            "{source}"
+        );
+        assert!(
+            c("::ffff:10.1.2.3").contains(source.parse().unwrap()),
+            "{source}"
+        );
     }
     assert!(!c("::ffff:10.0.0.0/104").contains("11.0.0.1".parse().unwrap()));
-    assert!(Cidr::parse("::ffff:0:0/95").is_none(), "wider than the mapped range");
-    let mut f = TestFilter::<AccessControl>::configure(r#"{"deny_sources": ["::ffff:10.0.0.0/104"]}"#).unwrap();
-    assert_eq!(f.send(TestRequest::get("/").source("10.9.9.9:1")).status(), 403);
-    assert!(f.send(TestRequest::get("/").source("11.0.0.1:1")).forwarded());
-    let err = TestFilter::<AccessControl>::configure(r#"{"deny_sources": ["::ffff:0:0/90"]}"#).err().unwrap();
+    assert!(
+        Cidr::parse("::ffff:0:0/95").is_none(),
+        "wider than the mapped range"
+    );
+    let mut f =
+        TestFilter::<AccessControl>::configure(r#"{"deny_sources": ["::ffff:10.0.0.0/104"]}"#)
+            .unwrap();
+    assert_eq!(
+        f.send(TestRequest::get("/").source("10.9.9.9:1")).status(),
+        403
+    );
+    assert!(f
+        .send(TestRequest::get("/").source("11.0.0.1:1"))
+        .forwarded());
+    let err = TestFilter::<AccessControl>::configure(r#"{"deny_sources": ["::ffff:0:0/90"]}"#)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("at least 96"), "{err}");
 }
 
 #[test]
 fn paths_are_judged_in_their_canonical_form() {
     let mut f = example();
-    for path in ["/admin", "//admin", "/./admin/x", "/x/../admin", "/%61dmin", "/%2e%2e/admin", "/admin;x", "/x/..;/admin"] {
+    for path in [
+        "/admin",
+        "//admin",
+        "/./admin/x",
+        "/x/../admin",
+        "/%61dmin",
+        "/%2e%2e/admin",
+        "/admin;x",
+        "/x/..;/admin",
+    ] {
         let ex = f.send(TestRequest::get(path));
-        assert_eq!((ex.status(), ex.reply_details()), (403, Some("access_control_path_denied")), "{path}");
+        assert_eq!(
+            (ex.status(), ex.reply_details()),
+            (403, Some("access_control_path_denied")),
+            "{path}"
+        );
     }
     // The example has path rules: the SDK refuses these before the filter runs.
-    let mut plain = TestFilter::<AccessControl>::configure(r#"{"deny_path_prefixes": ["/admin"]}"#).unwrap();
+    let mut plain =
+        TestFilter::<AccessControl>::configure(r#"{"deny_path_prefixes": ["/admin"]}"#).unwrap();
     for path in ["/admin%2f", "/%5Cadmin", "/a\\b", "/%zz", "/%4", "/a%00"] {
         let ex = f.send(TestRequest::get(path));
         assert_eq!(ex.status(), 400, "{path}");
-        assert!(ex.reply_details().is_some_and(|d| d.starts_with("weir_path_")), "{path}");
+        assert!(
+            ex.reply_details()
+                .is_some_and(|d| d.starts_with("weir_path_")),
+            "{path}"
+        );
         let ex = plain.send(TestRequest::get(path));
-        assert_eq!((ex.status(), ex.reply_details()), (400, Some("access_control_path_invalid")), "{path}");
+        assert_eq!(
+            (ex.status(), ex.reply_details()),
+            (400, Some("access_control_path_invalid")),
+            "{path}"
+        );
     }
     for path in ["//api/v1", "/%61pi/v1", "/x/../api/v1"] {
-        assert_eq!(f.send(TestRequest::get(path)).status(), 403, "{path}: the /api/ rule needs a key");
-        assert!(f.send(TestRequest::get(path).header("x-api-key", "demo-key")).forwarded(), "{path}");
+        assert_eq!(
+            f.send(TestRequest::get(path)).status(),
+            403,
+            "{path}: the /api/ rule needs a key"
+        );
+        assert!(
+            f.send(TestRequest::get(path).header("x-api-key", "demo-key"))
+                .forwarded(),
+            "{path}"
+        );
     }
-    assert_eq!(f.send(TestRequest::get("/api%2Fv1").header("x-api-key", "demo-key")).status(), 400, "the SDK refuses it");
+    assert_eq!(
+        f.send(TestRequest::get("/api%2Fv1").header("x-api-key", "demo-key"))
+            .status(),
+        400,
+        "the SDK refuses it"
+    );
     for path in ["/", "/adm", "/ADMIN", "/public/admin", "/?next=/admin"] {
         assert!(f.send(TestRequest::get(path)).forwarded(), "{path}");
     }
     let f = TestFilter::<AccessControl>::configure(r#"{"deny_path_prefixes": ["/a%2fb"]}"#);
     assert!(f.err().unwrap().to_string().contains("deny_path_prefixes"));
-    let mut f = TestFilter::<AccessControl>::configure(r#"{"deny_path_prefixes": ["//%61dmin/"]}"#).unwrap();
-    assert_eq!(f.send(TestRequest::get("/admin/x")).status(), 403, "prefixes are canonical too");
+    let mut f = TestFilter::<AccessControl>::configure(r#"{"deny_path_prefixes": ["//%61dmin/"]}"#)
+        .unwrap();
+    assert_eq!(
+        f.send(TestRequest::get("/admin/x")).status(),
+        403,
+        "prefixes are canonical too"
+    );
 }
 
 #[test]
@@ -263,10 +327,23 @@ fn hosts_are_judged_in_their_canonical_form() {
         r#"{"_rules_": [{"_match_domain_": ["api.example.com"], "require_headers": [{"name": "x-api-key"}]}]}"#,
     )
     .unwrap();
-    for host in ["api.example.com", "api.example.com.", "API.Example.COM.", "api.example.com:8080", "api.example.com.:1"] {
-        assert_eq!(f.send(TestRequest::get("/").header(":authority", host)).status(), 403, "{host}");
+    for host in [
+        "api.example.com",
+        "api.example.com.",
+        "API.Example.COM.",
+        "api.example.com:8080",
+        "api.example.com.:1",
+    ] {
+        assert_eq!(
+            f.send(TestRequest::get("/").header(":authority", host))
+                .status(),
+            403,
+            "{host}"
+        );
     }
-    assert!(f.send(TestRequest::get("/").header(":authority", "example.com")).forwarded());
+    assert!(f
+        .send(TestRequest::get("/").header(":authority", "example.com"))
+        .forwarded());
 }
 
 #[test]
@@ -277,17 +354,61 @@ fn every_element_of_merged_headers_is_judged() {
     )
     .unwrap();
     let key = |r: TestRequest| r.header("x-api-key", "good");
-    for role in ["admin", "user, admin", "user,admin", " admin ,x", "a,\tadmin"] {
-        assert_eq!(f.send(key(TestRequest::get("/")).header("x-role", role)).status(), 403, "{role}");
+    for role in [
+        "admin",
+        "user, admin",
+        "user,admin",
+        " admin ,x",
+        "a,\tadmin",
+    ] {
+        assert_eq!(
+            f.send(key(TestRequest::get("/")).header("x-role", role))
+                .status(),
+            403,
+            "{role}"
+        );
     }
-    assert_eq!(f.send(key(TestRequest::get("/")).header("x-role", "user").header("x-role", "admin")).status(), 403);
+    assert_eq!(
+        f.send(
+            key(TestRequest::get("/"))
+                .header("x-role", "user")
+                .header("x-role", "admin")
+        )
+        .status(),
+        403
+    );
     for role in ["user", "user, guest", "administrator", "adm,in"] {
-        assert!(f.send(key(TestRequest::get("/")).header("x-role", role)).forwarded(), "{role}");
+        assert!(
+            f.send(key(TestRequest::get("/")).header("x-role", role))
+                .forwarded(),
+            "{role}"
+        );
     }
     for k in ["good, evil", "evil,good", "good,"] {
-        assert_eq!(f.send(TestRequest::get("/").header("x-api-key", k)).status(), 403, "{k}");
+        assert_eq!(
+            f.send(TestRequest::get("/").header("x-api-key", k))
+                .status(),
+            403,
+            "{k}"
+        );
     }
-    assert_eq!(f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "evil")).status(), 403);
-    assert!(f.send(TestRequest::get("/").header("x-api-key", "good, good")).forwarded());
-    assert!(f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "good")).forwarded());
+    assert_eq!(
+        f.send(
+            TestRequest::get("/")
+                .header("x-api-key", "good")
+                .header("x-api-key", "evil")
+        )
+        .status(),
+        403
+    );
+    assert!(f
+        .send(TestRequest::get("/").header("x-api-key", "good, good"))
+        .forwarded());
+    assert!(f
+        .send(
+            TestRequest::get("/")
+                .header("x-api-key", "good")
+                .header("x-api-key", "good")
+        )
+        .forwarded());
 }

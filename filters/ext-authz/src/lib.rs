@@ -132,11 +132,19 @@ impl HttpFilter for ExtAuthz {
             Ok(path) => path,
             Err(e) => return refuse(cx, "invalid path\n", e.details()),
         };
-        let query = raw.iter().position(|&b| b == b'?').map_or(&b""[..], |i| &raw[i..]);
+        let query = raw
+            .iter()
+            .position(|&b| b == b'?')
+            .map_or(&b""[..], |i| &raw[i..]);
         let mut check = Callout::new(
             method,
             &config.cluster,
-            &format!("{}{}{}", config.path_prefix, escape_path(&path), escape_path(query)),
+            &format!(
+                "{}{}{}",
+                config.path_prefix,
+                escape_path(&path),
+                escape_path(query)
+            ),
         )
         .timeout(Duration::from_millis(config.timeout_ms));
         if let Some(host) = headers.get(":authority") {
@@ -152,7 +160,11 @@ impl HttpFilter for ExtAuthz {
             }
             for value in copies {
                 if value.to_str().is_none() {
-                    return refuse(cx, "header value is not text\n", "ext_authz_header_not_text");
+                    return refuse(
+                        cx,
+                        "header value is not text\n",
+                        "ext_authz_header_not_text",
+                    );
                 }
                 check = check.header(name, value.as_bytes());
             }

@@ -134,7 +134,11 @@ fn high_bytes_are_refused_not_dropped_and_never_trap() {
             .header("authorization", &hostile)
             .header("x-other", &hostile),
     );
-    assert_eq!(ex.status(), 400, "a credential that cannot be sent is refused");
+    assert_eq!(
+        ex.status(),
+        400,
+        "a credential that cannot be sent is refused"
+    );
     assert_eq!(ex.reply_details(), Some("ext_authz_header_not_text"));
     assert!(ex.callouts().is_empty());
     let ex = f.send(
@@ -164,24 +168,52 @@ fn high_bytes_are_refused_not_dropped_and_never_trap() {
 
 #[test]
 fn every_copy_of_a_forwarded_header_is_sent() {
-    let mut f = TestFilter::<ExtAuthz>::configure(r#"{"cluster": "auth", "forward_headers": ["x-api-key"]}"#).unwrap();
+    let mut f = TestFilter::<ExtAuthz>::configure(
+        r#"{"cluster": "auth", "forward_headers": ["x-api-key"]}"#,
+    )
+    .unwrap();
     f.answer_callouts(|call| {
         let keys = call.header_all("x-api-key");
-        Some(TestResponse::new(if !keys.is_empty() && keys.iter().all(|k| *k == "good") { 200 } else { 403 }))
+        Some(TestResponse::new(
+            if !keys.is_empty() && keys.iter().all(|k| *k == "good") {
+                200
+            } else {
+                403
+            },
+        ))
     });
-    let ex = f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "evil"));
+    let ex = f.send(
+        TestRequest::get("/")
+            .header("x-api-key", "good")
+            .header("x-api-key", "evil"),
+    );
     assert_eq!(ex.callouts()[0].header_all("x-api-key"), ["good", "evil"]);
     assert_eq!(ex.status(), 403);
-    assert!(f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "good")).forwarded());
+    assert!(f
+        .send(
+            TestRequest::get("/")
+                .header("x-api-key", "good")
+                .header("x-api-key", "good")
+        )
+        .forwarded());
     let mut f = TestFilter::<ExtAuthz>::configure(
         r#"{"cluster": "auth", "forward_headers": ["x-api-key"], "repeated_headers": "deny"}"#,
     )
     .unwrap();
     f.answer_callouts(|_| Some(TestResponse::new(200)));
-    let ex = f.send(TestRequest::get("/").header("x-api-key", "good").header("x-api-key", "good"));
-    assert_eq!((ex.status(), ex.reply_details()), (400, Some("ext_authz_header_repeated")));
+    let ex = f.send(
+        TestRequest::get("/")
+            .header("x-api-key", "good")
+            .header("x-api-key", "good"),
+    );
+    assert_eq!(
+        (ex.status(), ex.reply_details()),
+        (400, Some("ext_authz_header_repeated"))
+    );
     assert!(ex.callouts().is_empty());
-    assert!(f.send(TestRequest::get("/").header("x-api-key", "good")).forwarded());
+    assert!(f
+        .send(TestRequest::get("/").header("x-api-key", "good"))
+        .forwarded());
 }
 
 #[test]

@@ -128,7 +128,9 @@ fn source_key(ip: IpAddr, ipv4_prefix: u8, ipv6_prefix: u8) -> Vec<u8> {
     match ip {
         IpAddr::V4(v4) => {
             let bits = u32::from(v4);
-            let mask = u32::MAX.checked_shl(32 - u32::from(ipv4_prefix.min(32))).unwrap_or(0);
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(ipv4_prefix.min(32)))
+                .unwrap_or(0);
             let mut out = vec![4];
             out.extend_from_slice(&(bits & mask).to_be_bytes());
             out.push(ipv4_prefix);
@@ -164,7 +166,13 @@ enum Verdict {
 
 /// Counts one request of `fingerprint` in the slot `key` with compare-and-swap,
 /// retrying when another worker wrote in between.
-fn count(key: &str, fingerprint: u64, limit: u32, window_seconds: u64, now: u64) -> Result<Verdict, SharedError> {
+fn count(
+    key: &str,
+    fingerprint: u64,
+    limit: u32,
+    window_seconds: u64,
+    now: u64,
+) -> Result<Verdict, SharedError> {
     let window = now / window_seconds;
     for _ in 0..8 {
         let (mut counts, version) = match shared::get(key) {
@@ -177,7 +185,11 @@ fn count(key: &str, fingerprint: u64, limit: u32, window_seconds: u64, now: u64)
             Some(i) => i,
             None => {
                 let clients = counts.iter().filter(|c| c.fingerprint != 0).count();
-                let fingerprint = if clients < SLOT_CLIENTS { fingerprint } else { 0 };
+                let fingerprint = if clients < SLOT_CLIENTS {
+                    fingerprint
+                } else {
+                    0
+                };
                 match counts.iter().position(|c| c.fingerprint == fingerprint) {
                     Some(i) => i,
                     None => {
@@ -211,7 +223,8 @@ pub struct RateLimit;
 #[weir::filter]
 impl HttpFilter for RateLimit {
     type Config = Config;
-    const METRICS: &'static [&'static weir::metrics::Metric] = &[ALLOWED.metric(), LIMITED.metric()];
+    const METRICS: &'static [&'static weir::metrics::Metric] =
+        &[ALLOWED.metric(), LIMITED.metric()];
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.window_seconds == 0 {
@@ -227,7 +240,10 @@ impl HttpFilter for RateLimit {
             return Err(ConfigError::at("slots", "must be from 1 to 1048576"));
         }
         if !(400..=599).contains(&config.status) {
-            return Err(ConfigError::at("status", "must be an error status from 400 to 599"));
+            return Err(ConfigError::at(
+                "status",
+                "must be an error status from 400 to 599",
+            ));
         }
         Ok(())
     }
@@ -247,10 +263,18 @@ impl HttpFilter for RateLimit {
                 .unwrap_or_default(),
         };
         let (key, fingerprint) = place(cx.rule(), &client, config.slots);
-        let now = weir::clock::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = weir::clock::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         // A count that cannot be kept (the proxy refuses shared data) lets the
         // request through: the hook's error is logged and the request continues.
-        match count(&key, fingerprint, config.requests, config.window_seconds, now)? {
+        match count(
+            &key,
+            fingerprint,
+            config.requests,
+            config.window_seconds,
+            now,
+        )? {
             Verdict::Allow => {
                 ALLOWED.inc();
                 Ok(Action::Continue)
@@ -277,7 +301,10 @@ mod tests {
     #[test]
     fn ipv6_sources_group_by_prefix_and_mapped_ipv4_is_ipv4() {
         let k = |ip: &str, p6| source_key(ip.parse().unwrap(), 32, p6);
-        assert_eq!(k("2001:db8:1:2:aaaa::1", 64), k("2001:db8:1:2:ffff:1:2:3", 64));
+        assert_eq!(
+            k("2001:db8:1:2:aaaa::1", 64),
+            k("2001:db8:1:2:ffff:1:2:3", 64)
+        );
         assert_ne!(k("2001:db8:1:2::1", 64), k("2001:db8:1:3::1", 64));
         assert_ne!(k("2001:db8:1:2::1", 128), k("2001:db8:1:2::2", 128));
         assert_eq!(k("::ffff:10.0.0.1", 64), k("10.0.0.1", 64));

@@ -22,7 +22,8 @@ fn allows_the_limit_then_answers_429_until_the_window_ends() {
         .unwrap();
     assert!((1..=60).contains(&retry), "retry-after {retry}");
     assert!(
-        f.send(TestRequest::get("/").source("10.0.0.2:1")).forwarded(),
+        f.send(TestRequest::get("/").source("10.0.0.2:1"))
+            .forwarded(),
         "another client has its own count"
     );
     f.advance(Duration::from_secs(retry));
@@ -56,15 +57,18 @@ fn the_count_lives_in_shared_data_seen_by_every_worker() {
 
 #[test]
 fn key_header_counts_per_value_and_any_bytes_are_a_key() {
-    let mut f = TestFilter::<RateLimit>::configure(r#"{"requests": 1, "key_header": "x-api-key"}"#).unwrap();
+    let mut f = TestFilter::<RateLimit>::configure(r#"{"requests": 1, "key_header": "x-api-key"}"#)
+        .unwrap();
     let hostile: Vec<u8> = (0x80..=0xFF).collect();
     for key in [&b"a"[..], &hostile, b"\x80%", b""] {
         assert!(
-            f.send(TestRequest::get("/").header("x-api-key", key)).forwarded(),
+            f.send(TestRequest::get("/").header("x-api-key", key))
+                .forwarded(),
             "{key:?}"
         );
         assert_eq!(
-            f.send(TestRequest::get("/").header("x-api-key", key)).status(),
+            f.send(TestRequest::get("/").header("x-api-key", key))
+                .status(),
             429,
             "{key:?}"
         );
@@ -88,12 +92,16 @@ fn interleaved_routes_keep_separate_counts() {
         assert!(f.send(TestRequest::get("/")).forwarded());
         f.advance(Duration::from_millis(500));
     }
-    assert_eq!(allowed, 5, "5 a minute on /login, whatever the global rule counts");
+    assert_eq!(
+        allowed, 5,
+        "5 a minute on /login, whatever the global rule counts"
+    );
 }
 
 #[test]
 fn ipv6_clients_are_grouped_by_prefix() {
-    let mut f = TestFilter::<RateLimit>::configure(r#"{"requests": 2, "window_seconds": 60}"#).unwrap();
+    let mut f =
+        TestFilter::<RateLimit>::configure(r#"{"requests": 2, "window_seconds": 60}"#).unwrap();
     let from = |ip: &str| TestRequest::get("/").source(&format!("[{ip}]:443"));
     assert!(f.send(from("2001:db8:0:1::1")).forwarded());
     assert!(f.send(from("2001:db8:0:1:ffff:ffff:ffff:2")).forwarded());
@@ -103,19 +111,26 @@ fn ipv6_clients_are_grouped_by_prefix() {
         "same /64, same count"
     );
     assert!(f.send(from("2001:db8:0:2::1")).forwarded(), "another /64");
-    let mut f =
-        TestFilter::<RateLimit>::configure(r#"{"requests": 1, "window_seconds": 60, "ipv6_prefix": 128}"#).unwrap();
+    let mut f = TestFilter::<RateLimit>::configure(
+        r#"{"requests": 1, "window_seconds": 60, "ipv6_prefix": 128}"#,
+    )
+    .unwrap();
     assert!(f.send(from("2001:db8::1")).forwarded());
     assert!(f.send(from("2001:db8::2")).forwarded());
     // An IPv4-mapped source is its IPv4 client.
-    let mut f = TestFilter::<RateLimit>::configure(r#"{"requests": 1, "window_seconds": 60}"#).unwrap();
-    assert!(f.send(TestRequest::get("/").source("10.1.2.3:1")).forwarded());
+    let mut f =
+        TestFilter::<RateLimit>::configure(r#"{"requests": 1, "window_seconds": 60}"#).unwrap();
+    assert!(f
+        .send(TestRequest::get("/").source("10.1.2.3:1"))
+        .forwarded());
     assert_eq!(f.send(from("::ffff:10.1.2.3")).status(), 429);
 }
 
 #[test]
 fn shared_data_stays_bounded_as_clients_come_and_go() {
-    let mut f = TestFilter::<RateLimit>::configure(r#"{"requests": 1, "window_seconds": 1, "slots": 16}"#).unwrap();
+    let mut f =
+        TestFilter::<RateLimit>::configure(r#"{"requests": 1, "window_seconds": 1, "slots": 16}"#)
+            .unwrap();
     for round in 0..5u32 {
         for c in 0..200u32 {
             let ip = format!("10.{}.{}.{}:1", round, c / 256, c % 256);
@@ -133,15 +148,24 @@ fn shared_data_stays_bounded_as_clients_come_and_go() {
 
 #[test]
 fn a_full_slot_counts_newcomers_together_never_resetting_anyone() {
-    let mut f = TestFilter::<RateLimit>::configure(r#"{"requests": 2, "window_seconds": 60, "slots": 1}"#).unwrap();
+    let mut f =
+        TestFilter::<RateLimit>::configure(r#"{"requests": 2, "window_seconds": 60, "slots": 1}"#)
+            .unwrap();
     let from = |i: u32| TestRequest::get("/").source(&format!("10.0.0.{i}:1"));
     for i in 0..8 {
         assert!(f.send(from(i)).forwarded());
     }
     assert!(f.send(from(100)).forwarded());
     assert!(f.send(from(101)).forwarded());
-    assert_eq!(f.send(from(102)).status(), 429, "newcomers share the overflow count");
-    assert!(f.send(from(0)).forwarded(), "the first eight keep their own");
+    assert_eq!(
+        f.send(from(102)).status(),
+        429,
+        "newcomers share the overflow count"
+    );
+    assert!(
+        f.send(from(0)).forwarded(),
+        "the first eight keep their own"
+    );
     assert_eq!(f.send(from(0)).status(), 429);
 }
 
@@ -166,9 +190,18 @@ fn bad_configurations_name_the_field() {
             "field `window_seconds`: must be at least 1",
         ),
         (r#"{"requests": 1, "status": 200}"#, "field `status`"),
-        (r#"{"requests": 1, "ipv6_prefix": 0}"#, "field `ipv6_prefix`"),
-        (r#"{"requests": 1, "ipv6_prefix": 129}"#, "field `ipv6_prefix`"),
-        (r#"{"requests": 1, "ipv4_prefix": 33}"#, "field `ipv4_prefix`"),
+        (
+            r#"{"requests": 1, "ipv6_prefix": 0}"#,
+            "field `ipv6_prefix`",
+        ),
+        (
+            r#"{"requests": 1, "ipv6_prefix": 129}"#,
+            "field `ipv6_prefix`",
+        ),
+        (
+            r#"{"requests": 1, "ipv4_prefix": 33}"#,
+            "field `ipv4_prefix`",
+        ),
         (r#"{"requests": 1, "slots": 0}"#, "field `slots`"),
     ];
     for (json, expected) in cases {

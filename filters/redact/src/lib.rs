@@ -98,7 +98,10 @@ impl HttpFilter for Redact {
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.patterns.is_empty() {
-            return Err(ConfigError::at("patterns", "give at least one pattern to mask"));
+            return Err(ConfigError::at(
+                "patterns",
+                "give at least one pattern to mask",
+            ));
         }
         if !config.mask.is_ascii() {
             return Err(ConfigError::at("mask", "must be one ASCII character"));
@@ -110,7 +113,10 @@ impl HttpFilter for Redact {
             if p.contains(config.mask) {
                 return Err(ConfigError::at(
                     "patterns",
-                    format!("pattern `{p}` contains the mask `{}`: choose another mask", config.mask),
+                    format!(
+                        "pattern `{p}` contains the mask `{}`: choose another mask",
+                        config.mask
+                    ),
                 ));
             }
         }

@@ -18,7 +18,10 @@ fn events(chunks: &[&str]) -> TestResponse {
 }
 
 fn texts(chunks: &[Vec<u8>]) -> Vec<String> {
-    chunks.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+    chunks
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
 }
 
 #[test]
@@ -30,7 +33,10 @@ fn masks_a_secret_inside_one_event_and_passes_each_event_at_once() {
     ])));
     assert_eq!(
         texts(ex.response_chunks()),
-        ["data: {\"key\": \"##############\"}\n\n", "data: nothing here\n\n"],
+        [
+            "data: {\"key\": \"##############\"}\n\n",
+            "data: nothing here\n\n"
+        ],
         "one chunk out per chunk in, none held"
     );
     assert_eq!(f.metric("redact_matches"), Some(1));
@@ -39,7 +45,11 @@ fn masks_a_secret_inside_one_event_and_passes_each_event_at_once() {
 #[test]
 fn masks_a_secret_cut_by_a_chunk_boundary() {
     let mut f = filter();
-    let ex = f.send(TestRequest::get("/events").respond_with(events(&["data: pass=hun", "ter2\n\n", ""])));
+    let ex = f.send(TestRequest::get("/events").respond_with(events(&[
+        "data: pass=hun",
+        "ter2\n\n",
+        "",
+    ])));
     assert_eq!(
         texts(ex.response_chunks()),
         ["data: pass=", "#######\n\n", ""],
@@ -53,7 +63,10 @@ fn masks_a_secret_cut_by_a_chunk_boundary() {
 fn a_held_tail_that_is_no_secret_goes_out_with_the_next_chunk_or_at_the_end() {
     let mut f = filter();
     let ex = f.send(TestRequest::get("/").respond_with(events(&["a hun", "gry cat", " sk_live"])));
-    assert_eq!(texts(ex.response_chunks()), ["a ", "hungry cat", " sk_live"]);
+    assert_eq!(
+        texts(ex.response_chunks()),
+        ["a ", "hungry cat", " sk_live"]
+    );
     assert_eq!(f.metric("redact_matches"), Some(0));
 }
 
@@ -62,10 +75,17 @@ fn the_body_keeps_its_length() {
     let body = "user=admin&password=hunter2&token=sk_live_51HxQz";
     let mut f = filter();
     let ex = f.send(
-        TestRequest::get("/").respond_with(TestResponse::new(200).header("content-type", "text/plain").chunk(body)),
+        TestRequest::get("/").respond_with(
+            TestResponse::new(200)
+                .header("content-type", "text/plain")
+                .chunk(body),
+        ),
     );
     assert_eq!(ex.response_body().len(), body.len());
-    assert_eq!(ex.response_body(), b"user=admin&password=#######&token=##############");
+    assert_eq!(
+        ex.response_body(),
+        b"user=admin&password=#######&token=##############"
+    );
     assert_eq!(f.metric("redact_matches"), Some(2));
 }
 
@@ -104,9 +124,11 @@ fn high_bytes_in_headers_and_bodies_never_trap() {
     let mut f = filter();
     let high: Vec<u8> = (0x80..=0xFF).collect();
     let ex = f.send(
-        TestRequest::get("/")
-            .header("x-bytes", &high)
-            .respond_with(TestResponse::new(200).header("content-type", &high).chunk(high.clone())),
+        TestRequest::get("/").header("x-bytes", &high).respond_with(
+            TestResponse::new(200)
+                .header("content-type", &high)
+                .chunk(high.clone()),
+        ),
     );
     assert_eq!(ex.status(), 200);
     assert_eq!(ex.response_body(), &high[..]);
@@ -120,9 +142,15 @@ fn refuses_bad_configurations_naming_the_field() {
         (r#"{"patterns": []}"#, "give at least one pattern"),
         (r#"{"patterns": [""]}"#, "a pattern is empty"),
         (r#"{"patterns": ["a*b"]}"#, "contains the mask `*`"),
-        (r#"{"patterns": ["x"], "mask": "é"}"#, "must be one ASCII character"),
+        (
+            r#"{"patterns": ["x"], "mask": "é"}"#,
+            "must be one ASCII character",
+        ),
         (r#"{"patterns": ["x"], "mask": "ab"}"#, "field `mask`"),
-        (r#"{"patterns": ["x"], "extra": 1}"#, "unknown field `extra`"),
+        (
+            r#"{"patterns": ["x"], "extra": 1}"#,
+            "unknown field `extra`",
+        ),
         ("", "no configuration given"),
     ];
     for (json, expected) in cases {

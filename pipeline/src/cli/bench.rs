@@ -77,7 +77,10 @@ impl Args {
             Outcome::Work(costs) => println!("{}", bench::work_table(&costs)),
             Outcome::Compared { markdown, .. } => {
                 println!("{markdown}");
-                println!("wrote {}/report.json, report.md, throughput.svg", out.display());
+                println!(
+                    "wrote {}/report.json, report.md, throughput.svg",
+                    out.display()
+                );
             }
             Outcome::Load { report, failure } => {
                 println!("{}", serde_json::to_string_pretty(&report)?);

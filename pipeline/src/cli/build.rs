@@ -37,7 +37,11 @@ pub struct Args {
 impl Args {
     /// Runs the subcommand.
     pub fn run(self) -> Result<()> {
-        let options = Options { target: self.target, debug: self.debug, install: !self.no_install };
+        let options = Options {
+            target: self.target,
+            debug: self.debug,
+            install: !self.no_install,
+        };
         let built = build::build_filters(&self.filters, &options)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&built)?);
@@ -70,11 +74,20 @@ fn print_table(built: &[Built]) {
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", cells.join("  ").trim_end());
     }
     for b in built {
-        println!("{}", b.path.strip_prefix(project::root()).unwrap_or(&b.path).display());
+        println!(
+            "{}",
+            b.path
+                .strip_prefix(project::root())
+                .unwrap_or(&b.path)
+                .display()
+        );
     }
 }
-

@@ -22,7 +22,10 @@ impl DoctorArgs {
                 println!("found    {:<16} {}", n.name, n.purpose);
             } else {
                 missing += 1;
-                println!("missing  {:<16} {}\n         fix: {} (or `cargo xtask setup`)", n.name, n.purpose, n.fix);
+                println!(
+                    "missing  {:<16} {}\n         fix: {} (or `cargo xtask setup`)",
+                    n.name, n.purpose, n.fix
+                );
             }
         }
         for (t, toolchain) in doctor::toolchains() {
@@ -32,7 +35,11 @@ impl DoctorArgs {
             }
         }
         if missing > 0 {
-            return Err(Exit { message: format!("{missing} missing: run `cargo xtask setup`"), code: 1 }.into());
+            return Err(Exit {
+                message: format!("{missing} missing: run `cargo xtask setup`"),
+                code: 1,
+            }
+            .into());
         }
         Ok(())
     }

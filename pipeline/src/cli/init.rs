@@ -32,16 +32,29 @@ pub struct Args {
 impl Args {
     /// Runs the subcommand.
     pub fn run(self) -> Result<()> {
-        let created = init::create(&self.dir, &init::Options { weir_path: self.weir_path, filter: self.filter })?;
+        let created = init::create(
+            &self.dir,
+            &init::Options {
+                weir_path: self.weir_path,
+                filter: self.filter,
+            },
+        )?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&created)?);
             return Ok(());
         }
-        println!("created {} (weir from {})", created.dir.display(), created.weir);
+        println!(
+            "created {} (weir from {})",
+            created.dir.display(),
+            created.weir
+        );
         for f in &created.files {
             println!("  {}", f.display());
         }
-        println!("next:\n  cd {}\n  cargo xtask new my-filter\n  cargo xtask test", created.dir.display());
+        println!(
+            "next:\n  cd {}\n  cargo xtask new my-filter\n  cargo xtask test",
+            created.dir.display()
+        );
         Ok(())
     }
 }

@@ -90,7 +90,9 @@ pub struct Exit {
 
 /// The exit code for `e`: an [`Exit`]'s own, otherwise 1.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
-    e.chain().find_map(|c| c.downcast_ref::<Exit>()).map_or(1, |x| x.code)
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Exit>())
+        .map_or(1, |x| x.code)
 }
 
 /// True when `e` is a write to a closed pipe (`cargo xtask deploy asm | head`).

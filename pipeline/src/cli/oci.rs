@@ -23,7 +23,11 @@ pub struct CredentialFlags {
 
 impl From<CredentialFlags> for CredentialArgs {
     fn from(f: CredentialFlags) -> Self {
-        CredentialArgs { username: f.username, password_stdin: f.password_stdin, registry_config: f.registry_config }
+        CredentialArgs {
+            username: f.username,
+            password_stdin: f.password_stdin,
+            registry_config: f.registry_config,
+        }
     }
 }
 
@@ -49,6 +53,12 @@ pub struct TransportFlags {
 
 impl From<TransportFlags> for TransportArgs {
     fn from(f: TransportFlags) -> Self {
-        TransportArgs { plain_http: f.plain_http, ca_file: f.ca_file, timeout: f.timeout, retries: f.retries, deadline: f.deadline }
+        TransportArgs {
+            plain_http: f.plain_http,
+            ca_file: f.ca_file,
+            timeout: f.timeout,
+            retries: f.retries,
+            deadline: f.deadline,
+        }
     }
 }

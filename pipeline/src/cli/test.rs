@@ -41,7 +41,10 @@ impl Args {
         test::cargo_test(&self.cargo_args)?;
         for filter in &project::filters()? {
             let seen = test::in_envoy(filter)?;
-            eprintln!("       Envoy {} answered GET / with {} through `{}`, no trap", seen.version, seen.status, filter.name);
+            eprintln!(
+                "       Envoy {} answered GET / with {} through `{}`, no trap",
+                seen.version, seen.status, filter.name
+            );
         }
         eprintln!(
             "     Elapsed {:.1} s (building filters {:.1} s)",

@@ -41,7 +41,10 @@ impl Args {
             }
         }
         if bad > 0 {
-            let message = format!("{bad} of {} modules do not fit the proxy-wasm ABI", verdicts.len());
+            let message = format!(
+                "{bad} of {} modules do not fit the proxy-wasm ABI",
+                verdicts.len()
+            );
             return Err(Exit { message, code: 1 }.into());
         }
         Ok(())

@@ -2,8 +2,7 @@
 //! fields of the ASM walkthrough (seeds 000 and 001), quoted the way it quotes them.
 
 use super::{
-    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, PatchContext,
-    PinArgs, Resource,
+    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, PatchContext, PinArgs, Resource,
 };
 use anyhow::{bail, Result};
 use serde::Serialize;

@@ -1,9 +1,7 @@
 //! `deploy autowasm`: Tencent Cloud Mesh's `AutoWasm` (wasm.tcm.io/v1alpha1), as in
 //! seed 004: the module comes from an image registry or an object-storage URL.
 
-use super::{
-    check, metadata, plain_id, root_id, yaml, Labels, ModuleArgs, PinArgs, Resource,
-};
+use super::{check, metadata, plain_id, root_id, yaml, Labels, ModuleArgs, PinArgs, Resource};
 use anyhow::Result;
 use serde::Serialize;
 

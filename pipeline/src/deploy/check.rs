@@ -354,11 +354,18 @@ mod tests {
         ];
         let pinned = format!("registry.example.com:5000/x@sha256:{hex}");
         let upper = format!("registry.example.com:5000/x@sha256:{}", "A".repeat(64));
-        let rows = table.iter().map(|&(r, ok)| (r.to_owned(), ok)).chain([(pinned, true), (upper, false)]);
+        let rows = table
+            .iter()
+            .map(|&(r, ok)| (r.to_owned(), ok))
+            .chain([(pinned, true), (upper, false)]);
         for (reference, ok) in rows {
             let push = Target::parse(&reference).is_ok();
             let deploy = image("--image", &reference).is_ok();
-            assert_eq!((push, deploy), (ok, ok), "{reference}: push {push}, deploy {deploy}, expected {ok}");
+            assert_eq!(
+                (push, deploy),
+                (ok, ok),
+                "{reference}: push {push}, deploy {deploy}, expected {ok}"
+            );
         }
     }
 

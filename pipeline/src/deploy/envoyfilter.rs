@@ -4,8 +4,8 @@
 //! holding the module and the `sidecar.istio.io/userVolume` patch that mounts it.
 
 use super::{
-    check, metadata, parameters, plain_id, root_id, stream, yaml, Labels, ModuleArgs,
-    PatchContext, Resource,
+    check, metadata, parameters, plain_id, root_id, stream, yaml, Labels, ModuleArgs, PatchContext,
+    Resource,
 };
 use crate::envoy::{Code, FailurePolicy, WasmFilter};
 use anyhow::{bail, Context, Result};

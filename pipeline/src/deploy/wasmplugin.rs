@@ -4,9 +4,7 @@
 //! digest, for `http(s)://` the module file. So an image's `sha256` comes only from
 //! its `@sha256:` digest, never from the module, and a URL's from the built module.
 
-use super::{
-    check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, PinArgs, Resource,
-};
+use super::{check, metadata, parameters, root_id, yaml, Labels, ModuleArgs, PinArgs, Resource};
 use crate::envoy::FailurePolicy;
 use anyhow::{bail, Result};
 use serde::Serialize;

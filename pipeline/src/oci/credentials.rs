@@ -135,7 +135,11 @@ impl Resolved {
             Login::Anonymous => "no credentials (anonymous)".to_owned(),
             // The name may come from a helper or a config file: printed escaped and bounded.
             Login::Basic { username, .. } => {
-                format!("user `{}` from {}", crate::display::quote(username, 100), self.source)
+                format!(
+                    "user `{}` from {}",
+                    crate::display::quote(username, 100),
+                    self.source
+                )
             }
             Login::Bearer(_) => format!("a registry token from {}", self.source),
         }
@@ -747,14 +751,24 @@ mod tests {
         let p = write(dir.path(), "docker-credential-evil", script);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         let cfg = write(dir.path(), "config.json", r#"{"credsStore":"evil"}"#);
-        let env = Environment { docker_config: Some(cfg), helper_path: Some(dir.path().as_os_str().to_owned()) };
+        let env = Environment {
+            docker_config: Some(cfg),
+            helper_path: Some(dir.path().as_os_str().to_owned()),
+        };
         let args = CredentialArgs::default();
-        let e = format!("{:#}", resolve_with(&args, "other.example", &env, &mut "".as_bytes()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            resolve_with(&args, "other.example", &env, &mut "".as_bytes()).unwrap_err()
+        );
         assert!(!e.contains('\u{1b}') && !e.contains('\u{7}'), "{e:?}");
         assert!(e.contains("broken \\x1b]0;pwned\\x07 \\x1b[2J"), "{e}");
         let r = resolve_with(&args, "r.example", &env, &mut "".as_bytes()).unwrap();
         assert_eq!(r.describe().contains('\u{1b}'), false, "{:?}", r.describe());
-        assert!(r.describe().contains("user `u\\x1b[2J`"), "{}", r.describe());
+        assert!(
+            r.describe().contains("user `u\\x1b[2J`"),
+            "{}",
+            r.describe()
+        );
     }
 
     #[test]

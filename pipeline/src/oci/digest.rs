@@ -6,7 +6,10 @@ use std::fmt;
 /// True when `hex` is a sha256 as registries, Istio and Envoy write it: 64 lowercase hex
 /// digits. The one check of that shape (`Digest::parse`, `deploy`'s `--sha256` and image digests).
 pub fn is_sha256_hex(hex: &str) -> bool {
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A `sha256:<64 hex>` content digest; the only algorithm registries and meshes use for wasm.

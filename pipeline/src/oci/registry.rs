@@ -16,7 +16,9 @@ use super::retry::Retry;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::ProgressBar;
 use oci_client::errors::{OciDistributionError as OciError, OciEnvelope, OciErrorCode};
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE,
+};
 use reqwest::{Response, StatusCode, Url};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -101,8 +103,9 @@ impl Registry {
             if !data.windows(11).any(|w| w == b"-----BEGIN ") {
                 bail!("--ca-file {} is not a PEM certificate (no -----BEGIN line); convert it with `openssl x509 -inform der -in FILE -out ca.pem`", ca.display());
             }
-            let cert = reqwest::Certificate::from_pem(&data)
-                .map_err(|e| anyhow!("--ca-file {} is not a PEM certificate ({e})", ca.display()))?;
+            let cert = reqwest::Certificate::from_pem(&data).map_err(|e| {
+                anyhow!("--ca-file {} is not a PEM certificate ({e})", ca.display())
+            })?;
             builder = builder.tls_certs_merge([cert]);
         }
         let http = builder
@@ -136,7 +139,11 @@ impl Registry {
     /// `scheme://host`: Docker Hub's API lives on index.docker.io, as oci-client resolves it.
     fn origin(&self) -> String {
         let scheme = if self.plain_http { "http" } else { "https" };
-        let host = if self.target.host == "docker.io" { "index.docker.io" } else { &self.target.host };
+        let host = if self.target.host == "docker.io" {
+            "index.docker.io"
+        } else {
+            &self.target.host
+        };
         format!("{scheme}://{host}")
     }
 
@@ -158,7 +165,11 @@ impl Registry {
     }
 
     /// Runs the retried `work` under the overall `--deadline`.
-    async fn in_time<T>(&self, step: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    async fn in_time<T>(
+        &self,
+        step: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         match tokio::time::timeout_at(self.deadline_at, work).await {
             Ok(done) => done,
             Err(_) => Err(DeadlinePassed(format!(
@@ -174,15 +185,16 @@ impl Registry {
     /// registry exchanges the login for a token at the realm it names.
     pub async fn authenticate(&self, push: bool) -> Result<()> {
         let step = "logging in";
-        self.in_time(
-            step,
-            async {
-                self.retry
-                    .run(|| self.login_once(push), transient, |n, e, w| self.note_retry(step, n, e, w))
-                    .await
-                    .map_err(|(e, n)| self.fail(step, e, n))
-            },
-        )
+        self.in_time(step, async {
+            self.retry
+                .run(
+                    || self.login_once(push),
+                    transient,
+                    |n, e, w| self.note_retry(step, n, e, w),
+                )
+                .await
+                .map_err(|(e, n)| self.fail(step, e, n))
+        })
         .await
     }
 
@@ -191,14 +203,21 @@ impl Registry {
             Login::Bearer(token) => Some(format!("Bearer {}", token.expose())),
             _ => {
                 let url = parse_url(&format!("{}/v2/", self.origin()))?;
-                let res = self.http.get(url.clone()).send().await.map_err(request_error)?;
+                let res = self
+                    .http
+                    .get(url.clone())
+                    .send()
+                    .await
+                    .map_err(request_error)?;
                 let challenge = res
                     .headers()
                     .get(WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 match (res.status(), challenge) {
-                    (StatusCode::UNAUTHORIZED, Some(c)) if c.trim_start().to_ascii_lowercase().starts_with("bearer") => {
+                    (StatusCode::UNAUTHORIZED, Some(c))
+                        if c.trim_start().to_ascii_lowercase().starts_with("bearer") =>
+                    {
                         drop(res);
                         Some(format!("Bearer {}", self.token(&c, push).await?))
                     }
@@ -213,8 +232,11 @@ impl Registry {
         };
         let value = match value {
             Some(v) => {
-                let mut v = HeaderValue::from_str(&v)
-                    .map_err(|_| OciError::AuthenticationFailure("the login holds a character HTTP headers cannot carry".into()))?;
+                let mut v = HeaderValue::from_str(&v).map_err(|_| {
+                    OciError::AuthenticationFailure(
+                        "the login holds a character HTTP headers cannot carry".into(),
+                    )
+                })?;
                 v.set_sensitive(true);
                 Some(v)
             }
@@ -232,7 +254,8 @@ impl Registry {
         match &self.login {
             Login::Basic { username, password } => Some(format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()))
             )),
             _ => None,
         }
@@ -253,7 +276,11 @@ impl Registry {
             .iter()
             .find(|(k, _)| k == "realm")
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| OciError::AuthenticationFailure("the registry asked for a bearer token but named no realm".into()))?;
+            .ok_or_else(|| {
+                OciError::AuthenticationFailure(
+                    "the registry asked for a bearer token but named no realm".into(),
+                )
+            })?;
         let mut url = parse_url(&realm)?;
         // An HTTPS registry may not send the login to a plain-HTTP realm.
         if url.scheme() != "https" && !self.plain_http {
@@ -265,7 +292,10 @@ impl Registry {
         let actions = if push { "pull,push" } else { "pull" };
         {
             let mut q = url.query_pairs_mut();
-            q.append_pair("scope", &format!("repository:{}:{actions}", self.target.repository));
+            q.append_pair(
+                "scope",
+                &format!("repository:{}:{actions}", self.target.repository),
+            );
             if let Some((_, service)) = params.iter().find(|(k, _)| k == "service") {
                 q.append_pair("service", service);
             }
@@ -278,10 +308,19 @@ impl Registry {
         if !res.status().is_success() {
             let status = res.status();
             let body = read_prefix(res, MAX_ANSWER).await;
-            let said = crate::display::quote(String::from_utf8_lossy(&body).trim(), crate::display::QUOTE_LIMIT);
+            let said = crate::display::quote(
+                String::from_utf8_lossy(&body).trim(),
+                crate::display::QUOTE_LIMIT,
+            );
             return Err(match status.as_u16() {
-                401 | 403 => OciError::AuthenticationFailure(format!("the token server answered {status}: {said}")),
-                code => OciError::ServerError { code, url: bare(&realm), message: said },
+                401 | 403 => OciError::AuthenticationFailure(format!(
+                    "the token server answered {status}: {said}"
+                )),
+                code => OciError::ServerError {
+                    code,
+                    url: bare(&realm),
+                    message: said,
+                },
             });
         }
         let body = read_bounded(res, MAX_TOKEN, "the token server's answer").await?;
@@ -290,13 +329,22 @@ impl Registry {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let answer: Answer = serde_json::from_slice(&body)
-            .map_err(|e| OciError::RegistryTokenDecodeError(format!("not JSON ({:?} error at line {})", e.classify(), e.line())))?;
+        let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
+            OciError::RegistryTokenDecodeError(format!(
+                "not JSON ({:?} error at line {})",
+                e.classify(),
+                e.line()
+            ))
+        })?;
         answer
             .token
             .or(answer.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| OciError::RegistryTokenDecodeError("the token server's answer holds no token".into()))
+            .ok_or_else(|| {
+                OciError::RegistryTokenDecodeError(
+                    "the token server's answer holds no token".into(),
+                )
+            })
     }
 
     /// True when the repository already has the blob (one HEAD request).
@@ -339,7 +387,12 @@ impl Registry {
                     || async {
                         self.progress.set_position(start);
                         let post = parse_url(&self.url("blobs/uploads/"))?;
-                        let res = self.send(self.http.post(post.clone()).header(CONTENT_LENGTH, 0), &post).await?;
+                        let res = self
+                            .send(
+                                self.http.post(post.clone()).header(CONTENT_LENGTH, 0),
+                                &post,
+                            )
+                            .await?;
                         if res.status() != StatusCode::ACCEPTED {
                             return Err(error_of(res).await);
                         }
@@ -348,12 +401,12 @@ impl Registry {
                             .get(LOCATION)
                             .and_then(|l| l.to_str().ok())
                             .ok_or(OciError::RegistryNoLocationError)?;
-                        let mut put = res
-                            .url()
-                            .join(location)
-                            .map_err(|_| OciError::UrlParseError("the upload Location header".into()))?;
+                        let mut put = res.url().join(location).map_err(|_| {
+                            OciError::UrlParseError("the upload Location header".into())
+                        })?;
                         drop(res);
-                        put.query_pairs_mut().append_pair("digest", blob.digest.as_str());
+                        put.query_pairs_mut()
+                            .append_pair("digest", blob.digest.as_str());
                         let bar = self.progress.clone();
                         let pieces: Vec<_> = (0..data.len())
                             .step_by(PIECE)
@@ -395,7 +448,11 @@ impl Registry {
                     .run(
                         || async {
                             let url = parse_url(&url)?;
-                            let req = self.http.put(url.clone()).header(CONTENT_TYPE, media_type).body(body.clone());
+                            let req = self
+                                .http
+                                .put(url.clone())
+                                .header(CONTENT_TYPE, media_type)
+                                .body(body.clone());
                             let res = self.send(req, &url).await?;
                             if !res.status().is_success() {
                                 return Err(error_of(res).await);
@@ -440,7 +497,10 @@ impl Registry {
                     .run(
                         || async {
                             let url = parse_url(&url)?;
-                            let req = self.http.get(url.clone()).header(ACCEPT, MANIFEST_TYPES.join(", "));
+                            let req = self
+                                .http
+                                .get(url.clone())
+                                .header(ACCEPT, MANIFEST_TYPES.join(", "));
                             let res = self.send(req, &url).await?;
                             if res.status() != StatusCode::OK {
                                 return Err(error_of(res).await);
@@ -720,7 +780,15 @@ fn cause(e: &OciError) -> String {
             let parts: Vec<String> = envelope
                 .errors
                 .iter()
-                .map(|x| format!("{}: {}", serde_json::to_string(&x.code).unwrap_or_default().trim_matches('"'), x.message))
+                .map(|x| {
+                    format!(
+                        "{}: {}",
+                        serde_json::to_string(&x.code)
+                            .unwrap_or_default()
+                            .trim_matches('"'),
+                        x.message
+                    )
+                })
                 .collect();
             parts.join("; ")
         }
@@ -782,12 +850,17 @@ mod tests {
         };
         let c = cause(&e);
         assert!(!c.chars().any(crate::display::is_unsafe), "{c:?}");
-        assert!(c.starts_with("HTTP 500: no\\x1b]0;t\\x07\\x1b[2J") && c.len() < 400, "{c}");
+        assert!(
+            c.starts_with("HTTP 500: no\\x1b]0;t\\x07\\x1b[2J") && c.len() < 400,
+            "{c}"
+        );
     }
 
     #[test]
     fn bearer_challenges_are_parsed() {
-        let p = challenge_params(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#);
+        let p = challenge_params(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
         assert_eq!(
             p,
             vec![
@@ -796,7 +869,10 @@ mod tests {
                 ("scope".to_owned(), "repository:a/b:pull,push".to_owned()),
             ]
         );
-        assert_eq!(challenge_params("Bearer realm=https://a/t, service=s")[1], ("service".to_owned(), "s".to_owned()));
+        assert_eq!(
+            challenge_params("Bearer realm=https://a/t, service=s")[1],
+            ("service".to_owned(), "s".to_owned())
+        );
         assert!(challenge_params("Bearer").is_empty());
     }
 }
@@ -829,7 +905,11 @@ fn bare(url: &str) -> String {
 
 /// The body of `res`, refused as soon as it goes past `limit` bytes (announced or sent).
 async fn read_bounded(mut res: Response, limit: u64, what: &str) -> Result<Vec<u8>, OciError> {
-    let too_large = || OciError::SpecViolationError(format!("{what} is larger than the {limit} bytes weir reads"));
+    let too_large = || {
+        OciError::SpecViolationError(format!(
+            "{what} is larger than the {limit} bytes weir reads"
+        ))
+    };
     if res.content_length().is_some_and(|n| n > limit) {
         return Err(too_large());
     }
@@ -858,10 +938,17 @@ async fn read_prefix(mut res: Response, limit: u64) -> Vec<u8> {
 
 /// A blob's body: exactly `size` bytes hashing to `digest`, read piece by piece, refused at the
 /// first byte past `size`; neither a lie about the size nor a wrong digest is worth a retry.
-async fn read_verified(mut res: Response, digest: &Digest, size: u64, what: &str) -> Result<Vec<u8>, OciError> {
+async fn read_verified(
+    mut res: Response,
+    digest: &Digest,
+    size: u64,
+    what: &str,
+) -> Result<Vec<u8>, OciError> {
     use sha2::Digest as _;
     let lie = |got: String| {
-        OciError::SpecViolationError(format!("the manifest says the {what} is {size} bytes, the registry sent {got}"))
+        OciError::SpecViolationError(format!(
+            "the manifest says the {what} is {size} bytes, the registry sent {got}"
+        ))
     };
     if let Some(n) = res.content_length().filter(|&n| n != size) {
         return Err(lie(format!("a Content-Length of {n}")));
@@ -880,7 +967,11 @@ async fn read_verified(mut res: Response, digest: &Digest, size: u64, what: &str
     }
     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
     if actual != digest.as_str() {
-        return Err(oci_client::errors::DigestError::VerificationError { expected: digest.to_string(), actual }.into());
+        return Err(oci_client::errors::DigestError::VerificationError {
+            expected: digest.to_string(),
+            actual,
+        }
+        .into());
     }
     Ok(out)
 }
@@ -898,7 +989,11 @@ async fn error_of(res: Response) -> OciError {
             return OciError::RegistryError { envelope, url };
         }
     }
-    OciError::ServerError { code: status.as_u16(), url, message: String::from_utf8_lossy(&body).into_owned() }
+    OciError::ServerError {
+        code: status.as_u16(),
+        url,
+        message: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 /// `key="value"` pairs of a `WWW-Authenticate: Bearer …` challenge.
@@ -927,7 +1022,12 @@ fn challenge_params(challenge: &str) -> Vec<(String, String)> {
             }
             v
         } else {
-            chars.by_ref().take_while(|c| *c != ',').collect::<String>().trim().to_owned()
+            chars
+                .by_ref()
+                .take_while(|c| *c != ',')
+                .collect::<String>()
+                .trim()
+                .to_owned()
         };
         out.push((key.trim().to_ascii_lowercase(), value));
     }

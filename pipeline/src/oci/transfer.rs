@@ -174,7 +174,11 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
             let d = Digest::parse(&desc.digest)
                 .with_context(|| format!("{name}: index.json names a bad digest"))?;
             if desc.size > super::registry::MAX_MANIFEST {
-                anyhow::bail!("{name}: index.json says the manifest is {} bytes, more than the {} weir reads", desc.size, super::registry::MAX_MANIFEST);
+                anyhow::bail!(
+                    "{name}: index.json says the manifest is {} bytes, more than the {} weir reads",
+                    desc.size,
+                    super::registry::MAX_MANIFEST
+                );
             }
             (layout.get_blob(&d, Some(desc.size), "manifest")?, d)
         }
@@ -197,12 +201,17 @@ pub async fn pull(store: &Store) -> Result<Pulled> {
         Some(desc) => {
             let bytes = get(store, desc, "runtime config").await?;
             // What the store says about the module is printed: escaped here, once.
-            serde_json::from_slice(&bytes).ok().map(|mut c: RuntimeConfig| {
-                let safe = |v: &mut Vec<String>| v.iter_mut().for_each(|s| *s = crate::display::quote(s, 200));
-                safe(&mut c.abi_versions);
-                safe(&mut c.config.root_ids);
-                c
-            })
+            serde_json::from_slice(&bytes)
+                .ok()
+                .map(|mut c: RuntimeConfig| {
+                    let safe = |v: &mut Vec<String>| {
+                        v.iter_mut()
+                            .for_each(|s| *s = crate::display::quote(s, 200))
+                    };
+                    safe(&mut c.abi_versions);
+                    safe(&mut c.config.root_ids);
+                    c
+                })
         }
         None => None,
     };

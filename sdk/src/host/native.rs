@@ -119,7 +119,13 @@ pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
 }
 
 pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
-    with(|s| if s.hidden[map as usize] { Vec::new() } else { s.maps[map as usize].clone() })
+    with(|s| {
+        if s.hidden[map as usize] {
+            Vec::new()
+        } else {
+            s.maps[map as usize].clone()
+        }
+    })
 }
 
 pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {

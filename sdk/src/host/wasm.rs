@@ -305,7 +305,10 @@ pub(crate) fn http_call(
     body: &[u8],
     timeout: std::time::Duration,
 ) -> Option<u32> {
-    let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())).collect();
+    let pairs: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
     let headers = super::serialize_pairs(&pairs);
     let trailers = super::serialize_pairs(&[]);
     let millis = timeout.as_millis().min(u32::MAX.into()) as u32;

@@ -101,7 +101,11 @@ impl OutputFlags {
 }
 
 fn write_output(path: Option<&Path>, yaml: &str, secret: bool) -> Result<()> {
-    let write = if secret { crate::project::write_secret } else { crate::project::write_atomic };
+    let write = if secret {
+        crate::project::write_secret
+    } else {
+        crate::project::write_atomic
+    };
     match path {
         Some(p) => write(p, yaml.as_bytes()).with_context(|| format!("--output {}", p.display())),
         None => {
@@ -127,7 +131,10 @@ pub struct ModuleFlags {
 
 impl From<ModuleFlags> for ModuleArgs {
     fn from(f: ModuleFlags) -> Self {
-        ModuleArgs { filter: f.filter, module: f.module }
+        ModuleArgs {
+            filter: f.filter,
+            module: f.module,
+        }
     }
 }
 
@@ -146,7 +153,11 @@ pub struct PinFlags {
 
 impl From<PinFlags> for PinArgs {
     fn from(f: PinFlags) -> Self {
-        PinArgs { pin: f.pin, credentials: f.credentials.into(), transport: f.transport.into() }
+        PinArgs {
+            pin: f.pin,
+            credentials: f.credentials.into(),
+            transport: f.transport.into(),
+        }
     }
 }
 
