@@ -334,7 +334,7 @@ impl Session {
 
     fn memory_pages(&self) -> u64 {
         match self.instance.get_export(&self.store, "memory") {
-            Some(Extern::Memory(m)) => u64::from(m.size(&self.store)),
+            Some(Extern::Memory(m)) => m.size(&self.store),
             _ => 0,
         }
     }

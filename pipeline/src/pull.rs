@@ -69,7 +69,7 @@ pub fn pull(options: &Options) -> Result<PullReport> {
                         indicatif::ProgressBar::hidden(),
                     )?;
                     registry.authenticate(false).await?;
-                    Store::Registry(registry)
+                    Store::Registry(Box::new(registry))
                 }
             };
             transfer::pull(&store).await

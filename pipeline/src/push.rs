@@ -63,7 +63,7 @@ impl Options {
                         let registry =
                             Registry::new(reference, &self.transport, &login, progress.clone())?;
                         registry.authenticate(true).await?;
-                        (Store::Registry(registry), tag)
+                        (Store::Registry(Box::new(registry)), tag)
                     }
                 };
                 transfer::push(&store, &artifact, &tag, module.len() as u64)

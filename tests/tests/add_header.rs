@@ -69,7 +69,7 @@ fn the_vm_reports_its_linear_memory_and_it_stays_flat_over_requests() {
         .unwrap()
         .unwrap_or_else(|| panic!("no {stat} in Envoy's stats"));
     assert!(
-        warm > 0 && warm % 65536 == 0,
+        warm > 0 && warm.is_multiple_of(65536),
         "{stat} = {warm}: not a whole number of wasm pages"
     );
     for _ in 0..500 {

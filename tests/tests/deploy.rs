@@ -388,7 +388,7 @@ const ASM: &[&str] = &[
 
 fn asm(extra: &[&str]) -> Output {
     let mut args = ASM.to_vec();
-    if !extra.iter().any(|a| *a == "--name") {
+    if !extra.contains(&"--name") {
         args.extend(["--name", "details"]);
     }
     args.extend(extra);

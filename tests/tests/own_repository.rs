@@ -317,7 +317,9 @@ fn the_generated_release_workflow_passes_zizmor_and_actionlint() {
 }
 
 /// The publishable crates pass `cargo package`, verification included (it builds each
-/// packaged crate as crates.io would, in this workspace's target directory).
+/// packaged crate as crates.io would, in this workspace's target directory). Profiles come
+/// only from a workspace's root manifest, so the verifying build gets ours as `--config`:
+/// without them it compiles Binaryen again at opt-level 0 (7 minutes on 2 cores).
 #[test]
 fn the_publishable_crates_package() {
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

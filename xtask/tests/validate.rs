@@ -109,7 +109,7 @@ fn module_names_are_escaped_in_every_output() {
             !text
                 .chars()
                 .filter(|c| *c != '\n')
-                .any(xtask::display::is_unsafe),
+                .any(weir_build::display::is_unsafe),
             "--json {json}: {text:?}"
         );
         assert!(

@@ -18,8 +18,8 @@ pub enum Store {
         /// How it was named.
         reference: LayoutRef,
     },
-    /// A registry repository.
-    Registry(Registry),
+    /// A registry repository (boxed: a client is much larger than a layout).
+    Registry(Box<Registry>),
 }
 
 /// One blob of a push.
