@@ -330,9 +330,14 @@ mod tests {
         let verdict = crate::validate::verdict(&module);
         assert!(verdict.ok, "{}", crate::validate::render(&verdict));
         let bytes = std::fs::read(&module).unwrap();
-        let section = b"\x0aweir.hooks\x01\x00\x00\x00"; // name, then bit 0: on_request_headers only
+        // The section's name (length-prefixed), then its bits: request headers only.
+        let mut section = vec![weir::hooks::SECTION.len() as u8];
+        section.extend(weir::hooks::SECTION.as_bytes());
+        section.extend(weir::hooks::REQUEST_HEADERS.to_le_bytes());
         assert!(
-            bytes.windows(section.len()).any(|w| w == section),
+            bytes
+                .windows(section.len())
+                .any(|w| w == section.as_slice()),
             "no weir.hooks section saying request headers only"
         );
     }

@@ -6,21 +6,7 @@ use std::path::Path;
 use wasm_opt::{Feature, OptimizationOptions, Pass};
 
 /// The custom section in which the weir SDK records which hooks a filter implements.
-pub const HOOKS_SECTION: &str = "weir.hooks";
-
-/// `proxy_on_*` exports by the `weir.hooks` bit that keeps them.
-const HOOK_BITS: &[(u32, &[&str])] = &[
-    (0, &["proxy_on_request_headers"]),
-    (1, &["proxy_on_request_body"]),
-    (2, &["proxy_on_request_trailers"]),
-    (3, &["proxy_on_response_headers"]),
-    (4, &["proxy_on_response_body"]),
-    (5, &["proxy_on_response_trailers"]),
-    (6, &["proxy_on_log"]),
-    (7, &["proxy_on_http_call_response"]),
-    (8, &["proxy_on_tick"]),
-    (9, &["proxy_on_queue_ready"]),
-];
+pub const HOOKS_SECTION: &str = weir::hooks::SECTION;
 
 /// Exports an HTTP filter never needs: network-filter, gRPC-stream and foreign-function
 /// hooks. Removed whenever the module carries a `weir.hooks` section.
@@ -50,10 +36,10 @@ pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
         return Vec::new();
     };
     let mask = u32::from_le_bytes(bytes);
-    let unused: Vec<&str> = HOOK_BITS
+    let unused: Vec<&str> = weir::hooks::EXPORTS
         .iter()
-        .filter(|(bit, _)| mask & (1 << bit) == 0)
-        .flat_map(|(_, names)| names.iter().copied())
+        .filter(|(bit, _)| mask & bit == 0)
+        .map(|(_, name)| *name)
         .chain(NEVER_NEEDED.iter().copied())
         .collect();
     let doomed: Vec<_> = module

@@ -32,6 +32,24 @@ pub const QUEUE_READY: u32 = 1 << 9;
 /// Every hook: what a module without the section is treated as.
 pub const ALL: u32 = (1 << 10) - 1;
 
+/// The custom section's name (`#[link_section]` in [`export!`](crate::export) spells it too).
+pub const SECTION: &str = "weir.hooks";
+
+/// Each hook bit with the proxy-wasm export it keeps: the one table the SDK and the
+/// toolchain (`cargo xtask build`'s stripping, `cargo xtask new`'s checks) share.
+pub const EXPORTS: &[(u32, &str)] = &[
+    (REQUEST_HEADERS, "proxy_on_request_headers"),
+    (REQUEST_BODY, "proxy_on_request_body"),
+    (REQUEST_TRAILERS, "proxy_on_request_trailers"),
+    (RESPONSE_HEADERS, "proxy_on_response_headers"),
+    (RESPONSE_BODY, "proxy_on_response_body"),
+    (RESPONSE_TRAILERS, "proxy_on_response_trailers"),
+    (LOG, "proxy_on_log"),
+    (HTTP_CALL_RESPONSE, "proxy_on_http_call_response"),
+    (TICK, "proxy_on_tick"),
+    (QUEUE_READY, "proxy_on_queue_ready"),
+];
+
 /// The hooks the module must export for a filter implementing `hooks`: a
 /// buffered body ends at the trailers when there are some, so a body hook needs
 /// the trailers hook of its direction too.
@@ -65,5 +83,17 @@ mod tests {
             RESPONSE_BODY | RESPONSE_TRAILERS | LOG
         );
         assert_eq!(section(ALL), [0xff, 0x03, 0, 0]);
+    }
+
+    #[test]
+    fn the_export_table_names_every_bit_once() {
+        let mut seen = 0;
+        for (bit, name) in EXPORTS {
+            assert_eq!(bit.count_ones(), 1, "{name}");
+            assert_eq!(seen & bit, 0, "{name} shares a bit");
+            assert!(name.starts_with("proxy_on_"), "{name}");
+            seen |= bit;
+        }
+        assert_eq!(seen, ALL);
     }
 }
