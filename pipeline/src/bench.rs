@@ -36,6 +36,9 @@ pub struct Options {
     /// add-header, under valgrind's callgrind. Deterministic, unlike req/s; needs valgrind;
     /// about a minute per variant.
     pub instructions: bool,
+    /// Instead of the comparison: build every filter for both targets and report its size
+    /// before and after weir's pipeline. Needs no Envoy.
+    pub sizes: bool,
     /// With --work: count these modules instead of the workspace's filters.
     pub modules: Vec<PathBuf>,
     /// With --work and modules: the plugin configuration to give them (JSON text).
@@ -433,7 +436,9 @@ fn measure(args: &Options, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
 fn sizes() -> Result<Vec<Size>> {
     let mut out = Vec::new();
     let mut crates = project::filters()?;
-    crates.push(bench_filter("raw-add-header")?);
+    if has_baseline() {
+        crates.push(bench_filter("raw-add-header")?);
+    }
     for target in [Target::Wasip1, Target::Unknown] {
         for f in &crates {
             let b = build::build(
@@ -534,16 +539,31 @@ fn module_costs(modules: &[PathBuf], config: Option<&str>) -> Result<Vec<ModuleC
         .collect()
 }
 
-/// Per-request work in add-header (weir and raw) and every other filter.
+/// True in weir's own repository, which holds the raw proxy-wasm baseline the
+/// comparisons measure against (`benches/raw-add-header`); a team's project has none.
+fn has_baseline() -> bool {
+    project::root()
+        .join("benches")
+        .join("raw-add-header")
+        .join("Cargo.toml")
+        .is_file()
+}
+
+/// Per-request work in every filter of the workspace (with its example configuration),
+/// and in weir's own repository the raw baseline and add-header with the seed's.
 fn request_costs() -> Result<Vec<ModuleCost>> {
     let mut out = Vec::new();
-    let mut modules = vec![("raw-add-header".to_owned(), Some(SEED.to_owned()))];
-    modules.push(("add-header".to_owned(), Some(SEED.to_owned())));
-    for f in project::filters()?
-        .into_iter()
-        .filter(|f| f.name != "add-header")
-    {
-        let config = f.example_config().ok();
+    let baseline = has_baseline();
+    let mut modules = Vec::new();
+    if baseline {
+        modules.push(("raw-add-header".to_owned(), Some(SEED.to_owned())));
+    }
+    for f in project::filters()? {
+        let config = if baseline && f.name == "add-header" {
+            Some(SEED.to_owned())
+        } else {
+            f.example_config().ok()
+        };
         modules.push((f.name, config));
     }
     for (name, config) in modules {
@@ -566,6 +586,8 @@ fn request_costs() -> Result<Vec<ModuleCost>> {
 /// What a bench run produced; every one is also written under the output directory.
 #[derive(Debug)]
 pub enum Outcome {
+    /// `--sizes`: every filter's module size on both targets (`sizes.json`).
+    Sizes(Vec<Size>),
     /// `--work`: per-request work in each module (`work.json`); [`work_table`] renders it.
     Work(Vec<ModuleCost>),
     /// The comparison: the report (`report.json`, `throughput.svg`) and its markdown (`report.md`).
@@ -602,12 +624,14 @@ pub fn out_dir(options: &Options) -> PathBuf {
 pub fn run(options: &Options) -> Result<Outcome> {
     let this = options;
     {
-        for tool in ["wrk", "taskset"] {
-            if envoy::which(tool).is_none() {
-                bail!("{tool} is not installed: run `cargo xtask setup`");
-            }
-        }
         let out = out_dir(this);
+        if this.sizes {
+            let sizes = sizes()?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            project::write_atomic(&out.join("sizes.json"), &serde_json::to_vec_pretty(&sizes)?)?;
+            return Ok(Outcome::Sizes(sizes));
+        }
         if this.work {
             let costs = if this.modules.is_empty() {
                 request_costs()?
@@ -618,6 +642,17 @@ pub fn run(options: &Options) -> Result<Outcome> {
                 .with_context(|| format!("cannot create {}", out.display()))?;
             project::write_atomic(&out.join("work.json"), &serde_json::to_vec_pretty(&costs)?)?;
             return Ok(Outcome::Work(costs));
+        }
+        for tool in ["wrk", "taskset"] {
+            if envoy::which(tool).is_none() {
+                bail!("{tool} is not installed: run `cargo xtask setup`");
+            }
+        }
+        if !has_baseline() {
+            bail!(
+                "the comparison needs weir's own repository (its raw proxy-wasm baseline, benches/raw-add-header); \
+                 in this project `cargo xtask bench --sizes` and `--work` measure your filters"
+            );
         }
         if this.instructions {
             return Ok(Outcome::Instructions {
@@ -772,6 +807,21 @@ fn markdown(r: &Report) -> String {
         r.build.warm_ms.saturating_sub(r.build.warm_cargo_ms) as f64 / 1000.0
     );
     s
+}
+
+/// `--sizes`'s table: one row per module and target.
+pub fn sizes_table(sizes: &[Size]) -> String {
+    let mut out = String::from("| module | target | raw | after weir |\n|---|---|---:|---:|\n");
+    for s in sizes {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            s.module,
+            s.target,
+            build::human_bytes(s.raw_bytes),
+            build::human_bytes(s.bytes)
+        ));
+    }
+    out
 }
 
 /// `--work`'s table: one row per module.

@@ -225,3 +225,18 @@ fn the_toolchain_writes_files_only_through_the_atomic_writer() {
         bad.join("\n")
     );
 }
+
+#[test]
+fn the_sdk_documents_without_warnings() {
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["doc", "-p", "weir-sdk", "-p", "weir-macros", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(root())
+        .output()
+        .expect("run cargo doc");
+    assert!(
+        out.status.success(),
+        "cargo doc of the SDK warns:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,7 +9,8 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench                    5 interleaved rounds of 10 s per variant, sizes, build times
   cargo xtask bench --quick            one short round (what `cargo xtask test` checks runs)
   cargo xtask bench --load 1000000     one million requests through add-header: errors, memory growth
-  cargo xtask bench --work             per-request work in each module (interpreter, deterministic)
+  cargo xtask bench --work             per-request work in each filter (interpreter, deterministic)
+  cargo xtask bench --sizes            every filter's module size on both targets
   cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
   cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
 
@@ -40,6 +41,10 @@ pub struct Args {
     /// takes seconds and needs no Envoy.
     #[arg(long, conflicts_with = "load")]
     pub work: bool,
+    /// Instead of the comparison: build every filter for both targets and print its size
+    /// before and after weir's pipeline. Needs no Envoy.
+    #[arg(long, conflicts_with_all = ["load", "work", "instructions"])]
+    pub sizes: bool,
     /// Instead of the comparison: count the x86 instructions Envoy executes per request
     /// (V8's JIT code included) for no filter, native, the empty module, raw and weir
     /// add-header, under valgrind's callgrind. Deterministic, unlike req/s; needs valgrind;
@@ -67,6 +72,7 @@ impl Args {
             connections: self.connections,
             load: self.load,
             work: self.work,
+            sizes: self.sizes,
             instructions: self.instructions,
             modules: self.modules,
             config: self.config,
@@ -75,6 +81,7 @@ impl Args {
         let out = bench::out_dir(&options);
         match bench::run(&options)? {
             Outcome::Work(costs) => println!("{}", bench::work_table(&costs)),
+            Outcome::Sizes(sizes) => println!("{}", bench::sizes_table(&sizes)),
             Outcome::Compared { markdown, .. } => {
                 println!("{markdown}");
                 println!(
