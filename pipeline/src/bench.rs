@@ -924,18 +924,7 @@ fn load(target: u64, connections: u32, out: &Path) -> Result<(serde_json::Value,
         );
         samples.push((total, rss, wasm));
     }
-    let vm_errors: Vec<String> = envoy
-        .log_text()
-        .lines()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("panicked")
-                || l.contains("runtimeerror")
-                || l.contains("wasm vm failed")
-                || l.contains("unreachable")
-        })
-        .map(str::to_owned)
-        .collect();
+    let vm_errors = envoy.vm_failures();
     let warm = samples
         .get(1)
         .or(samples.first())

@@ -387,6 +387,22 @@ impl Envoy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The lines of Envoy's log that show a VM trap, a panic or a failed VM. Envoy writes
+    /// its log file every 50 ms: wait that long after the request that may have failed.
+    pub fn vm_failures(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| {
+                let l = l.to_ascii_lowercase();
+                l.contains("panicked")
+                    || l.contains("runtimeerror")
+                    || l.contains("unreachable")
+                    || l.contains("wasm vm failed")
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The last `n` lines of Envoy's log.
     pub fn log_tail(&self, n: usize) -> String {
         let text = self.log_text();

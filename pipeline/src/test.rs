@@ -97,15 +97,7 @@ pub fn in_envoy(filter: &project::Filter) -> Result<InEnvoy> {
         .get("/", &[])
         .with_context(|| format!("GET / through `{}`", filter.name))?;
     std::thread::sleep(std::time::Duration::from_millis(150)); // the log file is flushed every 50 ms
-    let failures: Vec<String> = envoy
-        .log_text()
-        .lines()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("panicked") || l.contains("runtimeerror") || l.contains("wasm vm failed")
-        })
-        .map(str::to_owned)
-        .collect();
+    let failures = envoy.vm_failures();
     if answer.status >= 500 || !failures.is_empty() {
         bail!(
             "`{}` in a real Envoy answered GET / with {}{}",

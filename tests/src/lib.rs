@@ -43,16 +43,5 @@ pub fn envoy_with(filter: &str, configuration: Option<&str>) -> anyhow::Result<E
 pub fn vm_failures(envoy: &Envoy) -> Vec<String> {
     // Envoy writes its log file every 50 ms (`Envoy::start`): let the last lines land.
     std::thread::sleep(std::time::Duration::from_millis(200));
-    envoy
-        .log_text()
-        .lines()
-        .filter(|l| {
-            let l = l.to_ascii_lowercase();
-            l.contains("panicked")
-                || l.contains("runtimeerror")
-                || l.contains("unreachable")
-                || l.contains("wasm vm failed")
-        })
-        .map(str::to_owned)
-        .collect()
+    envoy.vm_failures()
 }
