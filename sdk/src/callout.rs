@@ -124,11 +124,13 @@ impl CalloutResponse {
         self.header(":status")?.to_str()?.parse().ok()
     }
 
-    /// The first value of header `name` (lowercase).
-    pub fn header(&self, name: &str) -> Option<Value> {
+    /// The first value of header `name` (a [`HeaderName`](crate::HeaderName) or
+    /// text, as in [`Headers::get`](crate::Headers::get)), compared case-insensitively.
+    pub fn header(&self, name: impl AsHeaderName) -> Option<Value> {
+        let name = name.name_bytes();
         self.headers
             .iter()
-            .find(|(k, _)| k == name.as_bytes())
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| Value(v.clone()))
     }
 
