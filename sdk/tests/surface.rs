@@ -119,3 +119,48 @@ fn metrics_declared_once_are_defined_at_configure() {
     f.send(TestRequest::get("/"));
     assert_eq!(f.metric("surface_seen"), Some(1));
 }
+
+mod istio {
+    use weir::testing::{TestFilter, TestRequest};
+    use weir::{Action, Callback, Callout, CalloutResponse, HttpFilter, Request};
+
+    #[derive(Default)]
+    struct AskIstio;
+
+    #[weir::filter]
+    impl HttpFilter for AskIstio {
+        type Config = ();
+
+        fn on_request_headers(&mut self, cx: &mut Request<'_, ()>) -> weir::Result {
+            cx.callout(Callout::istio(
+                "GET",
+                9000,
+                "authz.sec.svc.cluster.local",
+                "/check",
+            ))
+        }
+
+        fn on_callout_response(
+            &mut self,
+            _cx: &mut Callback<'_, ()>,
+            _response: CalloutResponse,
+        ) -> weir::Result {
+            Ok(Action::Continue)
+        }
+    }
+
+    #[test]
+    fn an_istio_callout_goes_to_the_outbound_cluster_with_the_service_as_authority() {
+        let mut f = TestFilter::<AskIstio>::configure("null").expect("configures");
+        let ex = f.send(TestRequest::get("/"));
+        let call = &ex.callouts()[0];
+        assert_eq!(
+            call.upstream(),
+            "outbound|9000||authz.sec.svc.cluster.local"
+        );
+        assert_eq!(
+            call.header(":authority"),
+            Some("authz.sec.svc.cluster.local")
+        );
+    }
+}
