@@ -44,6 +44,31 @@ impl Callout {
         }
     }
 
+    /// A request with `method` to `path` on an Istio service: the cluster Istio
+    /// names `outbound|PORT||FQDN` ([`istio_cluster`](Self::istio_cluster)),
+    /// with `:authority` the service's `fqdn`.
+    ///
+    /// ```
+    /// let check = weir::Callout::istio("GET", 8080, "authz.security.svc.cluster.local", "/check");
+    /// # let _ = check;
+    /// ```
+    pub fn istio(method: &str, port: u16, fqdn: &str, path: &str) -> Self {
+        Self::new(method, &Self::istio_cluster(port, fqdn), path).authority(fqdn)
+    }
+
+    /// Istio's name for the outbound cluster of service `fqdn` on `port`:
+    /// `outbound|PORT||FQDN` (the subset between the two `|` left empty).
+    ///
+    /// ```
+    /// assert_eq!(
+    ///     weir::Callout::istio_cluster(8080, "authz.security.svc.cluster.local"),
+    ///     "outbound|8080||authz.security.svc.cluster.local"
+    /// );
+    /// ```
+    pub fn istio_cluster(port: u16, fqdn: &str) -> String {
+        format!("outbound|{port}||{fqdn}")
+    }
+
     /// A `GET` of `path` on the cluster `upstream`.
     pub fn get(upstream: &str, path: &str) -> Self {
         Self::new("GET", upstream, path)
@@ -124,11 +149,13 @@ impl CalloutResponse {
         self.header(":status")?.to_str()?.parse().ok()
     }
 
-    /// The first value of header `name` (lowercase).
-    pub fn header(&self, name: &str) -> Option<Value> {
+    /// The first value of header `name` (a [`HeaderName`](crate::HeaderName) or
+    /// text, as in [`Headers::get`](crate::Headers::get)), compared case-insensitively.
+    pub fn header(&self, name: impl AsHeaderName) -> Option<Value> {
+        let name = name.name_bytes();
         self.headers
             .iter()
-            .find(|(k, _)| k == name.as_bytes())
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| Value(v.clone()))
     }
 

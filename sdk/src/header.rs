@@ -175,11 +175,23 @@ impl serde::Serialize for HeaderValue {
     }
 }
 
-/// Anything usable as a header name: a checked [`HeaderName`] (no check at
-/// request time) or text (checked on each use).
+/// Anything usable as a header name, in every [`Headers`] method alike: a
+/// checked [`HeaderName`] (no check at request time) or text (checked on each
+/// write; a lookup passes it as it is, so an illegal name is simply not found).
+///
+/// ```
+/// # fn hook(cx: &mut weir::Request<'_, weir::HeaderName>) -> weir::Result {
+/// let name: &weir::HeaderName = cx.config();
+/// let from_config = cx.headers().get(name);        // a HeaderName
+/// let literal = cx.headers().get("x-request-id");  // or text
+/// # let _ = (from_config, literal); Ok(weir::Action::Continue) }
+/// ```
 pub trait AsHeaderName {
     /// The name's bytes once checked.
     fn header_name(&self) -> Result<&[u8], InvalidHeader>;
+
+    /// The name's bytes unchecked, for a lookup.
+    fn name_bytes(&self) -> &[u8];
 }
 
 /// Anything usable as a header value: a checked [`HeaderValue`] or bytes/text
@@ -193,20 +205,32 @@ impl AsHeaderName for HeaderName {
     fn header_name(&self) -> Result<&[u8], InvalidHeader> {
         Ok(self.0.as_bytes())
     }
+    fn name_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 impl AsHeaderName for str {
     fn header_name(&self) -> Result<&[u8], InvalidHeader> {
         check_name(self.as_bytes()).map(|()| self.as_bytes())
+    }
+    fn name_bytes(&self) -> &[u8] {
+        self.as_bytes()
     }
 }
 impl AsHeaderName for String {
     fn header_name(&self) -> Result<&[u8], InvalidHeader> {
         self.as_str().header_name()
     }
+    fn name_bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
 }
 impl<T: AsHeaderName + ?Sized> AsHeaderName for &T {
     fn header_name(&self) -> Result<&[u8], InvalidHeader> {
         (**self).header_name()
+    }
+    fn name_bytes(&self) -> &[u8] {
+        (**self).name_bytes()
     }
 }
 
@@ -282,9 +306,23 @@ impl PartialEq<&str> for Value {
 
 /// One of the request's or response's header (or trailer) maps.
 ///
-/// Reads never fail on request data: a missing header is `None`, a value that is
-/// not UTF-8 is still returned as bytes. Writes check the name and value first
-/// and return [`InvalidHeader`] instead of handing the host something illegal.
+/// Every method takes the name the same way ([`AsHeaderName`]: a
+/// [`HeaderName`] or text). Reads never fail on request data: a missing header
+/// is `None`, a value that is not UTF-8 is still returned as bytes. Writes check
+/// the name and value first, then report a proxy that refuses the write (a map
+/// that has already gone on, such as the request headers once the response has
+/// started) as `Err`, as [`Body::replace`](crate::Body::replace) does.
+///
+/// ```
+/// # fn hook(cx: &mut weir::Request<'_, ()>) -> weir::Result {
+/// let headers = cx.headers();
+/// if let Some(id) = headers.get("x-request-id") {
+///     headers.set("x-trace", id.as_bytes())?;   // any bytes but NUL, CR, LF
+/// }
+/// headers.add("x-seen-by", "weir")?;
+/// headers.remove("x-internal")?;
+/// # Ok(weir::Action::Continue) }
+/// ```
 #[derive(Debug)]
 pub struct Headers {
     map: Map,
@@ -297,24 +335,25 @@ impl Headers {
 
     /// The value of `name` (the first, when it is repeated), or `None`.
     /// Names are looked up case-insensitively by the host; pass them lowercase.
-    pub fn get(&self, name: &str) -> Option<Value> {
-        host::map_get(self.map, name).map(Value)
+    pub fn get(&self, name: impl AsHeaderName) -> Option<Value> {
+        host::map_get(self.map, name.name_bytes()).map(Value)
     }
 
     /// Every value of `name`, in the order the host holds them: a header sent
     /// several times has several. Check all of them where a repeated header must
     /// not slip past a decision made on its first value ([`get`](Self::get)) —
     /// the upstream may read another one. One host call that copies the whole map.
-    pub fn get_all(&self, name: &str) -> Vec<Value> {
+    pub fn get_all(&self, name: impl AsHeaderName) -> Vec<Value> {
+        let name = name.name_bytes();
         host::map_pairs(self.map)
             .into_iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| Value(v))
             .collect()
     }
 
     /// True when `name` is present.
-    pub fn contains(&self, name: &str) -> bool {
+    pub fn contains(&self, name: impl AsHeaderName) -> bool {
         self.get(name).is_some()
     }
 
@@ -325,31 +364,80 @@ impl Headers {
             .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), Value(v)))
     }
 
-    /// Replaces every value of `name` with `value`.
+    /// Replaces every value of `name` with `value`. `Err` for an illegal name
+    /// or value, or when the proxy refuses the write.
     pub fn set(
         &mut self,
         name: impl AsHeaderName,
         value: impl AsHeaderValue,
-    ) -> Result<(), InvalidHeader> {
+    ) -> Result<(), HeaderError> {
         let (name, value) = (name.header_name()?, value.header_value()?);
-        host::map_set(self.map, name, value);
-        Ok(())
+        refused(host::map_set(self.map, name, value), "set", name)
     }
 
-    /// Adds `value` to `name`, keeping any values already there.
+    /// Adds `value` to `name`, keeping any values already there. `Err` for an
+    /// illegal name or value, or when the proxy refuses the write.
     pub fn add(
         &mut self,
         name: impl AsHeaderName,
         value: impl AsHeaderValue,
-    ) -> Result<(), InvalidHeader> {
+    ) -> Result<(), HeaderError> {
         let (name, value) = (name.header_name()?, value.header_value()?);
-        host::map_add(self.map, name, value);
-        Ok(())
+        refused(host::map_add(self.map, name, value), "add", name)
     }
 
-    /// Removes every value of `name`; removing a missing header is not an error.
-    pub fn remove(&mut self, name: &str) {
-        host::map_remove(self.map, name.as_bytes());
+    /// Removes every value of `name`; removing a missing header is not an
+    /// error, a proxy that refuses the write is.
+    pub fn remove(&mut self, name: impl AsHeaderName) -> Result<(), HeaderError> {
+        let name = name.name_bytes();
+        refused(host::map_remove(self.map, name), "remove", name)
+    }
+}
+
+/// `Ok` when the host took a write, else an error naming it. Allocates only on failure.
+fn refused(ok: bool, op: &'static str, name: &[u8]) -> Result<(), HeaderError> {
+    if ok {
+        return Ok(());
+    }
+    Err(HeaderError::Refused {
+        op,
+        name: String::from_utf8_lossy(name).into(),
+    })
+}
+
+/// Why a header write failed: the name or value is illegal, or the proxy
+/// refused it. `?` in a hook turns it into a [`weir::Error`](crate::Error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The name or value is not legal on the wire; nothing was sent to the proxy.
+    Invalid(InvalidHeader),
+    /// The proxy refused the write: the map can no longer be changed (its
+    /// headers have gone on) or does not exist in this hook.
+    Refused {
+        /// `set`, `add` or `remove`.
+        op: &'static str,
+        /// The header's name.
+        name: Box<str>,
+    },
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::Invalid(e) => fmt::Display::fmt(e, f),
+            HeaderError::Refused { op, name } => write!(
+                f,
+                "the proxy refused to {op} header {name:?}: this map can no longer be changed here"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HeaderError {}
+
+impl From<InvalidHeader> for HeaderError {
+    fn from(e: InvalidHeader) -> Self {
+        HeaderError::Invalid(e)
     }
 }
 

@@ -1,28 +1,74 @@
-//! Metrics: counters, gauges and histograms, declared as `static`s and recorded by handle.
+//! Metrics: counters, gauges and histograms, declared once with [`metrics!`](crate::metrics!)
+//! and recorded by handle.
 //!
 //! ```
-//! use weir::metrics::{Counter, Histogram};
+//! use weir::{Action, HttpFilter, Request};
 //!
-//! static DENIED: Counter = Counter::new("access_control_denied");
-//! static BODY_BYTES: Histogram = Histogram::new("my_filter_body_bytes");
+//! weir::metrics! {
+//!     /// Requests refused.
+//!     static DENIED: Counter = "my_filter_denied";
+//!     /// Sizes of the bodies read.
+//!     static BODY_BYTES: Histogram = "my_filter_body_bytes";
+//! }
 //!
-//! // In a hook:
-//! DENIED.inc();
-//! BODY_BYTES.record(512);
+//! #[derive(Default)]
+//! struct MyFilter;
+//!
+//! #[weir::filter] // defines DENIED and BODY_BYTES when Envoy configures the filter
+//! impl HttpFilter for MyFilter {
+//!     type Config = ();
+//!
+//!     fn on_request_headers(&mut self, cx: &mut Request<'_, ()>) -> weir::Result {
+//!         DENIED.inc();
+//!         BODY_BYTES.record(512);
+//!         Ok(Action::Continue)
+//!     }
+//! }
 //! ```
 //!
 //! Envoy shows them in its stats with a `wasmcustom.` prefix
-//! (`wasmcustom.access_control_denied`). A metric is defined with the host
-//! once, when the filter is configured if it is in
-//! [`HttpFilter::METRICS`](crate::HttpFilter::METRICS), else on first use; after
-//! that, recording is one host call with a cached id. A host that refuses a
-//! metric makes recording a no-op: metrics never fail a request.
+//! (`wasmcustom.my_filter_denied`). `weir::metrics!` in the module of the
+//! `#[weir::filter]` impl is all it takes: the attribute lists them in
+//! [`HttpFilter::METRICS`](crate::HttpFilter::METRICS), so each is defined with
+//! the host when the filter is configured and shows in Envoy's stats at zero.
+//! Recording is then one host call with a cached id, nothing else per request.
+//! A metric declared elsewhere (another module, or `Counter::new` by hand) is
+//! defined on first use. A host that refuses a metric makes recording a no-op:
+//! metrics never fail a request.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::host::{self, MetricKind};
 
 const UNDEFINED: u32 = u32::MAX;
+
+/// Declares metrics, each once: a `static` per metric, and the list that
+/// `#[weir::filter]` in the same module hands to
+/// [`HttpFilter::METRICS`](crate::HttpFilter::METRICS). Each line is
+/// `[pub] static NAME: Counter | Gauge | Histogram = "stat_name";`, with any doc
+/// comments above it. See [the module](crate::metrics) for an example.
+///
+/// One `weir::metrics!` per module; two filters in one module share its list.
+#[macro_export]
+macro_rules! metrics {
+    ($($(#[$meta:meta])* $vis:vis static $name:ident : $kind:ident = $stat:literal ;)*) => {
+        $(
+            $(#[$meta])*
+            $vis static $name: $crate::metrics::$kind = $crate::metrics::$kind::new($stat);
+        )*
+        /// The metrics this module declares, for `#[weir::filter]`.
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        const __WEIR_METRICS: &'static [&'static $crate::metrics::Metric] = &[$($name.metric()),*];
+    };
+}
+
+/// The fallback `#[weir::filter]` imports for a module without `weir::metrics!`.
+#[doc(hidden)]
+pub mod __no_metrics {
+    /// No metrics.
+    pub const __WEIR_METRICS: &[&super::Metric] = &[];
+}
 
 /// One metric as the host knows it; the common part of [`Counter`], [`Gauge`]
 /// and [`Histogram`]. List them in [`HttpFilter::METRICS`](crate::HttpFilter::METRICS)

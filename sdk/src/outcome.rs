@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::header::InvalidHeader;
+use crate::header::{HeaderError, InvalidHeader};
 
 /// What the proxy does after a hook.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +44,12 @@ impl fmt::Debug for Error {
 
 impl From<InvalidHeader> for Error {
     fn from(e: InvalidHeader) -> Self {
+        Error::new(e)
+    }
+}
+
+impl From<HeaderError> for Error {
+    fn from(e: HeaderError) -> Self {
         Error::new(e)
     }
 }

@@ -153,7 +153,7 @@ pub const fn exported_hooks<F: HttpFilter>() -> u32 {
 /// True when the headers in `map` announce a stream by `content-type`: Server-Sent
 /// Events or gRPC.
 fn streaming_type(map: Map) -> bool {
-    host::map_get(map, "content-type").is_some_and(|t| {
+    host::map_get(map, b"content-type").is_some_and(|t| {
         let t = t.trim_ascii_start().to_ascii_lowercase();
         t.starts_with(b"text/event-stream") || t.starts_with(b"application/grpc")
     })
@@ -203,9 +203,9 @@ impl<F: HttpFilter> Stream<F> {
         if watches_streams::<F>() {
             // An upgraded connection (WebSocket, HTTP/2's extended CONNECT) or a CONNECT
             // tunnel streams both ways; an SSE or gRPC request body streams too.
-            let upgraded = host::map_get(Map::RequestHeaders, "upgrade").is_some()
-                || host::map_get(Map::RequestHeaders, ":protocol").is_some()
-                || host::map_get(Map::RequestHeaders, ":method")
+            let upgraded = host::map_get(Map::RequestHeaders, b"upgrade").is_some()
+                || host::map_get(Map::RequestHeaders, b":protocol").is_some()
+                || host::map_get(Map::RequestHeaders, b":method")
                     .is_some_and(|m| m.eq_ignore_ascii_case(b"CONNECT"));
             let request = upgraded || streaming_type(Map::RequestHeaders);
             self.flow.bodies[Direction::Request as usize].set(BodyFlow::ENDLESS, request);
@@ -252,7 +252,7 @@ impl<F: HttpFilter> Stream<F> {
     pub(crate) fn response_headers(&mut self, end_of_stream: bool) -> Action {
         if watches_streams::<F>() && !end_of_stream {
             let switched =
-                host::map_get(Map::ResponseHeaders, ":status").is_some_and(|s| s == b"101");
+                host::map_get(Map::ResponseHeaders, b":status").is_some_and(|s| s == b"101");
             if switched || streaming_type(Map::ResponseHeaders) {
                 self.flow.bodies[Direction::Response as usize].set(BodyFlow::ENDLESS, true);
             }

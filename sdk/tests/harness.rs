@@ -46,9 +46,10 @@ impl HttpFilter for Everything {
         let p = cx.properties();
         let facts = format!(
             "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
-            p.path().and_then(|v| v.to_str().map(str::to_owned)),
+            p.raw_path().and_then(|v| v.to_str().map(str::to_owned)),
             p.method().and_then(|v| v.to_str().map(str::to_owned)),
-            p.authority().and_then(|v| v.to_str().map(str::to_owned)),
+            p.raw_authority()
+                .and_then(|v| v.to_str().map(str::to_owned)),
             p.scheme().and_then(|v| v.to_str().map(str::to_owned)),
             p.source_address(),
             p.route_name().and_then(|v| v.to_str().map(str::to_owned)),

@@ -34,6 +34,14 @@ fn access_control() -> Envoy {
 #[test]
 fn access_control_allows_denies_and_counts() {
     let envoy = access_control();
+    // `weir::metrics!` + `#[weir::filter]`: defined at configure, shown at zero.
+    for stat in ["access_control_allowed", "access_control_denied"] {
+        assert_eq!(
+            envoy.stat(&format!("wasmcustom.{stat}")).unwrap(),
+            Some(0),
+            "{stat} before any request"
+        );
+    }
     assert_eq!(envoy.get("/productpage", &[]).unwrap().status, 200);
     let r = envoy.get("/admin/users", &[]).unwrap();
     assert_eq!(r.status, 403);

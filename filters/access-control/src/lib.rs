@@ -10,12 +10,15 @@
 
 use std::net::IpAddr;
 
-use weir::metrics::Counter;
 use weir::path::PathError;
 use weir::{Action, ConfigError, HeaderName, HttpFilter, LocalReply, Request};
 
-static ALLOWED: Counter = Counter::new("access_control_allowed");
-static DENIED: Counter = Counter::new("access_control_denied");
+weir::metrics! {
+    /// Requests let through.
+    static ALLOWED: Counter = "access_control_allowed";
+    /// Requests refused.
+    static DENIED: Counter = "access_control_denied";
+}
 
 /// gRPC's PERMISSION_DENIED, the status a denied gRPC call gets.
 const GRPC_PERMISSION_DENIED: u32 = 7;
@@ -118,13 +121,13 @@ impl HeaderRule {
     fn matches(&self, cx: &mut Request<'_, Config>, copies: Copies) -> bool {
         let headers = cx.headers();
         // One look-up answers the common cases: absent, or any value will do.
-        if headers.get(self.name.as_str()).is_none() {
+        if headers.get(&self.name).is_none() {
             return false;
         }
         if self.values.is_empty() {
             return true;
         }
-        let all = headers.get_all(self.name.as_str());
+        let all = headers.get_all(&self.name);
         match copies {
             Copies::All => !all.is_empty() && all.iter().all(|v| self.accepts_copy(v.as_bytes())),
             Copies::Any => all.iter().any(|v| self.denies_copy(v.as_bytes())),
@@ -234,7 +237,7 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
         }
     }
     if !config.deny_path_prefixes.is_empty() {
-        match cx.properties().canonical_path() {
+        match cx.properties().path() {
             Ok(path) => {
                 if config
                     .deny_path_prefixes
@@ -273,7 +276,6 @@ pub struct AccessControl;
 #[weir::filter]
 impl HttpFilter for AccessControl {
     type Config = Config;
-    const METRICS: &'static [&'static weir::metrics::Metric] = &[ALLOWED.metric(), DENIED.metric()];
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if !(200..=599).contains(&config.deny_status) {

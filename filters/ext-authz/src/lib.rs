@@ -17,15 +17,19 @@
 
 use std::time::Duration;
 
-use weir::metrics::Counter;
 use weir::{
     Action, Callback, Callout, CalloutResponse, ConfigError, HeaderName, Headers, HttpFilter,
     LocalReply, Request,
 };
 
-static ALLOWED: Counter = Counter::new("ext_authz_allowed");
-static DENIED: Counter = Counter::new("ext_authz_denied");
-static FAILED: Counter = Counter::new("ext_authz_failed");
+weir::metrics! {
+    /// Requests the service allowed.
+    static ALLOWED: Counter = "ext_authz_allowed";
+    /// Requests refused: by the service, or as unshowable to it (400).
+    static DENIED: Counter = "ext_authz_denied";
+    /// Requests the service could not decide (5xx, timeout, no connection).
+    static FAILED: Counter = "ext_authz_failed";
+}
 
 /// Where and how to ask.
 #[derive(serde::Deserialize, Debug)]
@@ -93,8 +97,6 @@ pub struct ExtAuthz;
 #[weir::filter]
 impl HttpFilter for ExtAuthz {
     type Config = Config;
-    const METRICS: &'static [&'static weir::metrics::Metric] =
-        &[ALLOWED.metric(), DENIED.metric(), FAILED.metric()];
     const BODY_LIMIT: usize = 8 * 1024;
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -154,7 +156,7 @@ impl HttpFilter for ExtAuthz {
             }
         }
         for name in &config.forward_headers {
-            let copies = headers.get_all(name.as_str());
+            let copies = headers.get_all(name);
             if copies.len() > 1 && config.repeated_headers == Repeated::Deny {
                 return refuse(cx, "repeated header\n", "ext_authz_header_repeated");
             }
@@ -191,9 +193,15 @@ impl HttpFilter for ExtAuthz {
             Some(200..=299) => {
                 ALLOWED.inc();
                 for name in &config.upstream_headers {
-                    match response.header(name.as_str()) {
-                        Some(value) => cx.request_headers().set(name, value.as_bytes())?,
-                        None => cx.request_headers().remove(name.as_str()),
+                    let written = match response.header(name) {
+                        Some(value) => cx.request_headers().set(name, value.as_bytes()),
+                        None => cx.request_headers().remove(name),
+                    };
+                    // Unwritten, the upstream could see what the client sent
+                    // in its place: refuse rather than pass it on.
+                    if let Err(e) = written {
+                        weir::warn!("{e}: refusing the request");
+                        return cx.reply(unavailable(config));
                     }
                 }
                 Ok(Action::Continue)
@@ -247,17 +255,23 @@ fn escape_path(path: &[u8]) -> String {
 /// `upstream_headers`, which only the service may set.
 fn fail(config: &Config, request: &mut Headers) -> Option<LocalReply> {
     FAILED.inc();
-    if config.fail_open {
-        for name in &config.upstream_headers {
-            request.remove(name.as_str());
-        }
+    // Open only once every client-sent upstream header is gone.
+    if config.fail_open
+        && config
+            .upstream_headers
+            .iter()
+            .all(|name| request.remove(name).is_ok())
+    {
         return None;
     }
-    Some(
-        LocalReply::new(config.failure_status)
-            .body("authorization service unavailable\n")
-            .details("ext_authz_error"),
-    )
+    Some(unavailable(config))
+}
+
+/// The reply when the service cannot decide: `failure_status`.
+fn unavailable(config: &Config) -> LocalReply {
+    LocalReply::new(config.failure_status)
+        .body("authorization service unavailable\n")
+        .details("ext_authz_error")
 }
 
 weir::export!(ExtAuthz);

@@ -21,12 +21,15 @@
 use std::net::IpAddr;
 use std::time::UNIX_EPOCH;
 
-use weir::metrics::Counter;
 use weir::shared::{self, SharedError};
 use weir::{Action, ConfigError, HeaderName, HttpFilter, LocalReply, Request};
 
-static ALLOWED: Counter = Counter::new("rate_limit_allowed");
-static LIMITED: Counter = Counter::new("rate_limit_limited");
+weir::metrics! {
+    /// Requests within their limit.
+    static ALLOWED: Counter = "rate_limit_allowed";
+    /// Requests answered 429.
+    static LIMITED: Counter = "rate_limit_limited";
+}
 
 /// Clients of one window a slot keeps apart; more share the slot's overflow count.
 pub const SLOT_CLIENTS: usize = 8;
@@ -223,8 +226,6 @@ pub struct RateLimit;
 #[weir::filter]
 impl HttpFilter for RateLimit {
     type Config = Config;
-    const METRICS: &'static [&'static weir::metrics::Metric] =
-        &[ALLOWED.metric(), LIMITED.metric()];
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.window_seconds == 0 {
@@ -253,7 +254,7 @@ impl HttpFilter for RateLimit {
         let client = match &config.key_header {
             Some(name) => cx
                 .headers()
-                .get(name.as_str())
+                .get(name)
                 .map(|v| v.into_bytes())
                 .unwrap_or_default(),
             None => cx

@@ -7,10 +7,12 @@
 //! are read; any other, and any compressed body, passes without entering the filter.
 //! Counter: `wasmcustom.redact_matches`.
 
-use weir::metrics::{Counter, Metric};
 use weir::{Action, BodyMode, ConfigError, HttpFilter, Response};
 
-static MATCHES: Counter = Counter::new("redact_matches");
+weir::metrics! {
+    /// Secrets masked.
+    static MATCHES: Counter = "redact_matches";
+}
 
 /// What to mask, with what, and in which bodies.
 #[derive(serde::Deserialize, Debug)]
@@ -94,7 +96,6 @@ pub fn unfinished_tail(data: &[u8], patterns: &[String]) -> usize {
 #[weir::filter]
 impl HttpFilter for Redact {
     type Config = Config;
-    const METRICS: &'static [&'static Metric] = &[MATCHES.metric()];
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if config.patterns.is_empty() {

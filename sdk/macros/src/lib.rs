@@ -6,6 +6,12 @@
 //! `cargo xtask build` removes the exports of hooks whose bit is clear, so Envoy
 //! never enters the VM for them. It uses no `syn`: a filter's build stays fast.
 //!
+//! It also adds `const METRICS` (unless the impl writes its own): the list that a
+//! `weir::metrics! { .. }` in the same module declared, or an empty one. The
+//! fallback is a glob import of `weir::metrics::__no_metrics::*`, which the
+//! `__WEIR_METRICS` item `weir::metrics!` defines shadows, as any item shadows a
+//! glob import.
+//!
 //! [`HttpFilter`]: https://docs.rs/weir/latest/weir/trait.HttpFilter.html
 #![deny(missing_docs)]
 
@@ -51,7 +57,11 @@ pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
     };
     let items: Vec<TokenTree> = body.stream().into_iter().collect();
     let mut mask = 0u32;
+    let mut has_metrics = false;
     for pair in items.windows(2) {
+        if let [TokenTree::Ident(kw), TokenTree::Ident(name)] = pair {
+            has_metrics |= kw.to_string() == "const" && name.to_string() == "METRICS";
+        }
         if let [TokenTree::Ident(kw), TokenTree::Ident(name)] = pair {
             if kw.to_string() == "fn" {
                 let name = name.to_string();
@@ -80,13 +90,30 @@ pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
         Literal::u32_suffixed(mask).into(),
         Punct::new(';', Spacing::Alone).into(),
     ];
+    if !has_metrics {
+        inner.extend(parse(
+            "const METRICS: &'static [&'static ::weir::metrics::Metric] = __WEIR_METRICS;",
+        ));
+    }
     inner.extend(items);
     let mut group = Group::new(Delimiter::Brace, inner.into_iter().collect());
     group.set_span(body.span());
     if let Some(last) = tokens.last_mut() {
         *last = group.into();
     }
-    tokens.into_iter().collect()
+    let mut out = TokenStream::new();
+    if !has_metrics {
+        out.extend(parse(
+            "#[allow(unused_imports)] use ::weir::metrics::__no_metrics::*;",
+        ));
+    }
+    out.extend(tokens);
+    out
+}
+
+/// Tokens from source text this crate writes (always valid Rust).
+fn parse(source: &str) -> TokenStream {
+    source.parse().unwrap_or_default()
 }
 
 fn error(message: &str, span: Span) -> TokenStream {

@@ -105,8 +105,8 @@ pub(crate) fn log_level() -> Option<u32> {
     Some(lasting(|l| l.log_level))
 }
 
-pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
-    let name = lower(name.as_bytes());
+pub(crate) fn map_get(map: Map, name: &[u8]) -> Option<Vec<u8>> {
+    let name = lower(name);
     with(|s| {
         if s.hidden[map as usize] {
             return None;

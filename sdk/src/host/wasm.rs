@@ -76,7 +76,7 @@ pub(crate) fn log_level() -> Option<u32> {
     (unsafe { proxy_get_log_level(&mut level) } == 0).then_some(level)
 }
 
-pub(crate) fn map_get(map: Map, name: &str) -> Option<Vec<u8>> {
+pub(crate) fn map_get(map: Map, name: &[u8]) -> Option<Vec<u8>> {
     let (mut data, mut size) = (null_mut(), 0);
     unsafe {
         match proxy_get_header_map_value(
