@@ -1,6 +1,7 @@
 //! `cargo xtask test`: install what is missing, build every filter for both targets,
-//! run every test of the workspace (`cargo test`), then serve each filter's module
-//! from a real Envoy with its example configuration.
+//! run every test of the workspace (`cargo test`), run each filter's own tests again
+//! against its compiled module for both targets ([`module_tests`]), then serve each
+//! filter's module from a real Envoy with its example configuration.
 
 use anyhow::{bail, Context, Result};
 
@@ -67,6 +68,69 @@ pub fn cargo_test(cargo_args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// One filter's own tests, run against its compiled module.
+#[derive(Clone, Debug)]
+pub struct ModuleRun {
+    /// The filter.
+    pub filter: String,
+    /// The module's target.
+    pub target: Target,
+    /// How long the run took.
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs `filter`'s own tests again (`cargo test -p <filter> --tests`: its unit and
+/// integration tests, not its doctests, whose filters are other types) with
+/// `WEIR_TEST_MODULE` naming its built module for `target`, so `weir::testing`
+/// drives the compiled module instead of the filter compiled into the test. The
+/// variable is read when the tests run, so the test binaries `cargo_test` built are
+/// reused as they are. Fails when a test fails, or when the module is missing.
+pub fn module_tests(filter: &project::Filter, target: Target) -> Result<ModuleRun> {
+    let start = std::time::Instant::now();
+    let module = build::output_path(filter, target);
+    tests_against(filter, &module, &target.to_string())?;
+    Ok(ModuleRun {
+        filter: filter.name.clone(),
+        target,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Runs `filter`'s own tests against `module` (see [`module_tests`]); `what` names the
+/// module's target in errors. Another filter's module fails them.
+pub fn tests_against(
+    filter: &project::Filter,
+    module: &std::path::Path,
+    target: &str,
+) -> Result<()> {
+    if !module.is_file() {
+        bail!(
+            "no {} module for `{}` at {}: run `cargo xtask build --target {}`",
+            target,
+            filter.name,
+            module.display(),
+            target
+        );
+    }
+    let status =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(project::root())
+            .args(["test", "--quiet", "--tests", "-p", &filter.name])
+            .env("WEIR_TEST_MODULE", module)
+            .env("WEIR_FILTERS_BUILT", "1")
+            .status()
+            .with_context(|| format!("cannot run the tests of `{}`", filter.name))?;
+    if !status.success() {
+        bail!(
+            "the tests of `{}` failed against its {} module {} (see above)",
+            filter.name,
+            target,
+            module.display()
+        );
+    }
+    Ok(())
+}
+
 /// What a filter did in a real Envoy.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct InEnvoy {
@@ -114,4 +178,24 @@ pub fn in_envoy(filter: &project::Filter) -> Result<InEnvoy> {
         version: envoy::version().unwrap_or_else(|_| "(version unknown)".into()),
         status: answer.status,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filter's tests pass against its own module and fail against another
+    /// filter's, which `weir::testing` refuses by the module's `weir.filter` section.
+    #[test]
+    fn a_filters_tests_refuse_another_filters_module() {
+        let add_header = project::filter("add-header").unwrap();
+        let own = build::module_for("add-header").unwrap();
+        tests_against(&add_header, &own, "wasm32-wasip1").unwrap();
+        let redact = build::module_for("redact").unwrap();
+        let e = tests_against(&add_header, &redact, "wasm32-wasip1").unwrap_err();
+        assert!(
+            e.to_string().contains("the tests of `add-header` failed"),
+            "{e:#}"
+        );
+    }
 }

@@ -59,6 +59,7 @@ mod filter;
 pub mod header;
 pub mod hooks;
 mod host;
+mod identity;
 pub mod log;
 pub mod metrics;
 mod outcome;
@@ -95,7 +96,9 @@ pub use weir_macros::filter;
 /// `proxy_on_context_create`, `proxy_on_request_headers`, ...) around one
 /// static VM state for this filter type, and writes the `weir.hooks` custom
 /// section (see [`hooks`]) from which `cargo xtask build` drops the hooks the
-/// filter does not implement. There is no `proxy_on_done` export: the host
+/// filter does not implement, and the `weir.filter` section naming the filter's
+/// crate and type, which a test run against the module checks (see [`testing`]).
+/// There is no `proxy_on_done` export: the host
 /// then treats every context as done at once. The VM reports its linear memory
 /// as the gauge `wasmcustom.weir.<filter>.memory_bytes` whenever it changes
 /// (checked at configure and at the end of each request), so a leak shows in
@@ -196,6 +199,13 @@ macro_rules! export {
             #[used]
             static __WEIR_HOOKS: [u8; 4] =
                 $crate::__private::exported_hooks::<$filter>().to_le_bytes();
+
+            const __WEIR_FILTER_NAME: &str =
+                concat!(env!("CARGO_CRATE_NAME"), "::", stringify!($filter));
+            #[link_section = "weir.filter"]
+            #[used]
+            static __WEIR_FILTER: [u8; __WEIR_FILTER_NAME.len()] =
+                $crate::__private::identity(__WEIR_FILTER_NAME);
         };
         #[cfg(not(target_arch = "wasm32"))]
         const _: () = {
@@ -208,6 +218,7 @@ macro_rules! export {
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::identity::section as identity;
     pub use crate::runtime::exported_hooks;
     #[cfg(target_arch = "wasm32")]
     pub use crate::runtime::wasm::{allocate, Vm};

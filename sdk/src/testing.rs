@@ -32,7 +32,23 @@
 //!
 //! Host state lives in thread-locals (each test runs on its own thread):
 //! use one `TestFilter` per test.
+//!
+//! # Against the compiled module
+//!
+//! With `WEIR_TEST_MODULE=path/to/filter.wasm` in the environment, the same tests run
+//! through the compiled module instead: [`TestFilter::configure`] loads it in an
+//! interpreter (`weir-wasm-host`) whose host calls land in this same in-memory host,
+//! and every hook, callout answer and tick goes through the module's exports, so each
+//! [`Exchange`] is built the same way. The module must be the filter under test: its
+//! `weir.filter` section (written by [`export!`](crate::export)) is compared with the
+//! test's filter type, and another filter's module fails the test at `configure`. A
+//! relative path is also looked up from the parents of the package's directory.
+//! `cargo xtask test` runs every filter's tests both ways, on both wasm targets.
 
+mod module;
+
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::filter::HttpFilter;
@@ -49,9 +65,101 @@ type Responder = Box<dyn FnMut(&Call) -> Option<TestResponse>>;
 
 /// A configured filter, ready to take requests.
 pub struct TestFilter<F: HttpFilter> {
-    plugin: Plugin<F>,
+    engine: Engine<F>,
+    /// The plugin's name (`plugin_name`).
+    name: &'static str,
     responder: Option<Responder>,
     refuse: bool,
+}
+
+/// What runs the hooks: the filter in this process, or its compiled module.
+enum Engine<F: HttpFilter> {
+    Native(Plugin<F>),
+    Module(Rc<RefCell<module::Module>>),
+}
+
+/// One request under way, in either engine.
+enum Run<F: HttpFilter> {
+    Native(Stream<F>),
+    Module(Rc<RefCell<module::Module>>, i32),
+}
+
+fn pairs_in(map: Map) -> i32 {
+    native::with(|s| s.maps[map as usize].len() as i32)
+}
+
+impl<F: HttpFilter> Run<F> {
+    fn hook(
+        &mut self,
+        name: &str,
+        args: &[i32],
+        native: impl FnOnce(&mut Stream<F>) -> Action,
+    ) -> Action {
+        match self {
+            Run::Native(stream) => native(stream),
+            Run::Module(module, id) => {
+                let mut all = vec![*id];
+                all.extend_from_slice(args);
+                module.borrow_mut().hook(name, &all)
+            }
+        }
+    }
+
+    fn request_headers(&mut self, end: bool) -> Action {
+        let n = pairs_in(Map::RequestHeaders);
+        self.hook("proxy_on_request_headers", &[n, end.into()], |s| {
+            s.request_headers(end)
+        })
+    }
+
+    fn request_body(&mut self, size: usize, end: bool) -> Action {
+        self.hook("proxy_on_request_body", &[size as i32, end.into()], |s| {
+            s.request_body(size, end)
+        })
+    }
+
+    fn request_trailers(&mut self) -> Action {
+        let n = pairs_in(Map::RequestTrailers);
+        self.hook("proxy_on_request_trailers", &[n], |s| s.request_trailers())
+    }
+
+    fn response_headers(&mut self, end: bool) -> Action {
+        let n = pairs_in(Map::ResponseHeaders);
+        self.hook("proxy_on_response_headers", &[n, end.into()], |s| {
+            s.response_headers(end)
+        })
+    }
+
+    fn response_body(&mut self, size: usize, end: bool) -> Action {
+        self.hook("proxy_on_response_body", &[size as i32, end.into()], |s| {
+            s.response_body(size, end)
+        })
+    }
+
+    fn response_trailers(&mut self) -> Action {
+        let n = pairs_in(Map::ResponseTrailers);
+        self.hook("proxy_on_response_trailers", &[n], |s| {
+            s.response_trailers()
+        })
+    }
+
+    fn callout_response(&mut self, token: u32, body: usize) {
+        match self {
+            Run::Native(stream) => stream.callout_response(token, body),
+            Run::Module(module, _) => {
+                let headers = pairs_in(Map::HttpCallResponseHeaders) as usize;
+                module.borrow_mut().callout_response(token, headers, body)
+            }
+        }
+    }
+
+    /// The access log, then the end of the request.
+    fn log(self) {
+        match self {
+            Run::Native(mut stream) => stream.log(),
+            Run::Module(module, id) => module.borrow_mut().finish(id),
+        }
+    }
 }
 
 /// As Envoy does, a header map its headers hook let go on (`Continue`) is no
@@ -81,18 +189,47 @@ impl<F: HttpFilter> TestFilter<F> {
         native::lasting(|l| *l = Default::default());
         crate::log::set_filter_name(name);
         native::with(|s| *s = Default::default());
-        let mut plugin = Plugin::new(name);
-        plugin.configure(json.as_bytes())?;
-        Ok(TestFilter {
-            plugin,
+        let engine = match module::requested() {
+            Some(path) => {
+                let loaded = module::Module::load(&path, std::any::type_name::<F>())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                Engine::Module(Rc::new(RefCell::new(loaded)))
+            }
+            None => Engine::Native(Plugin::new(name)),
+        };
+        let mut filter = TestFilter {
+            engine,
+            name,
             responder: None,
             refuse: false,
-        })
+        };
+        filter.reconfigure(json)?;
+        Ok(filter)
     }
 
     /// Replaces the configuration, as a configuration update in Envoy would.
     pub fn reconfigure(&mut self, json: &str) -> Result<(), ConfigError> {
-        self.plugin.configure(json.as_bytes())
+        match &mut self.engine {
+            Engine::Native(plugin) => plugin.configure(json.as_bytes()),
+            Engine::Module(module) => module.borrow_mut().configure(json.as_bytes()),
+        }
+    }
+
+    /// True when the tests run through a compiled module (`WEIR_TEST_MODULE`), not
+    /// the filter compiled into the test: a test that needs the native side (it
+    /// reads process state the module cannot see) can skip itself.
+    pub fn is_module(&self) -> bool {
+        matches!(self.engine, Engine::Module(_))
+    }
+
+    fn stream(&mut self) -> Run<F> {
+        match &self.engine {
+            Engine::Native(plugin) => Run::Native(plugin.stream()),
+            Engine::Module(module) => {
+                let id = module.borrow_mut().stream();
+                Run::Module(module.clone(), id)
+            }
+        }
     }
 
     /// Answers every callout with `answer(call)`: `Some(response)` is the
@@ -120,9 +257,12 @@ impl<F: HttpFilter> TestFilter<F> {
             *s = Default::default();
             s.refuse_callouts = self.refuse;
             s.maps[Map::RequestHeaders as usize] = request.headers.clone();
-            s.properties = request.properties(self.plugin.name);
+            s.properties = request.properties(match &self.engine {
+                Engine::Native(plugin) => plugin.name,
+                Engine::Module(_) => self.name,
+            });
         });
-        let mut stream = self.plugin.stream();
+        let mut stream = self.stream();
         let mut callouts = Vec::new();
         let (has_body, has_trailers) = (!request.chunks.is_empty(), !request.trailers.is_empty());
 
@@ -222,7 +362,7 @@ impl<F: HttpFilter> TestFilter<F> {
     /// stream is still open and what passed, in order.
     fn deliver(
         &mut self,
-        stream: &mut Stream<F>,
+        stream: &mut Run<F>,
         direction: Direction,
         chunks: &[Vec<u8>],
         has_trailers: bool,
@@ -262,7 +402,7 @@ impl<F: HttpFilter> TestFilter<F> {
     /// the hook continued, or a callout's hook resumed it, and nobody replied.
     fn settle(
         &mut self,
-        stream: &mut Stream<F>,
+        stream: &mut Run<F>,
         action: Action,
         direction: Direction,
         log: &mut Vec<Call>,
@@ -299,7 +439,10 @@ impl<F: HttpFilter> TestFilter<F> {
     /// returns what it logged.
     pub fn tick(&mut self) -> Vec<(Level, String)> {
         native::with(|s| s.logs.clear());
-        self.plugin.tick();
+        match &mut self.engine {
+            Engine::Native(plugin) => plugin.tick(),
+            Engine::Module(module) => module.borrow_mut().tick(),
+        }
         native::with(|s| std::mem::take(&mut s.logs))
             .into_iter()
             .map(|(l, m)| (level(l), m))

@@ -43,6 +43,7 @@ fn source_dirs() -> Vec<PathBuf> {
     let mut dirs = vec![
         root.join("sdk/src"),
         root.join("sdk/macros/src"),
+        root.join("sdk/wasm-host/src"),
         root.join("pipeline/src"),
         root.join("xtask/src"),
         root.join("tests/src"),
@@ -164,6 +165,7 @@ fn the_sdk_has_no_unwrap_or_expect_outside_tests() {
     for file in rust_files(&root.join("sdk/src"))
         .into_iter()
         .chain(rust_files(&root.join("sdk/macros/src")))
+        .chain(rust_files(&root.join("sdk/wasm-host/src")))
     {
         // The native test harness is test code: it runs inside a filter author's tests.
         if file.ends_with("testing.rs") {

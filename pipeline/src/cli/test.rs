@@ -1,9 +1,11 @@
 //! `cargo xtask test`: [`test::ensure_needs`], [`test::build_filters`], [`test::cargo_test`],
-//! then [`test::in_envoy`] for each filter, with a progress line per step on stderr.
+//! [`test::module_tests`] for each filter and target, then [`test::in_envoy`] for each
+//! filter, with a progress line per step on stderr.
 
 use anyhow::Result;
 use std::time::Instant;
 
+use crate::toolchain::Target;
 use crate::{build, project, test};
 
 const EXAMPLES: &str = "Examples:
@@ -39,6 +41,19 @@ impl Args {
         })?;
         let built = start.elapsed();
         test::cargo_test(&self.cargo_args)?;
+        let modules = Instant::now();
+        for target in [Target::Wasip1, Target::Unknown] {
+            for filter in &project::filters()? {
+                let run = test::module_tests(filter, target)?;
+                eprintln!(
+                    "      Tested {} against its {} module ({:.1} s)",
+                    run.filter,
+                    run.target,
+                    run.elapsed.as_secs_f64()
+                );
+            }
+        }
+        let modules = modules.elapsed();
         for filter in &project::filters()? {
             let seen = test::in_envoy(filter)?;
             eprintln!(
@@ -47,9 +62,10 @@ impl Args {
             );
         }
         eprintln!(
-            "     Elapsed {:.1} s (building filters {:.1} s)",
+            "     Elapsed {:.1} s (building filters {:.1} s, their tests against the modules {:.1} s)",
             start.elapsed().as_secs_f64(),
-            built.as_secs_f64()
+            built.as_secs_f64(),
+            modules.as_secs_f64()
         );
         Ok(())
     }

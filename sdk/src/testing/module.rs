@@ -1,0 +1,335 @@
+//! The harness against a compiled module: `WEIR_TEST_MODULE=path/to/filter.wasm`.
+//!
+//! The module runs in `weir-wasm-host`'s interpreter, and its host calls land in the
+//! same in-memory host ([`crate::host::native`]) the native harness fills and reads,
+//! so [`TestFilter`](super::TestFilter) drives both the same way and builds the same
+//! [`Exchange`](super::Exchange). What differs is what runs: the filter compiled for
+//! wasm32, with weir's ABI layer (`runtime::wasm`), hook stripping and 32-bit `usize`.
+
+use std::path::{Path, PathBuf};
+
+use weir_wasm_host::{HttpCall, Instance, LocalReply, Proxy, PLUGIN_CONFIGURATION};
+
+use crate::host::native;
+use crate::host::{Buffer, Direction, Map, MetricKind, SetStatus};
+use crate::outcome::Action;
+use crate::ConfigError;
+
+/// The variable naming the module to test through.
+pub(crate) const VARIABLE: &str = "WEIR_TEST_MODULE";
+
+/// The root context id Envoy gives the plugin.
+const ROOT: i32 = 1;
+/// Stack for the interpreter: debug builds of it need more than a test thread's 2 MiB.
+const STACK: usize = 64 * 1024 * 1024;
+
+/// Runs `f` on a thread with room for the interpreter, carrying this thread's
+/// native host state there and back, so the module's host calls see (and leave)
+/// what the harness put here.
+fn on_interpreter_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
+    let state = native::with(std::mem::take);
+    let lasting = native::lasting(std::mem::take);
+    let log_name = crate::log::filter_name();
+    let ran = std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("weir-wasm-host".into())
+            .stack_size(STACK)
+            .spawn_scoped(scope, move || {
+                native::with(|s| *s = state);
+                native::lasting(|l| *l = lasting);
+                crate::log::set_filter_name(log_name);
+                let out = f();
+                (
+                    out,
+                    native::with(std::mem::take),
+                    native::lasting(std::mem::take),
+                )
+            })
+            .map_err(|e| format!("cannot start the interpreter's thread: {e}"))?;
+        thread
+            .join()
+            .map_err(|_| "the interpreter's thread panicked".to_owned())
+    });
+    let (out, state, lasting) = ran?;
+    native::with(|s| *s = state);
+    native::lasting(|l| *l = lasting);
+    Ok(out)
+}
+
+/// The module path `WEIR_TEST_MODULE` names, if set. A relative path is looked up
+/// from the current directory and then from each of its parents, since `cargo test`
+/// runs a package's tests in the package's directory, not where it was typed.
+pub(crate) fn requested() -> Option<PathBuf> {
+    let value = std::env::var_os(VARIABLE).filter(|v| !v.is_empty())?;
+    let path = PathBuf::from(value);
+    if path.is_absolute() || path.exists() {
+        return Some(path);
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|dir| dir.join(&path))
+        .find(|p| p.exists())
+        .or(Some(path))
+}
+
+/// The proxy-wasm host calls, answered by the native host.
+#[derive(Default)]
+pub(crate) struct NativeProxy {
+    configuration: Vec<u8>,
+}
+
+fn map(n: u32) -> Option<Map> {
+    [
+        Map::RequestHeaders,
+        Map::RequestTrailers,
+        Map::ResponseHeaders,
+        Map::ResponseTrailers,
+        Map::HttpCallResponseHeaders,
+    ]
+    .into_iter()
+    .find(|m| *m as u32 == n)
+}
+
+fn buffer(n: u32) -> Option<Buffer> {
+    [
+        Buffer::RequestBody,
+        Buffer::ResponseBody,
+        Buffer::HttpCallResponseBody,
+    ]
+    .into_iter()
+    .find(|b| *b as u32 == n)
+}
+
+fn text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+impl Proxy for NativeProxy {
+    fn log(&mut self, level: u32, message: &[u8]) {
+        native::log(level, &String::from_utf8_lossy(message));
+    }
+    fn log_level(&mut self) -> Option<u32> {
+        native::log_level()
+    }
+    fn map_get(&mut self, n: u32, name: &[u8]) -> Option<Vec<u8>> {
+        native::map_get(map(n)?, text(name)?)
+    }
+    fn map_pairs(&mut self, n: u32) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        Some(native::map_pairs(map(n)?))
+    }
+    fn map_set(&mut self, n: u32, name: &[u8], value: &[u8]) -> bool {
+        map(n).is_some_and(|m| native::map_set(m, name, value))
+    }
+    fn map_add(&mut self, n: u32, name: &[u8], value: &[u8]) -> bool {
+        map(n).is_some_and(|m| native::map_add(m, name, value))
+    }
+    fn map_remove(&mut self, n: u32, name: &[u8]) -> bool {
+        map(n).is_some_and(|m| native::map_remove(m, name))
+    }
+    fn buffer_get(&mut self, n: u32, start: usize, max: usize) -> Option<Vec<u8>> {
+        if n == PLUGIN_CONFIGURATION {
+            let c = &self.configuration;
+            let start = start.min(c.len());
+            return Some(c[start..start.saturating_add(max).min(c.len())].to_vec());
+        }
+        Some(native::buffer_get(buffer(n)?, start, max))
+    }
+    fn buffer_set(&mut self, n: u32, start: usize, size: usize, bytes: &[u8]) -> bool {
+        buffer(n).is_some_and(|b| native::buffer_set(b, start, size, bytes))
+    }
+    fn send_local_reply(&mut self, reply: LocalReply) -> bool {
+        let headers: Vec<(&[u8], &[u8])> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (&k[..], &v[..]))
+            .collect();
+        native::send_local_reply(
+            reply.status,
+            &String::from_utf8_lossy(&reply.details),
+            &reply.body,
+            &headers,
+            reply.grpc_status,
+        )
+    }
+    fn property(&mut self, path: &[&[u8]]) -> Option<Vec<u8>> {
+        let path: Option<Vec<&str>> = path.iter().map(|p| text(p)).collect();
+        native::property(&path?)
+    }
+    fn define_metric(&mut self, kind: u32, name: &[u8]) -> Option<u32> {
+        let kind = [
+            MetricKind::Counter,
+            MetricKind::Gauge,
+            MetricKind::Histogram,
+        ]
+        .into_iter()
+        .find(|k| *k as u32 == kind)?;
+        native::define_metric(kind, text(name)?)
+    }
+    fn increment_metric(&mut self, id: u32, delta: i64) -> bool {
+        native::increment_metric(id, delta)
+    }
+    fn record_metric(&mut self, id: u32, value: u64) -> bool {
+        native::record_metric(id, value)
+    }
+    fn shared_get(&mut self, key: &[u8]) -> Option<(Vec<u8>, u32)> {
+        native::shared_get(text(key)?)
+    }
+    fn shared_set(&mut self, key: &[u8], value: &[u8], cas: u32) -> i32 {
+        let Some(key) = text(key) else {
+            return weir_wasm_host::BAD_ARGUMENT;
+        };
+        match native::shared_set(key, value, cas) {
+            SetStatus::Ok => weir_wasm_host::OK,
+            SetStatus::CasMismatch => weir_wasm_host::CAS_MISMATCH,
+            SetStatus::Failed => weir_wasm_host::INTERNAL_FAILURE,
+        }
+    }
+    fn set_tick_period(&mut self, millis: u32) -> bool {
+        native::set_tick_period(millis)
+    }
+    fn continue_stream(&mut self, direction: u32) -> bool {
+        match direction {
+            0 => native::resume(Direction::Request),
+            1 => native::resume(Direction::Response),
+            _ => false,
+        }
+    }
+    fn now_nanos(&mut self) -> Option<u64> {
+        native::now_nanos()
+    }
+    fn http_call(&mut self, call: HttpCall) -> Option<u32> {
+        let headers: Option<Vec<(&str, &str)>> = call
+            .headers
+            .iter()
+            .map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect();
+        let timeout = std::time::Duration::from_millis(call.timeout_millis.into());
+        native::http_call(text(&call.upstream)?, &headers?, &call.body, timeout)
+    }
+}
+
+/// A filter's compiled module, configured, taking requests.
+pub(crate) struct Module {
+    instance: Instance<NativeProxy>,
+    path: PathBuf,
+    next_context: i32,
+}
+
+impl Module {
+    /// Loads the module at `path` for the filter type `type_name`, refusing a module
+    /// that is not that filter's, and runs its start-up as Envoy does. `Err` is why it
+    /// cannot be tested through (a test failure, not a configuration refusal).
+    pub(crate) fn load(path: &Path, type_name: &str) -> Result<Module, String> {
+        let shown = path.display();
+        let wasm = std::fs::read(path).map_err(|e| {
+            format!("{VARIABLE}: cannot read `{shown}`: {e} (build it with `cargo xtask build`)")
+        })?;
+        let expected = crate::identity::of_type(type_name);
+        match weir_wasm_host::custom_section(&wasm, crate::identity::SECTION) {
+            Some(section) if crate::identity::of_section(section) == expected => {}
+            Some(section) => {
+                return Err(format!(
+                    "{VARIABLE}: `{shown}` is the module of `{}`, not of `{expected}`: \
+                     point it at this filter's module",
+                    crate::identity::of_section(section)
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{VARIABLE}: `{shown}` has no `{}` section naming its filter, so it cannot \
+                     be checked to be `{expected}`'s: build it with this weir's `export!`",
+                    crate::identity::SECTION
+                ))
+            }
+        }
+        let instance = on_interpreter_stack(|| Instance::new(&wasm, NativeProxy::default()))?
+            .map_err(|e| format!("{VARIABLE}: `{shown}`: {e}"))?;
+        let mut module = Module {
+            instance,
+            path: path.to_owned(),
+            next_context: ROOT + 1,
+        };
+        module.call("_initialize", &[])?;
+        module.call("proxy_on_context_create", &[ROOT, 0])?;
+        if module.call("proxy_on_vm_start", &[ROOT, 0])? == Some(0) {
+            return Err(format!("{VARIABLE}: `{shown}` refused to start"));
+        }
+        Ok(module)
+    }
+
+    /// `proxy_on_configure` with `json`; a refusal carries the error the module logged.
+    pub(crate) fn configure(&mut self, json: &[u8]) -> Result<(), ConfigError> {
+        self.instance.proxy_mut().configuration = json.to_vec();
+        let accepted = self
+            .call("proxy_on_configure", &[ROOT, json.len() as i32])
+            .unwrap_or_else(|e| panic!("{e}"));
+        if accepted != Some(0) {
+            return Ok(());
+        }
+        let said = native::with(|s| {
+            s.logs.iter().rev().find_map(|(_, m)| {
+                m.split_once("configuration refused: ")
+                    .map(|(_, r)| r.to_owned())
+            })
+        })
+        .unwrap_or_else(|| "refused (the module logged no reason)".to_owned());
+        Err(
+            match said
+                .strip_prefix("field `")
+                .and_then(|r| r.split_once("`: "))
+            {
+                Some((field, message)) => ConfigError::at(field, message),
+                None => ConfigError::new(said),
+            },
+        )
+    }
+
+    /// Calls an export; a trap is an error naming the module.
+    fn call(&mut self, name: &str, args: &[i32]) -> Result<Option<i32>, String> {
+        let instance = &mut self.instance;
+        on_interpreter_stack(move || instance.call(name, args))?
+            .map_err(|e| format!("the module `{}`: {e}", self.path.display()))
+    }
+
+    /// Calls an export the harness cannot go on without: a trap fails the test.
+    fn must(&mut self, name: &str, args: &[i32]) -> Option<i32> {
+        self.call(name, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `proxy_on_tick`.
+    pub(crate) fn tick(&mut self) {
+        self.must("proxy_on_tick", &[ROOT]);
+    }
+
+    /// A new request context; its id.
+    pub(crate) fn stream(&mut self) -> i32 {
+        let id = self.next_context;
+        self.next_context += 1;
+        self.must("proxy_on_context_create", &[id, ROOT]);
+        id
+    }
+
+    /// A stream hook (`proxy_on_request_headers`, ...): what it returned. A hook
+    /// the module does not export (stripped) continues, as in Envoy.
+    pub(crate) fn hook(&mut self, name: &str, args: &[i32]) -> Action {
+        match self.must(name, args) {
+            Some(1) => Action::Pause,
+            _ => Action::Continue,
+        }
+    }
+
+    /// `proxy_on_http_call_response` for `token`, with the answer in the host.
+    pub(crate) fn callout_response(&mut self, token: u32, headers: usize, body: usize) {
+        self.must(
+            "proxy_on_http_call_response",
+            &[ROOT, token as i32, headers as i32, body as i32, 0],
+        );
+    }
+
+    /// `proxy_on_log`, then the context's end (`proxy_on_done`, `proxy_on_delete`).
+    pub(crate) fn finish(&mut self, id: i32) {
+        self.must("proxy_on_log", &[id]);
+        self.must("proxy_on_done", &[id]);
+        self.must("proxy_on_delete", &[id]);
+    }
+}
