@@ -112,7 +112,7 @@ impl Proxy for NativeProxy {
         native::log_level()
     }
     fn map_get(&mut self, n: u32, name: &[u8]) -> Option<Vec<u8>> {
-        native::map_get(map(n)?, text(name)?)
+        native::map_get(map(n)?, name)
     }
     fn map_pairs(&mut self, n: u32) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
         Some(native::map_pairs(map(n)?))
