@@ -43,7 +43,7 @@
 //! What else a filter can do, each from its hook's context (`cx`):
 //! local replies ([`LocalReply`], including gRPC status), request and response
 //! bodies ([`Body`]) and trailers, properties ([`Properties`]), HTTP callouts
-//! ([`Callout`]), metrics ([`metrics`]), shared data ([`shared`]) and ticks
+//! ([`Callout`]), metrics ([`mod@metrics`], [`metrics!`]), shared data ([`shared`]) and ticks
 //! ([`HttpFilter::on_tick`]), and per-route configuration ([`rules`]), all
 //! testable natively with [`testing`].
 //!

@@ -46,7 +46,7 @@ const UNDEFINED: u32 = u32::MAX;
 /// `#[weir::filter]` in the same module hands to
 /// [`HttpFilter::METRICS`](crate::HttpFilter::METRICS). Each line is
 /// `[pub] static NAME: Counter | Gauge | Histogram = "stat_name";`, with any doc
-/// comments above it. See [the module](crate::metrics) for an example.
+/// comments above it. See [the module](mod@crate::metrics) for an example.
 ///
 /// One `weir::metrics!` per module; two filters in one module share its list.
 #[macro_export]
