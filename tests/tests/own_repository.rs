@@ -320,29 +320,30 @@ fn the_generated_release_workflow_passes_zizmor_and_actionlint() {
 /// packaged crate as crates.io would, in this workspace's target directory). Profiles come
 /// only from a workspace's root manifest, so the verifying build gets ours as `--config`:
 /// without them it compiles Binaryen again at opt-level 0 (7 minutes on 2 cores).
+/// The crates weir publishes, in dependency order.
+const PUBLISHED: &[&str] = &["weir-macros", "weir-wasm-host", "weir-sdk", "weir-build"];
+
 #[test]
 fn the_publishable_crates_package() {
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args([
-            "package",
-            "--allow-dirty",
-            "-p",
-            "weir-macros",
-            "-p",
-            "weir-sdk",
-            "-p",
-            "weir-build",
-        ])
+        .args(["package", "--allow-dirty"])
+        .args(PUBLISHED.iter().flat_map(|p| ["-p", p]))
+        .args(
+            ["wasm-opt-sys", "walrus", "wasmi", "rustls-pki-types"]
+                .iter()
+                .flat_map(|p| {
+                    [
+                        "--config".to_owned(),
+                        format!("profile.dev.package.{p}.opt-level=2"),
+                    ]
+                }),
+        )
         .current_dir(checkout())
         .output()
         .expect("run cargo package");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "cargo package failed:\n{log}");
-    for crate_file in [
-        "weir-macros-0.1.0.crate",
-        "weir-sdk-0.1.0.crate",
-        "weir-build-0.1.0.crate",
-    ] {
+    for crate_file in PUBLISHED.iter().map(|p| format!("{p}-0.1.0.crate")) {
         assert!(
             shared_target_dir()
                 .join("package")
