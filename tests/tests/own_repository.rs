@@ -347,7 +347,7 @@ fn the_publishable_crates_package() {
         assert!(
             shared_target_dir()
                 .join("package")
-                .join(crate_file)
+                .join(&crate_file)
                 .is_file(),
             "{crate_file} missing:\n{log}"
         );

@@ -15,6 +15,7 @@ fn copy_workspace(to: &Path) {
         "sdk",
         "filters",
         "benches",
+        "pipeline",
         "xtask",
         "tests",
     ] {
