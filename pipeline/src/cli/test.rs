@@ -15,7 +15,7 @@ const EXAMPLES: &str = "Examples:
 
 /// Options of `cargo xtask test`.
 #[derive(clap::Args, Debug)]
-#[command(about = "Run every test: unit, native filter tests, fixtures, end-to-end in real Envoy", after_help = EXAMPLES)]
+#[command(about = "Run every test: the workspace's tests, each filter's tests again through its compiled module (both targets), each filter in a real Envoy", after_help = EXAMPLES)]
 pub struct Args {
     /// Fail instead of installing missing tools.
     #[arg(long)]
