@@ -270,11 +270,13 @@ pub fn version() -> Result<String> {
         .find(|l| l.contains("version"))
         .unwrap_or("")
         .trim();
-    Ok(line
+    // The binary's path may precede "version:" and hold slashes of its own.
+    let after = line.split_once("version:").map_or(line, |(_, v)| v.trim());
+    Ok(after
         .split('/')
         .nth(1)
         .filter(|v| v.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        .unwrap_or(line)
+        .unwrap_or(after)
         .to_owned())
 }
 
