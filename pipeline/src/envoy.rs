@@ -138,6 +138,10 @@ pub struct Bootstrap {
     /// `path_with_escaped_slashes_action: REJECT_REQUEST`). Only for tests of a
     /// filter's own path handling, and for comparison.
     pub raw_paths: bool,
+    /// Carry HTTP/1.1 trailers (chunked bodies' trailer sections) both ways, on the
+    /// listener and to the upstream: Envoy's `enable_trailers`, off by default (then
+    /// Envoy drops them).
+    pub http1_trailers: bool,
 }
 
 /// How large a request head the listener accepts.
@@ -178,6 +182,7 @@ impl Bootstrap {
             clusters: Vec::new(),
             header_limits: None,
             raw_paths: false,
+            http1_trailers: false,
         }
     }
 
@@ -207,7 +212,16 @@ impl Bootstrap {
         }
         let mut clusters = Vec::new();
         if let Backend::Upstream(addr) = &self.backend {
-            clusters.push(cluster("upstream", addr)?);
+            let mut upstream = cluster("upstream", addr)?;
+            if self.http1_trailers {
+                upstream["typed_extension_protocol_options"] = json!({
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http_protocol_options": {"enable_trailers": true}},
+                    }
+                });
+            }
+            clusters.push(upstream);
         }
         for (name, addr) in &self.clusters {
             clusters.push(cluster(name, addr)?);
@@ -225,6 +239,9 @@ impl Bootstrap {
             manager["normalize_path"] = json!(true);
             manager["merge_slashes"] = json!(true);
             manager["path_with_escaped_slashes_action"] = json!("REJECT_REQUEST");
+        }
+        if self.http1_trailers {
+            manager["http_protocol_options"] = json!({"enable_trailers": true});
         }
         if let Some(limits) = self.header_limits {
             manager["max_request_headers_kb"] = json!(limits.max_request_headers_kb);

@@ -41,6 +41,12 @@ pub trait HttpFilter: Default + 'static {
     /// ```
     const HOOKS: u32 = panic!("put #[weir::filter] on your `impl weir::HttpFilter for ...` block");
 
+    /// The filter's package name, written by `#[weir::filter]`: the name its log lines
+    /// carry in Envoy (the module's VM is named after its package), which the native
+    /// harness uses too, so a test's expected lines hold both ways.
+    #[doc(hidden)]
+    const PACKAGE: &'static str = "";
+
     /// Metrics to define when the filter is configured, so they show in Envoy's
     /// stats (at zero) before the first request. A metric not listed here is
     /// defined on first use.

@@ -182,14 +182,41 @@ impl<F: HttpFilter> TestFilter<F> {
     /// Configures the filter with `json` (empty for "no configuration"), as Envoy would.
     /// Metrics, shared data and the tick period start empty.
     pub fn configure(json: &str) -> Result<Self, ConfigError> {
-        let name = std::any::type_name::<F>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("filter");
+        Self::configure_on(module::requested(), json)
+    }
+
+    /// Configures the filter's compiled module at `module` with `json`, whatever
+    /// `WEIR_TEST_MODULE` says: for a test that compares the filter with its module
+    /// side by side. The module must be this filter's, as with `WEIR_TEST_MODULE`.
+    ///
+    /// ```no_run
+    /// # use weir::testing::{TestFilter, TestRequest};
+    /// # #[derive(Default)] struct Hello;
+    /// # #[weir::filter] impl weir::HttpFilter for Hello {
+    /// #     type Config = (); fn default_config() -> Option<()> { Some(()) }
+    /// # }
+    /// let mut native = TestFilter::<Hello>::configure("").unwrap();
+    /// let mut module = TestFilter::<Hello>::configure_module("target/filters/hello.wasm".as_ref(), "").unwrap();
+    /// assert_eq!(native.send(TestRequest::get("/")).status(), module.send(TestRequest::get("/")).status());
+    /// ```
+    pub fn configure_module(module: &std::path::Path, json: &str) -> Result<Self, ConfigError> {
+        Self::configure_on(Some(module.to_owned()), json)
+    }
+
+    fn configure_on(module: Option<std::path::PathBuf>, json: &str) -> Result<Self, ConfigError> {
+        // The package's name, as the module (and Envoy's log) has it; the type's
+        // name only for a filter whose impl `#[weir::filter]` did not write.
+        let name = match F::PACKAGE {
+            "" => std::any::type_name::<F>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("filter"),
+            package => package,
+        };
         native::lasting(|l| *l = Default::default());
         crate::log::set_filter_name(name);
         native::with(|s| *s = Default::default());
-        let engine = match module::requested() {
+        let engine = match module {
             Some(path) => {
                 let loaded = module::Module::load(&path, std::any::type_name::<F>())
                     .unwrap_or_else(|e| panic!("{e}"));
@@ -465,7 +492,8 @@ impl<F: HttpFilter> TestFilter<F> {
     /// let mut filter = TestFilter::<Chatty>::configure("").unwrap();
     /// filter.set_log_level(weir::log::Level::Info);
     /// let exchange = filter.send(TestRequest::get("/"));
-    /// assert!(exchange.logged("Chatty: request") && !exchange.logged("detail"));
+    /// // Lines carry the package's name, as in Envoy (here, the SDK's own doctest).
+    /// assert!(exchange.logged("weir-sdk: request") && !exchange.logged("detail"));
     /// ```
     pub fn set_log_level(&mut self, level: Level) -> &mut Self {
         native::lasting(|l| l.log_level = level as u32);
@@ -789,6 +817,13 @@ fn find(pairs: &Pairs, name: &str) -> Option<Value> {
         .map(|(_, v)| Value(v.clone()))
 }
 
+fn named(pairs: &Pairs) -> Vec<(String, Value)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), Value(v.clone())))
+        .collect()
+}
+
 fn level(l: u32) -> Level {
     const LEVELS: [Level; 6] = [
         Level::Trace,
@@ -898,6 +933,25 @@ impl Exchange {
     /// A header of the request as forwarded upstream; `None` when it was not forwarded.
     pub fn upstream_header(&self, name: &str) -> Option<Value> {
         self.upstream.as_ref().and_then(|u| find(&u.headers, name))
+    }
+
+    /// Every header of the request as forwarded upstream, in order (pseudo-headers
+    /// included); empty when it was not forwarded.
+    pub fn upstream_headers(&self) -> Vec<(String, Value)> {
+        self.upstream.as_ref().map_or(Vec::new(), |u| named(&u.headers))
+    }
+
+    /// Every request trailer as forwarded upstream, in order.
+    pub fn upstream_trailers(&self) -> Vec<(String, Value)> {
+        self.upstream.as_ref().map_or(Vec::new(), |u| named(&u.trailers))
+    }
+
+    /// Every response trailer the client gets, in order (none after a local reply).
+    pub fn response_trailers(&self) -> Vec<(String, Value)> {
+        if self.reply.is_some() {
+            return Vec::new();
+        }
+        named(&self.response_trailers)
     }
 
     /// The request body as forwarded upstream (empty when not forwarded).

@@ -224,7 +224,7 @@ fn hook_errors_are_logged_with_the_filter_name_and_fail_open() {
     assert!(ex.forwarded());
     assert!(
         ex.logs().iter().any(|(l, m)| *l == weir::log::Level::Warn
-            && *m == "Everything: on_request_headers: configured to fail"),
+            && *m == "weir-sdk: on_request_headers: configured to fail"),
         "{:?}",
         ex.logs()
     );

@@ -47,9 +47,9 @@ fn lines_are_tagged_with_the_filter_name_at_their_level() {
     assert_eq!(
         ex.logs(),
         [
-            (Level::Debug, "Chatty: detail costly"),
-            (Level::Info, "Chatty: request 1"),
-            (Level::Warn, "Chatty: odd thing"),
+            (Level::Debug, "weir-sdk: detail costly"),
+            (Level::Info, "weir-sdk: request 1"),
+            (Level::Warn, "weir-sdk: odd thing"),
         ]
     );
 }
@@ -66,7 +66,7 @@ fn nothing_is_formatted_below_the_hosts_level() {
         "the debug line's arguments were formatted"
     );
     assert!(!ex.logged("detail"));
-    assert!(ex.logged("Chatty: request 1"));
+    assert!(ex.logged("weir-sdk: request 1"));
     f.set_log_level(Level::Trace);
     f.send(TestRequest::get("/"));
     assert_eq!(FORMATTED.with(Cell::get), 1);
@@ -89,7 +89,7 @@ fn hook_errors_are_tagged_and_skipped_below_warn() {
     let mut f = TestFilter::<Failing>::configure("").unwrap();
     assert!(f
         .send(TestRequest::get("/"))
-        .logged("Failing: on_request_headers: broken"));
+        .logged("weir-sdk: on_request_headers: broken"));
     f.set_log_level(Level::Error);
     let ex = f.send(TestRequest::get("/"));
     assert!(ex.logs().is_empty() && ex.forwarded(), "{:?}", ex.logs());
