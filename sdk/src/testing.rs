@@ -171,6 +171,60 @@ fn hide_once_continued(map: Map, action: Action) {
     }
 }
 
+/// What Envoy hands a filter whose callout timed out: its router's local reply.
+fn timed_out() -> TestResponse {
+    const BODY: &str = "upstream request timeout";
+    TestResponse::new(504)
+        .header("content-length", BODY.len().to_string())
+        .header("content-type", "text/plain")
+        .body(BODY)
+}
+
+/// A local reply as Envoy sends it: `:status` first and the filter's headers, plus
+/// `content-type: text/plain` for a body without a content type. To a gRPC request
+/// (`content-type: application/grpc…`) it is a gRPC answer: HTTP 200,
+/// `content-type: application/grpc`, `grpc-status` (the reply's, or the HTTP status
+/// mapped as Envoy maps it), the body as a percent-encoded `grpc-message`, no body.
+fn envoy_local_reply(reply: &SentReply, grpc: bool) -> (Pairs, Vec<u8>) {
+    let mut headers: Pairs = Vec::new();
+    let set = |headers: &mut Pairs, name: &str, value: Vec<u8>| {
+        headers.retain(|(k, _)| k != name.as_bytes());
+        headers.push((name.as_bytes().to_vec(), value));
+    };
+    if grpc {
+        headers.push((b":status".to_vec(), b"200".to_vec()));
+        headers.extend(reply.headers.iter().cloned());
+        let status = reply.grpc_status.unwrap_or(match reply.status {
+            400 => 13,
+            401 => 16,
+            403 => 7,
+            404 => 12,
+            429 | 502..=504 => 14,
+            _ => 2,
+        });
+        set(&mut headers, "content-type", b"application/grpc".to_vec());
+        set(&mut headers, "grpc-status", status.to_string().into_bytes());
+        if !reply.body.is_empty() {
+            let mut message = Vec::new();
+            for &b in &reply.body {
+                if (b' '..=b'~').contains(&b) && b != b'%' {
+                    message.push(b);
+                } else {
+                    message.extend_from_slice(format!("%{b:02X}").as_bytes());
+                }
+            }
+            set(&mut headers, "grpc-message", message);
+        }
+        return (headers, Vec::new());
+    }
+    headers.push((b":status".to_vec(), reply.status.to_string().into_bytes()));
+    headers.extend(reply.headers.iter().cloned());
+    if !reply.body.is_empty() && find(&headers, "content-type").is_none() {
+        headers.push((b"content-type".to_vec(), b"text/plain".to_vec()));
+    }
+    (headers, reply.body.clone())
+}
+
 /// What the host still holds in `buffer`, taken (none when empty): a held body
 /// that goes on with the trailers.
 fn held(buffer: Buffer) -> Option<Vec<u8>> {
@@ -260,8 +314,11 @@ impl<F: HttpFilter> TestFilter<F> {
     }
 
     /// Answers every callout with `answer(call)`: `Some(response)` is the
-    /// upstream's answer, `None` a failure or timeout. Without it, every
-    /// callout fails as if the cluster timed out.
+    /// upstream's answer (with `x-envoy-upstream-service-time` added, as Envoy's
+    /// router adds it), `None` no answer before the callout's timeout. Without it,
+    /// every callout times out. As in Envoy, a timed-out callout is answered
+    /// 504 with `content-type: text/plain` and the body `upstream request timeout`
+    /// (not with no status); a cluster that does not exist is [`refuse_callouts`](Self::refuse_callouts).
     pub fn answer_callouts(
         &mut self,
         answer: impl FnMut(&Call) -> Option<TestResponse> + 'static,
@@ -328,7 +385,18 @@ impl<F: HttpFilter> TestFilter<F> {
             })
         });
 
+        let grpc = find(&request.headers, "content-type")
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+        // A local reply sent on the request's way goes back through the filter's own
+        // response hooks, as Envoy encodes it through the filter chain.
+        let mut reply_seen = None;
         let mut response_action = None;
+        if let Some(reply) = native::with(|s| s.reply.clone()).filter(|_| !open) {
+            let (action, seen) = self.reply_through_hooks(&mut stream, &reply, grpc, &mut callouts);
+            response_action = action;
+            reply_seen = Some(seen);
+        }
+        let mut reset = false;
         let mut received = Vec::new();
         if open {
             let response = &request.response;
@@ -343,6 +411,9 @@ impl<F: HttpFilter> TestFilter<F> {
             response_action = Some(a);
             let mut open = self.settle(&mut stream, a, Direction::Response, &mut callouts);
             hide_once_continued(Map::ResponseHeaders, a);
+            // Once the response headers went on to the client, a local reply can no
+            // longer be sent: Envoy resets the stream instead.
+            let headers_sent = open;
             if open && has_body {
                 (open, received) = self.deliver(
                     &mut stream,
@@ -361,6 +432,14 @@ impl<F: HttpFilter> TestFilter<F> {
                     received.extend(held(Buffer::ResponseBody));
                 }
             }
+            if let Some(reply) = native::with(|s| s.reply.clone()) {
+                if headers_sent {
+                    reset = true;
+                } else {
+                    // Sent while encoding: straight to the client, past the filters.
+                    reply_seen = Some(envoy_local_reply(&reply, grpc));
+                }
+            }
         }
         native::with(|s| s.hidden = Default::default()); // the access log sees every map
         stream.log();
@@ -377,10 +456,41 @@ impl<F: HttpFilter> TestFilter<F> {
                 callouts,
                 request_action,
                 response_action,
-                grpc: find(&request.headers, "content-type")
-                    .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc")),
+                grpc,
+                reply_seen,
+                reset,
             }
         })
+    }
+
+    /// Runs a local reply sent from the request's side through the response hooks,
+    /// as Envoy does: the headers hook sees the reply's headers (with what Envoy adds,
+    /// see [`envoy_local_reply`]), the body hook its body in one piece. Returns what
+    /// the headers hook did and the headers and body the client gets.
+    fn reply_through_hooks(
+        &mut self,
+        stream: &mut Run<F>,
+        reply: &SentReply,
+        grpc: bool,
+        callouts: &mut Vec<Call>,
+    ) -> (Option<Action>, (Pairs, Vec<u8>)) {
+        let (headers, body) = envoy_local_reply(reply, grpc);
+        // The hooks run as for any response; the filter's reply stays recorded.
+        native::with(|s| {
+            s.reply = None;
+            s.maps[Map::ResponseHeaders as usize] = headers;
+        });
+        let a = stream.response_headers(body.is_empty());
+        let mut open = self.settle(stream, a, Direction::Response, callouts);
+        let headers = native::with(|s| s.maps[Map::ResponseHeaders as usize].clone());
+        hide_once_continued(Map::ResponseHeaders, a);
+        let mut passed = Vec::new();
+        if open && !body.is_empty() {
+            (open, passed) = self.deliver(stream, Direction::Response, &[body], false, callouts);
+        }
+        let _ = open;
+        native::with(|s| s.reply = Some(reply.clone()));
+        (Some(a), (headers, passed.concat()))
     }
 
     /// Delivers `chunks` one at a time, as Envoy does: each is added to what the
@@ -445,7 +555,11 @@ impl<F: HttpFilter> TestFilter<F> {
                 break;
             };
             let call = Call(sent);
-            let answer = self.responder.as_mut().and_then(|r| r(&call));
+            let answer = match self.responder.as_mut().and_then(|r| r(&call)) {
+                // As Envoy's router answers for the cluster.
+                Some(answer) => Some(answer.header("x-envoy-upstream-service-time", "0")),
+                None => Some(timed_out()),
+            };
             log.push(call);
             let body = answer.as_ref().map_or(Vec::new(), TestResponse::whole_body);
             native::with(|s| {
@@ -807,6 +921,12 @@ pub struct Exchange {
     response_action: Option<Action>,
     /// The request said `content-type: application/grpc…`.
     grpc: bool,
+    /// The local reply as the client gets it: its headers (`:status` included)
+    /// and body, after Envoy's additions and the filter's response hooks.
+    reply_seen: Option<(Pairs, Vec<u8>)>,
+    /// The filter replied after the response headers had gone on: the client got
+    /// them and the body so far, then a reset stream.
+    reset: bool,
 }
 
 fn find(pairs: &Pairs, name: &str) -> Option<Value> {
@@ -839,9 +959,15 @@ fn level(l: u32) -> Level {
 impl Exchange {
     /// The status the client gets: the local reply's, or the upstream's
     /// (0 when the request was held and nobody answered). As in Envoy, a
-    /// local reply with a gRPC status to a gRPC request is HTTP 200.
+    /// local reply to a gRPC request is HTTP 200 with `grpc-status`, and one
+    /// sent on the request's way passes the filter's response hooks first.
     pub fn status(&self) -> u16 {
-        if let Some(reply) = &self.reply {
+        if let Some((headers, _)) = &self.reply_seen {
+            return find(headers, ":status")
+                .and_then(|v| v.to_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0);
+        }
+        if let Some(reply) = self.reply.as_ref().filter(|_| !self.reset) {
             if self.grpc && reply.grpc_status.is_some() {
                 return 200;
             }
@@ -857,24 +983,31 @@ impl Exchange {
 
     /// A header of the response the client gets (the local reply's, when there is one).
     pub fn response_header(&self, name: &str) -> Option<Value> {
-        match &self.reply {
-            Some(reply) => find(&reply.headers, name),
+        match &self.reply_seen {
+            Some(_) if name == ":status" => None,
+            Some((headers, _)) => find(headers, name),
             None => find(&self.response, name),
         }
     }
 
     /// Every header of the response the client gets.
     pub fn response_headers(&self) -> Vec<(String, Value)> {
-        let pairs = self.reply.as_ref().map_or(&self.response, |r| &r.headers);
+        let (pairs, reply) = match &self.reply_seen {
+            Some((headers, _)) => (headers, true),
+            None => (&self.response, false),
+        };
         pairs
             .iter()
+            .filter(|(k, _)| !(reply && k == b":status"))
             .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), Value(v.clone())))
             .collect()
     }
 
     /// The body the client gets: the local reply's, or the upstream's as the filter left it.
     pub fn response_body(&self) -> &[u8] {
-        self.reply.as_ref().map_or(&self.response_body, |r| &r.body)
+        self.reply_seen
+            .as_ref()
+            .map_or(&self.response_body, |r| &r.1)
     }
 
     /// The response body as it reached the client, one entry each time the
@@ -897,7 +1030,7 @@ impl Exchange {
     /// assert_eq!(exchange.response_chunks(), [b"a".to_vec(), b"b".to_vec()]);
     /// ```
     pub fn response_chunks(&self) -> &[Vec<u8>] {
-        if self.reply.is_some() {
+        if self.reply_seen.is_some() {
             return &[];
         }
         &self.response_chunks
@@ -984,9 +1117,18 @@ impl Exchange {
         self.reply.as_ref().map(|r| r.details.as_str())
     }
 
-    /// True when the filter answered the request itself.
+    /// True when the filter answered the request itself (see also [`reset`](Self::reset)).
     pub fn replied_locally(&self) -> bool {
         self.reply.is_some()
+    }
+
+    /// True when the client's stream was reset: the filter sent a local reply after
+    /// the response headers had gone on to the client, which Envoy can no longer
+    /// deliver. The client got the upstream's status and headers and the body that
+    /// had passed ([`status`](Self::status), [`response_body`](Self::response_body)),
+    /// then the reset. Reply from the response headers hook, or hold the headers.
+    pub fn reset(&self) -> bool {
+        self.reset
     }
 
     /// The callouts the filter made, in order.

@@ -253,6 +253,9 @@ impl Seen {
         s.headers("client header", &headers, &[":status"]);
         s.push(format!("client body {}", esc(x.response_body())));
         s.headers("client trailer", &pairs(x.response_trailers()), &[]);
+        if x.reset() {
+            s.push("client reset".into());
+        }
         if x.forwarded() {
             s.headers(
                 "upstream header",
@@ -323,7 +326,13 @@ fn run_harness(module: Option<PathBuf>) -> Run {
     filter.set_log_level(Level::Info);
     filter.answer_callouts(|call| {
         let (status, body) = callout_answer(call.path())?;
-        Some(TestResponse::new(status).body(body))
+        // What the callout service sends.
+        Some(
+            TestResponse::new(status)
+                .header("content-length", body.len().to_string())
+                .header("connection", "close")
+                .body(body),
+        )
     });
     let mut cases = Vec::new();
     let mut logs = Vec::new();
@@ -377,7 +386,7 @@ fn parse_head(head: &[u8]) -> (String, Vec<Pair>) {
 
 /// Reads a head (up to the blank line), then a body framed by `content-length` or
 /// chunked (with its trailers); `None` body framing reads to the close.
-fn read_message(r: &mut impl BufRead) -> std::io::Result<(String, Vec<Pair>, Vec<u8>, Vec<Pair>)> {
+fn read_message(r: &mut impl BufRead) -> std::io::Result<Message> {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         if r.read_until(b'\n', &mut head)? == 0 {
@@ -396,12 +405,13 @@ fn read_message(r: &mut impl BufRead) -> std::io::Result<(String, Vec<Pair>, Vec
     };
     let mut body = Vec::new();
     let mut trailers = Vec::new();
+    let mut reset = false;
     if field("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         loop {
             let mut line = Vec::new();
             if r.read_until(b'\n', &mut line)? == 0 {
                 // Cut off: Envoy reset the stream after sending part of it.
-                trailers.push(pair("(stream)", "reset before the end"));
+                reset = true;
                 break;
             }
             let text = String::from_utf8_lossy(&line);
@@ -433,7 +443,23 @@ fn read_message(r: &mut impl BufRead) -> std::io::Result<(String, Vec<Pair>, Vec
     } else if first.starts_with("HTTP/") {
         r.read_to_end(&mut body)?;
     }
-    Ok((first, headers, body, trailers))
+    Ok(Message {
+        first,
+        headers,
+        body,
+        trailers,
+        reset,
+    })
+}
+
+/// An HTTP/1.1 message read off the wire.
+struct Message {
+    first: String,
+    headers: Vec<Pair>,
+    body: Vec<u8>,
+    trailers: Vec<Pair>,
+    /// The peer closed in the middle of a chunked body.
+    reset: bool,
 }
 
 /// Writes `chunks` chunked, then `trailers`.
@@ -475,7 +501,13 @@ fn serve_upstream(stream: TcpStream, cases: &[Case], received: &Received) -> std
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
-    let (first, mut headers, body, trailers) = read_message(&mut r)?;
+    let Message {
+        first,
+        mut headers,
+        body,
+        trailers,
+        ..
+    } = read_message(&mut r)?;
     let mut parts = first.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     for (k, _) in headers.iter_mut() {
@@ -524,7 +556,7 @@ fn callout_service() -> String {
             std::thread::spawn(move || -> std::io::Result<()> {
                 let mut w = stream.try_clone()?;
                 let mut r = BufReader::new(stream);
-                let (first, ..) = read_message(&mut r)?;
+                let first = read_message(&mut r)?.first;
                 let path = first.split(' ').nth(1).unwrap_or("").to_owned();
                 let Some((status, body)) = callout_answer(&path) else {
                     std::thread::sleep(Duration::from_secs(2));
@@ -568,13 +600,22 @@ fn send_to_envoy(port: u16, c: &Case) -> std::io::Result<Seen> {
         write_chunked(&mut w, &c.chunks, &c.trailers)?;
     }
     let mut r = BufReader::new(stream);
-    let (first, headers, body, trailers) = read_message(&mut r)?;
+    let Message {
+        first,
+        headers,
+        body,
+        trailers,
+        reset,
+    } = read_message(&mut r)?;
     let status = first.split(' ').nth(1).unwrap_or("?").to_owned();
     let mut s = Seen::default();
     s.push(format!("client status {status}"));
     s.headers("client header", &headers, &ENVOY_ONLY_RESPONSE);
     s.push(format!("client body {}", esc(&body)));
     s.headers("client trailer", &trailers, &[]);
+    if reset {
+        s.push("client reset".into());
+    }
     Ok(s)
 }
 
