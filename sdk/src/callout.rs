@@ -9,7 +9,8 @@ use crate::outcome::Error;
 
 /// An HTTP request to an Envoy cluster. Send it with `cx.callout(..)`, which
 /// pauses the request until [`on_callout_response`](crate::HttpFilter::on_callout_response)
-/// runs with the answer, or with no status after the timeout.
+/// runs with the answer. After the timeout, Envoy answers it itself: status 504, body
+/// `upstream request timeout`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -106,7 +107,8 @@ impl Callout {
         self
     }
 
-    /// How long to wait for the answer (default 1 s); after it the hook runs with no status.
+    /// How long to wait for the answer (default 1 s); after it the hook runs with
+    /// Envoy's own answer, status 504 and body `upstream request timeout`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -144,7 +146,8 @@ impl CalloutResponse {
         }
     }
 
-    /// The upstream's status, or `None` when the call failed or timed out.
+    /// The upstream's status, or `None` when the call failed without an answer (a
+    /// reset). A timeout is not that: Envoy answers it with 504.
     pub fn status(&self) -> Option<u16> {
         self.header(":status")?.to_str()?.parse().ok()
     }

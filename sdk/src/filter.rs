@@ -148,7 +148,8 @@ pub trait HttpFilter: Default + 'static {
     }
 
     /// Called with the answer to a [`Callout`](crate::Callout) this request made
-    /// (or with no status, when it failed or timed out). `Continue` resumes the
+    /// (a timeout is Envoy's own 504; no status when the call failed without an
+    /// answer). `Continue` resumes the
     /// paused request or response; a local reply rejects it; `Pause` keeps it
     /// waiting (e.g. for another callout). The default resumes.
     fn on_callout_response(

@@ -137,8 +137,9 @@ impl HttpFilter for Everything {
                 cx.request_headers().set("x-user", user)?;
                 Ok(Action::Continue)
             }
+            // Envoy answers a callout that timed out with 504 itself.
+            Some(504) | None => cx.reply(LocalReply::new(503).body("auth timed out")),
             Some(_) => cx.reply(LocalReply::new(403).body(response.body().to_vec())),
-            None => cx.reply(LocalReply::new(503).body("auth timed out")),
         }
     }
 
