@@ -1071,12 +1071,16 @@ impl Exchange {
     /// Every header of the request as forwarded upstream, in order (pseudo-headers
     /// included); empty when it was not forwarded.
     pub fn upstream_headers(&self) -> Vec<(String, Value)> {
-        self.upstream.as_ref().map_or(Vec::new(), |u| named(&u.headers))
+        self.upstream
+            .as_ref()
+            .map_or(Vec::new(), |u| named(&u.headers))
     }
 
     /// Every request trailer as forwarded upstream, in order.
     pub fn upstream_trailers(&self) -> Vec<(String, Value)> {
-        self.upstream.as_ref().map_or(Vec::new(), |u| named(&u.trailers))
+        self.upstream
+            .as_ref()
+            .map_or(Vec::new(), |u| named(&u.trailers))
     }
 
     /// Every response trailer the client gets, in order (none after a local reply).

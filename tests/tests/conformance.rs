@@ -166,7 +166,10 @@ fn corpus() -> Vec<Case> {
         case("reply-with-echo", "reply,echo").header("x-h-one", "1"),
         case("reply-empty", "reply-empty"),
         case("reply-json", "reply-json"),
-        case("reply-through-response-hooks", "reply,upper-response,mutate"),
+        case(
+            "reply-through-response-hooks",
+            "reply,upper-response,mutate",
+        ),
         case("reply-grpc-without-status", "reply").header("content-type", "application/grpc"),
         case("reply-from-request-body", "reply-body").post(&[b"some ", b"body"]),
         case("reply-from-response-body", "reply-response-body"),
@@ -417,7 +420,10 @@ fn read_message(r: &mut impl BufRead) -> std::io::Result<Message> {
             let text = String::from_utf8_lossy(&line);
             let size = text.trim().split(';').next().unwrap_or("");
             let size = usize::from_str_radix(size, 16).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("chunk size {text:?}"))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("chunk size {text:?}"),
+                )
             })?;
             if size == 0 {
                 let mut tail = Vec::new();
@@ -529,7 +535,9 @@ fn serve_upstream(stream: TcpStream, cases: &[Case], received: &Received) -> std
     received.lock().unwrap().insert(name.clone(), seen);
 
     let Some(c) = cases.iter().find(|c| c.name == name) else {
-        return w.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return w.write_all(
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
     };
     let u = &c.upstream;
     let mut out = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", u.status).into_bytes();
@@ -714,7 +722,11 @@ fn diff(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
 
 fn shorten(line: &str) -> String {
     if line.len() > 300 {
-        format!("{}… ({} bytes)", &line[..line.floor_char_boundary(300)], line.len())
+        format!(
+            "{}… ({} bytes)",
+            &line[..line.floor_char_boundary(300)],
+            line.len()
+        )
     } else {
         line.to_owned()
     }

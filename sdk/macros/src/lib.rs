@@ -92,7 +92,9 @@ pub fn filter(attr: TokenStream, item: TokenStream) -> TokenStream {
     ];
     // The package's name, which the module's log lines carry (`export!` names the VM
     // after it): the native harness tags lines with it too.
-    inner.extend(parse("const PACKAGE: &'static str = ::core::env!(\"CARGO_PKG_NAME\");"));
+    inner.extend(parse(
+        "const PACKAGE: &'static str = ::core::env!(\"CARGO_PKG_NAME\");",
+    ));
     if !has_metrics {
         inner.extend(parse(
             "const METRICS: &'static [&'static ::weir::metrics::Metric] = __WEIR_METRICS;",

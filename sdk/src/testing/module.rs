@@ -7,6 +7,7 @@
 //! wasm32, with weir's ABI layer (`runtime::wasm`), hook stripping and 32-bit `usize`.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use weir_wasm_host::{HttpCall, Instance, LocalReply, Proxy, PLUGIN_CONFIGURATION};
 
@@ -23,37 +24,78 @@ const ROOT: i32 = 1;
 /// Stack for the interpreter: debug builds of it need more than a test thread's 2 MiB.
 const STACK: usize = 64 * 1024 * 1024;
 
-/// Runs `f` on a thread with room for the interpreter, carrying this thread's
-/// native host state there and back, so the module's host calls see (and leave)
-/// what the harness put here.
-fn on_interpreter_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
-    let state = native::with(std::mem::take);
-    let lasting = native::lasting(std::mem::take);
-    let log_name = crate::log::filter_name();
-    let ran = std::thread::scope(|scope| {
+/// What runs on the interpreter's thread: a step with the module's instance (none
+/// before it is loaded).
+type Job = Box<dyn FnOnce(&mut Option<Instance<NativeProxy>>) + Send>;
+
+/// One thread with room for the interpreter, for the life of one [`Module`]: the
+/// instance lives there, and each call carries this thread's native host state
+/// there and back, so the module's host calls see (and leave) what the harness put
+/// here. Started once per `TestFilter`, not once per call.
+struct Interpreter {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Interpreter {
+    fn start() -> Result<Interpreter, String> {
+        let (jobs, queue) = mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
             .name("weir-wasm-host".into())
             .stack_size(STACK)
-            .spawn_scoped(scope, move || {
-                native::with(|s| *s = state);
-                native::lasting(|l| *l = lasting);
-                crate::log::set_filter_name(log_name);
-                let out = f();
-                (
-                    out,
-                    native::with(std::mem::take),
-                    native::lasting(std::mem::take),
-                )
+            .spawn(move || {
+                let mut instance = None;
+                for job in queue {
+                    job(&mut instance);
+                }
             })
             .map_err(|e| format!("cannot start the interpreter's thread: {e}"))?;
-        thread
-            .join()
-            .map_err(|_| "the interpreter's thread panicked".to_owned())
-    });
-    let (out, state, lasting) = ran?;
-    native::with(|s| *s = state);
-    native::lasting(|l| *l = lasting);
-    Ok(out)
+        Ok(Interpreter {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `f` on the interpreter's thread with the host state of this one.
+    fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Option<Instance<NativeProxy>>) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let state = native::with(std::mem::take);
+        let lasting = native::lasting(std::mem::take);
+        let log_name = crate::log::filter_name();
+        let (done, answer) = mpsc::channel();
+        let job: Job = Box::new(move |instance| {
+            native::with(|s| *s = state);
+            native::lasting(|l| *l = lasting);
+            crate::log::set_filter_name(log_name);
+            let out = f(instance);
+            let _ = done.send((
+                out,
+                native::with(std::mem::take),
+                native::lasting(std::mem::take),
+            ));
+        });
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
+        let received = if sent { answer.recv().ok() } else { None };
+        let (out, state, lasting) =
+            received.ok_or_else(|| "the interpreter's thread panicked".to_owned())?;
+        native::with(|s| *s = state);
+        native::lasting(|l| *l = lasting);
+        Ok(out)
+    }
+}
+
+impl Drop for Interpreter {
+    fn drop(&mut self) {
+        drop(self.jobs.take()); // the thread's loop ends with the queue
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The module path `WEIR_TEST_MODULE` names, if set. A relative path is looked up
@@ -210,7 +252,7 @@ impl Proxy for NativeProxy {
 
 /// A filter's compiled module, configured, taking requests.
 pub(crate) struct Module {
-    instance: Instance<NativeProxy>,
+    interpreter: Interpreter,
     path: PathBuf,
     next_context: i32,
 }
@@ -242,10 +284,15 @@ impl Module {
                 ))
             }
         }
-        let instance = on_interpreter_stack(|| Instance::new(&wasm, NativeProxy::default()))?
-            .map_err(|e| format!("{VARIABLE}: `{shown}`: {e}"))?;
+        let interpreter = Interpreter::start()?;
+        interpreter
+            .run(move |instance| {
+                *instance = Some(Instance::new(&wasm, NativeProxy::default())?);
+                Ok(())
+            })?
+            .map_err(|e: weir_wasm_host::Error| format!("{VARIABLE}: `{shown}`: {e}"))?;
         let mut module = Module {
-            instance,
+            interpreter,
             path: path.to_owned(),
             next_context: ROOT + 1,
         };
@@ -259,7 +306,14 @@ impl Module {
 
     /// `proxy_on_configure` with `json`; a refusal carries the error the module logged.
     pub(crate) fn configure(&mut self, json: &[u8]) -> Result<(), ConfigError> {
-        self.instance.proxy_mut().configuration = json.to_vec();
+        let configuration = json.to_vec();
+        self.interpreter
+            .run(move |instance| {
+                if let Some(instance) = instance {
+                    instance.proxy_mut().configuration = configuration;
+                }
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
         let accepted = self
             .call("proxy_on_configure", &[ROOT, json.len() as i32])
             .unwrap_or_else(|e| panic!("{e}"));
@@ -286,8 +340,12 @@ impl Module {
 
     /// Calls an export; a trap is an error naming the module.
     fn call(&mut self, name: &str, args: &[i32]) -> Result<Option<i32>, String> {
-        let instance = &mut self.instance;
-        on_interpreter_stack(move || instance.call(name, args))?
+        let (name, args) = (name.to_owned(), args.to_vec());
+        self.interpreter
+            .run(move |instance| match instance {
+                Some(instance) => instance.call(&name, &args).map_err(|e| e.to_string()),
+                None => Err("not loaded".to_owned()),
+            })?
             .map_err(|e| format!("the module `{}`: {e}", self.path.display()))
     }
 
