@@ -171,6 +171,25 @@ fn hide_once_continued(map: Map, action: Action) {
     }
 }
 
+/// The body as the next hop reads it: Envoy forwards `content-length` as the filter
+/// left it, whatever the body became, so a longer body is cut to it; `true` when the
+/// body is shorter than it says (the reader then waits for bytes that never come).
+fn framed(headers: &Pairs, mut body: Vec<u8>) -> (Vec<u8>, bool) {
+    let length = find(headers, "content-length")
+        .and_then(|v| v.to_str().and_then(|s| s.trim().parse::<usize>().ok()));
+    match length {
+        Some(n) if body.len() > n => {
+            body.truncate(n);
+            (body, false)
+        }
+        Some(n) => {
+            let short = body.len() < n;
+            (body, short)
+        }
+        None => (body, false),
+    }
+}
+
 /// What Envoy hands a filter whose callout timed out: its router's local reply.
 fn timed_out() -> TestResponse {
     const BODY: &str = "upstream request timeout";
@@ -358,6 +377,9 @@ impl<F: HttpFilter> TestFilter<F> {
             &mut callouts,
         );
         hide_once_continued(Map::RequestHeaders, request_action);
+        // Once the request headers went on, the upstream has them: a local reply
+        // after that resets the upstream request, it does not take them back.
+        let request_headers_sent = open;
         let mut sent = Vec::new();
         if open && has_body {
             (open, sent) = self.deliver(
@@ -376,12 +398,18 @@ impl<F: HttpFilter> TestFilter<F> {
                 sent.extend(held(Buffer::RequestBody));
             }
         }
-        let upstream = open.then(|| {
+        let cut_off = !open && request_headers_sent;
+        let upstream = (open || cut_off).then(|| {
             native::with(|s| Forwarded {
                 headers: s.maps[Map::RequestHeaders as usize].clone(),
-                body: sent.concat(),
+                body: framed(&s.maps[Map::RequestHeaders as usize], sent.concat()).0,
                 chunks: sent,
-                trailers: s.maps[Map::RequestTrailers as usize].clone(),
+                trailers: if cut_off {
+                    Vec::new()
+                } else {
+                    s.maps[Map::RequestTrailers as usize].clone()
+                },
+                reset: cut_off,
             })
         });
 
@@ -443,12 +471,16 @@ impl<F: HttpFilter> TestFilter<F> {
         }
         native::with(|s| s.hidden = Default::default()); // the access log sees every map
         stream.log();
+        let had_body = !request.response.chunks.is_empty() && request.method() != Some("HEAD");
         native::with(|s| {
             let state = std::mem::take(s);
+            let (response_body, short) =
+                framed(&state.maps[Map::ResponseHeaders as usize], received.concat());
+            let reset = reset || (short && had_body && reply_seen.is_none());
             Exchange {
                 upstream,
                 response: state.maps[Map::ResponseHeaders as usize].clone(),
-                response_body: received.concat(),
+                response_body,
                 response_chunks: received,
                 response_trailers: state.maps[Map::ResponseTrailers as usize].clone(),
                 reply: state.reply,
@@ -754,6 +786,13 @@ impl TestRequest {
         self
     }
 
+    fn method(&self) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == b":method")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
     /// The upstream's response (default: 200 with no headers).
     pub fn respond_with(mut self, response: TestResponse) -> Self {
         self.response = response;
@@ -904,6 +943,8 @@ struct Forwarded {
     /// What went on each time the filter let body bytes pass.
     chunks: Vec<Vec<u8>>,
     trailers: Pairs,
+    /// The filter replied after the headers went on: the upstream request was reset.
+    reset: bool,
 }
 
 /// What happened to one request.
@@ -1004,6 +1045,9 @@ impl Exchange {
     }
 
     /// The body the client gets: the local reply's, or the upstream's as the filter left it.
+    /// As in Envoy, a `content-length` the filter left in place frames it: a body the
+    /// filter made longer reaches the client cut to that length (remove or fix
+    /// `content-length` in the headers hook when you change a body's length).
     pub fn response_body(&self) -> &[u8] {
         self.reply_seen
             .as_ref()
@@ -1091,7 +1135,9 @@ impl Exchange {
         named(&self.response_trailers)
     }
 
-    /// The request body as forwarded upstream (empty when not forwarded).
+    /// The request body as forwarded upstream (empty when not forwarded), framed by
+    /// the `content-length` the filter left, as the upstream reads it (see
+    /// [`response_body`](Self::response_body)).
     pub fn upstream_body(&self) -> &[u8] {
         self.upstream.as_ref().map_or(&[], |u| &u.body)
     }
@@ -1101,9 +1147,19 @@ impl Exchange {
         self.upstream.as_ref().and_then(|u| find(&u.trailers, name))
     }
 
-    /// True when the request went on to the upstream.
+    /// True when the request went on to the upstream: its headers at least (see
+    /// [`upstream_reset`](Self::upstream_reset)).
     pub fn forwarded(&self) -> bool {
         self.upstream.is_some()
+    }
+
+    /// True when the upstream got the request's headers (and the body that had
+    /// passed) and then a reset: the filter replied from its body or trailers hook,
+    /// after the headers hook had let the headers go on, as Envoy's router sends
+    /// them at once. To keep a request from the upstream, decide in the headers hook
+    /// or hold the headers (`Action::Pause`, or `BodyMode::Buffer`).
+    pub fn upstream_reset(&self) -> bool {
+        self.upstream.as_ref().is_some_and(|u| u.reset)
     }
 
     /// The body of the local reply, when the filter sent one.
@@ -1131,6 +1187,8 @@ impl Exchange {
     /// deliver. The client got the upstream's status and headers and the body that
     /// had passed ([`status`](Self::status), [`response_body`](Self::response_body)),
     /// then the reset. Reply from the response headers hook, or hold the headers.
+    /// Also true when the filter left a `content-length` larger than the body it
+    /// let through: the client waits for bytes that never come.
     pub fn reset(&self) -> bool {
         self.reset
     }

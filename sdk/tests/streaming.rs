@@ -341,7 +341,10 @@ fn a_buffered_request_body_over_the_limit_is_answered_413_and_a_response_passes_
             .chunk(vec![b'a'; 40]),
     );
     assert_eq!(ex.status(), 413);
-    assert!(!ex.forwarded());
+    // As in Envoy: the headers went on when their hook continued, so the upstream
+    // has them, and the reply resets the upstream request.
+    assert!(ex.upstream_reset());
+    assert_eq!(ex.upstream_body(), b"");
 
     let ex = f.send(
         TestRequest::get("/").respond_with(

@@ -35,28 +35,34 @@ const METRICS: [&str; 4] = [
     "conformance_ticked",
 ];
 
-/// Request headers Envoy adds on the way to the upstream (or its HTTP/1.1 codec
-/// writes), which no harness can know: dropped from what the upstream saw in Envoy.
+/// Request headers Envoy adds on the way to the upstream, which no harness can
+/// know (a fresh id, its own timeout, the scheme it was reached by): dropped from
+/// what the upstream saw in Envoy, along with [`FRAMING`].
 const ENVOY_ONLY_REQUEST: [&str; 5] = [
     "x-forwarded-proto",
     "x-request-id",
     "x-envoy-expected-rq-timeout-ms",
-    "content-length",
-    "transfer-encoding",
+    FRAMING[0],
+    FRAMING[1],
 ];
-/// Response headers Envoy (or its codec) adds for the client: dropped from what the
-/// client got in Envoy. `content-length`/`transfer-encoding` are framing;
-/// `connection: close` answers the test client's own `connection: close`.
+/// Response headers Envoy adds for the client (the time, its name, the upstream's
+/// latency; `connection: close` answers the test client's own): dropped from what
+/// the client got in Envoy, along with [`FRAMING`].
 const ENVOY_ONLY_RESPONSE: [&str; 6] = [
     "date",
     "server",
     "x-envoy-upstream-service-time",
-    "content-length",
-    "transfer-encoding",
     "connection",
+    FRAMING[0],
+    FRAMING[1],
 ];
-/// What the harness shows that HTTP/1.1 does not carry: the request's `:scheme`.
-const HARNESS_ONLY: [&str; 1] = [":scheme"];
+/// HTTP/1.1 framing, which each hop writes for the body it sends: dropped on every
+/// side. The body bytes themselves are compared, so a length that does not match
+/// the body shows as a different (cut) body.
+const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];
+/// What the harness shows that HTTP/1.1 does not carry (the request's `:scheme`),
+/// and [`FRAMING`].
+const HARNESS_ONLY: [&str; 3] = [":scheme", FRAMING[0], FRAMING[1]];
 
 /// A header or trailer: name and raw bytes.
 type Pair = (String, Vec<u8>);
@@ -68,6 +74,9 @@ struct Upstream {
     headers: Vec<Pair>,
     chunks: Vec<Vec<u8>>,
     trailers: Vec<Pair>,
+    /// Framed with `content-length` (the header is then part of `headers`, as the
+    /// harness's upstream response has it) instead of chunked.
+    sized: bool,
 }
 
 /// One scripted exchange.
@@ -95,6 +104,7 @@ fn ok() -> Upstream {
         headers: vec![pair("content-type", "text/plain")],
         chunks: vec![b"upstream body\n".to_vec()],
         trailers: Vec::new(),
+        sized: false,
     }
 }
 
@@ -127,6 +137,21 @@ impl Case {
     }
     fn upstream(mut self, f: impl FnOnce(&mut Upstream)) -> Self {
         f(&mut self.upstream);
+        self
+    }
+    /// The upstream answers `body` with a `content-length`.
+    fn sized_response(mut self, body: &str) -> Self {
+        let u = &mut self.upstream;
+        u.chunks = vec![body.as_bytes().to_vec()];
+        u.headers.push(pair("content-length", body.len().to_string()));
+        u.sized = true;
+        self
+    }
+    /// The request body goes with a `content-length`, in one piece.
+    fn sized_request(mut self, body: &str) -> Self {
+        self.method = "POST";
+        self.chunks = vec![body.as_bytes().to_vec()];
+        self.headers.push(pair("content-length", body.len().to_string()));
         self
     }
     fn after_tick(mut self) -> Self {
@@ -172,6 +197,8 @@ fn corpus() -> Vec<Case> {
         ),
         case("reply-grpc-without-status", "reply").header("content-type", "application/grpc"),
         case("reply-from-request-body", "reply-body").post(&[b"some ", b"body"]),
+        case("reply-from-buffered-request-body", "buffer-request,reply-body")
+            .post(&[b"held ", b"whole"]),
         case("reply-from-response-body", "reply-response-body"),
         case("reply-grpc", "reply-grpc").header("content-type", "application/grpc"),
         case("reply-from-response", "reply-response"),
@@ -193,6 +220,14 @@ fn corpus() -> Vec<Case> {
             u.chunks = vec![b"held ".to_vec(), b"then trailers\n".to_vec()];
             u.trailers = vec![pair("x-upstream-trailer", "late")];
         }),
+        case("response-sized-same-length", "upper-response").sized_response("sized body\n"),
+        case("response-sized-grown", "buffer-response").sized_response("sized body\n"),
+        case("request-sized", "upper-request").sized_request("a sized request body"),
+        case("callout-then-body", "callout,upper-request")
+            .header("x-callout-path", "/answer")
+            .post(&[b"held while ", b"the callout runs"]),
+        case("reply-grpc-through-response-hooks", "reply-grpc,mutate")
+            .header("content-type", "application/grpc"),
         case("upstream-status", "echo").upstream(|u| {
             u.status = 503;
             u.chunks = vec![b"unavailable\n".to_vec()];
@@ -253,7 +288,7 @@ impl Seen {
         let mut s = Seen::default();
         s.push(format!("client status {}", x.status()));
         let headers = pairs(x.response_headers());
-        s.headers("client header", &headers, &[":status"]);
+        s.headers("client header", &headers, &[":status", FRAMING[0], FRAMING[1]]);
         s.push(format!("client body {}", esc(x.response_body())));
         s.headers("client trailer", &pairs(x.response_trailers()), &[]);
         if x.reset() {
@@ -267,6 +302,9 @@ impl Seen {
             );
             s.push(format!("upstream body {}", esc(x.upstream_body())));
             s.headers("upstream trailer", &pairs(x.upstream_trailers()), &[]);
+            if x.upstream_reset() {
+                s.push("upstream reset".into());
+            }
         } else {
             s.push("upstream none".into());
         }
@@ -512,7 +550,7 @@ fn serve_upstream(stream: TcpStream, cases: &[Case], received: &Received) -> std
         mut headers,
         body,
         trailers,
-        ..
+        reset,
     } = read_message(&mut r)?;
     let mut parts = first.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -532,6 +570,11 @@ fn serve_upstream(stream: TcpStream, cases: &[Case], received: &Received) -> std
     seen.headers("upstream header", &headers, &ENVOY_ONLY_REQUEST);
     seen.push(format!("upstream body {}", esc(&body)));
     seen.headers("upstream trailer", &trailers, &[]);
+    if reset {
+        seen.push("upstream reset".into());
+        received.lock().unwrap().insert(name.clone(), seen);
+        return Ok(());
+    }
     received.lock().unwrap().insert(name.clone(), seen);
 
     let Some(c) = cases.iter().find(|c| c.name == name) else {
@@ -545,6 +588,11 @@ fn serve_upstream(stream: TcpStream, cases: &[Case], received: &Received) -> std
         out.extend_from_slice(format!("{k}: ").as_bytes());
         out.extend_from_slice(v);
         out.extend_from_slice(b"\r\n");
+    }
+    if u.sized {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&u.chunks.concat());
+        return w.write_all(&out);
     }
     if u.chunks.is_empty() && u.trailers.is_empty() {
         out.extend_from_slice(b"content-length: 0\r\n\r\n");
@@ -598,14 +646,22 @@ fn send_to_envoy(port: u16, c: &Case) -> std::io::Result<Seen> {
         head.extend_from_slice(v);
         head.extend_from_slice(b"\r\n");
     }
-    let body = !c.chunks.is_empty() || !c.trailers.is_empty();
+    let sized = c.headers.iter().any(|(k, _)| k == "content-length");
+    let body = !sized && (!c.chunks.is_empty() || !c.trailers.is_empty());
     if body {
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     head.extend_from_slice(b"\r\n");
     w.write_all(&head)?;
     if body {
+        // Let Envoy's router send the headers upstream first, as it does when a body
+        // is slower than its headers: a reply from the body hook then finds the
+        // upstream request under way, every time.
+        std::thread::sleep(Duration::from_millis(30));
         write_chunked(&mut w, &c.chunks, &c.trailers)?;
+    }
+    if sized {
+        w.write_all(&c.chunks.concat())?;
     }
     let mut r = BufReader::new(stream);
     let Message {
@@ -678,7 +734,17 @@ fn run_envoy(module: PathBuf) -> Run {
         }
         let mut s = send_to_envoy(envoy.port, c)
             .unwrap_or_else(|e| panic!("case `{}`: no answer from Envoy: {e}", c.name));
-        match received.lock().unwrap().remove(c.name) {
+        // An upstream request that was reset is recorded as the reset reaches the
+        // upstream, which may be just after the client's answer: wait a moment for it.
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let up = loop {
+            let up = received.lock().unwrap().remove(c.name);
+            if up.is_some() || Instant::now() > deadline {
+                break up;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        match up {
             Some(up) => s.lines.extend(up.lines),
             None => s.push("upstream none".into()),
         }
