@@ -474,8 +474,10 @@ impl<F: HttpFilter> TestFilter<F> {
         let had_body = !request.response.chunks.is_empty() && request.method() != Some("HEAD");
         native::with(|s| {
             let state = std::mem::take(s);
-            let (response_body, short) =
-                framed(&state.maps[Map::ResponseHeaders as usize], received.concat());
+            let (response_body, short) = framed(
+                &state.maps[Map::ResponseHeaders as usize],
+                received.concat(),
+            );
             let reset = reset || (short && had_body && reply_seen.is_none());
             Exchange {
                 upstream,

@@ -143,7 +143,8 @@ impl Case {
     fn sized_response(mut self, body: &str) -> Self {
         let u = &mut self.upstream;
         u.chunks = vec![body.as_bytes().to_vec()];
-        u.headers.push(pair("content-length", body.len().to_string()));
+        u.headers
+            .push(pair("content-length", body.len().to_string()));
         u.sized = true;
         self
     }
@@ -151,7 +152,8 @@ impl Case {
     fn sized_request(mut self, body: &str) -> Self {
         self.method = "POST";
         self.chunks = vec![body.as_bytes().to_vec()];
-        self.headers.push(pair("content-length", body.len().to_string()));
+        self.headers
+            .push(pair("content-length", body.len().to_string()));
         self
     }
     fn after_tick(mut self) -> Self {
@@ -197,8 +199,11 @@ fn corpus() -> Vec<Case> {
         ),
         case("reply-grpc-without-status", "reply").header("content-type", "application/grpc"),
         case("reply-from-request-body", "reply-body").post(&[b"some ", b"body"]),
-        case("reply-from-buffered-request-body", "buffer-request,reply-body")
-            .post(&[b"held ", b"whole"]),
+        case(
+            "reply-from-buffered-request-body",
+            "buffer-request,reply-body",
+        )
+        .post(&[b"held ", b"whole"]),
         case("reply-from-response-body", "reply-response-body"),
         case("reply-grpc", "reply-grpc").header("content-type", "application/grpc"),
         case("reply-from-response", "reply-response"),
@@ -288,7 +293,11 @@ impl Seen {
         let mut s = Seen::default();
         s.push(format!("client status {}", x.status()));
         let headers = pairs(x.response_headers());
-        s.headers("client header", &headers, &[":status", FRAMING[0], FRAMING[1]]);
+        s.headers(
+            "client header",
+            &headers,
+            &[":status", FRAMING[0], FRAMING[1]],
+        );
         s.push(format!("client body {}", esc(x.response_body())));
         s.headers("client trailer", &pairs(x.response_trailers()), &[]);
         if x.reset() {
