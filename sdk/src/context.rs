@@ -360,7 +360,9 @@ impl<'a, C> Log<'a, C> {
     }
 }
 
-/// What [`on_tick`](crate::HttpFilter::on_tick) is handed: the global configuration.
+/// What [`on_tick`](crate::HttpFilter::on_tick) and
+/// [`on_queue_ready`](crate::HttpFilter::on_queue_ready) are handed, outside any
+/// request: the global configuration.
 pub struct Tick<'a, C> {
     config: &'a C,
 }

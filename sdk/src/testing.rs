@@ -182,11 +182,33 @@ impl<F: HttpFilter> TestFilter<F> {
     /// Configures the filter with `json` (empty for "no configuration"), as Envoy would.
     /// Metrics, shared data and the tick period start empty.
     pub fn configure(json: &str) -> Result<Self, ConfigError> {
+        Self::configure_in_vm("", json)
+    }
+
+    /// [`configure`](Self::configure) in a VM whose `vm_config.configuration` is
+    /// `vm_configuration` (what [`crate::vm::configuration`] reads).
+    ///
+    /// ```
+    /// # use weir::testing::{TestFilter, TestRequest};
+    /// # #[derive(Default)] struct Region;
+    /// # #[weir::filter] impl weir::HttpFilter for Region {
+    /// #     type Config = (); fn default_config() -> Option<()> { Some(()) }
+    /// #     fn on_response_headers(&mut self, cx: &mut weir::Response<'_, ()>) -> weir::Result {
+    /// #         let vm = weir::vm::configuration().unwrap_or_default();
+    /// #         cx.headers().set("x-vm", vm)?; Ok(weir::Action::Continue)
+    /// #     }
+    /// # }
+    /// let mut filter = TestFilter::<Region>::configure_in_vm(r#"{"region": "eu"}"#, "").unwrap();
+    /// let exchange = filter.send(TestRequest::get("/"));
+    /// assert_eq!(exchange.response_header("x-vm").unwrap(), r#"{"region": "eu"}"#);
+    /// ```
+    pub fn configure_in_vm(vm_configuration: &str, json: &str) -> Result<Self, ConfigError> {
         let name = std::any::type_name::<F>()
             .rsplit("::")
             .next()
             .unwrap_or("filter");
         native::lasting(|l| *l = Default::default());
+        native::lasting(|l| l.vm_configuration = vm_configuration.as_bytes().to_vec());
         crate::log::set_filter_name(name);
         native::with(|s| *s = Default::default());
         let engine = match module::requested() {
@@ -337,8 +359,9 @@ impl<F: HttpFilter> TestFilter<F> {
         }
         native::with(|s| s.hidden = Default::default()); // the access log sees every map
         stream.log();
-        native::with(|s| {
-            let state = std::mem::take(s);
+        let state = native::with(std::mem::take);
+        self.queues_ready();
+        {
             Exchange {
                 upstream,
                 response: state.maps[Map::ResponseHeaders as usize].clone(),
@@ -352,8 +375,21 @@ impl<F: HttpFilter> TestFilter<F> {
                 response_action,
                 grpc: find(&request.headers, "content-type")
                     .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc")),
+                written: state.written,
+                filter_state: state.filter_state,
             }
-        })
+        }
+    }
+
+    /// Runs `on_queue_ready` once for each item enqueued since the last time, as
+    /// Envoy does after the hook that enqueued returns (the items stay queued).
+    fn queues_ready(&mut self) {
+        while let Some(token) = native::lasting(|l| (!l.ready.is_empty()).then(|| l.ready.remove(0))) {
+            match &mut self.engine {
+                Engine::Native(plugin) => plugin.queue_ready(token),
+                Engine::Module(module) => module.borrow_mut().queue_ready(token),
+            }
+        }
     }
 
     /// Delivers `chunks` one at a time, as Envoy does: each is added to what the
@@ -443,6 +479,7 @@ impl<F: HttpFilter> TestFilter<F> {
             Engine::Native(plugin) => plugin.tick(),
             Engine::Module(module) => module.borrow_mut().tick(),
         }
+        self.queues_ready();
         native::with(|s| std::mem::take(&mut s.logs))
             .into_iter()
             .map(|(l, m)| (level(l), m))
@@ -507,9 +544,22 @@ impl<F: HttpFilter> TestFilter<F> {
         });
     }
 
-    /// The shared data under `key`.
+    /// The shared data under `key`; `None` when there is none, or it was
+    /// removed (an empty value, as [`crate::shared::get`] sees it).
     pub fn shared(&self, key: &str) -> Option<Vec<u8>> {
-        native::lasting(|l| l.shared.get(key).map(|(v, _)| v.clone()))
+        native::lasting(|l| l.shared.get(key).map(|(v, _)| v.clone())).filter(|v| !v.is_empty())
+    }
+
+    /// Enqueues `bytes` to the shared queue `name` of this VM, as another
+    /// worker would; the filter's `on_queue_ready` runs before this returns.
+    /// `false` when no queue of that name is registered.
+    pub fn enqueue(&mut self, name: &str, bytes: &[u8]) -> bool {
+        let Ok(token) = native::queue_resolve(native::VM_ID, name) else {
+            return false;
+        };
+        native::queue_enqueue(token, bytes);
+        self.queues_ready();
+        true
     }
 
     /// Stores shared data under `key`, as another worker would.
@@ -527,6 +577,8 @@ pub struct TestRequest {
     source: String,
     route: Option<String>,
     response: TestResponse,
+    /// Properties set with [`TestRequest::property`].
+    extra: Vec<(String, Vec<u8>)>,
 }
 
 impl TestRequest {
@@ -545,6 +597,7 @@ impl TestRequest {
             source: "127.0.0.1:40000".into(),
             route: None,
             response: TestResponse::new(200),
+            extra: Vec::new(),
         }
     }
 
@@ -612,6 +665,23 @@ impl TestRequest {
         self
     }
 
+    /// Sets the property at `path` (dot-joined, e.g. `destination.port`) to
+    /// `bytes` in Envoy's encoding: 8 little-endian bytes for an integer,
+    /// a double, a duration or a timestamp (nanoseconds), one byte for a bool.
+    ///
+    /// ```
+    /// # use weir::testing::TestRequest;
+    /// let request = TestRequest::get("/")
+    ///     .property("destination.port", 8443i64.to_le_bytes())
+    ///     .property("connection.mtls", [1]);
+    /// # let _ = request;
+    /// ```
+    pub fn property(mut self, path: &str, bytes: impl AsRef<[u8]>) -> Self {
+        self.extra.retain(|(k, _)| k != path);
+        self.extra.push((path.to_owned(), bytes.as_ref().to_vec()));
+        self
+    }
+
     /// The upstream's response (default: 200 with no headers).
     pub fn respond_with(mut self, response: TestResponse) -> Self {
         self.response = response;
@@ -636,6 +706,11 @@ impl TestRequest {
         }
         p.push(("plugin_name".into(), plugin.as_bytes().to_vec()));
         p.push(("plugin_root_id".into(), plugin.as_bytes().to_vec()));
+        p.push(("plugin_vm_id".into(), native::VM_ID.as_bytes().to_vec()));
+        for (key, value) in &self.extra {
+            p.retain(|(k, _)| k != key);
+            p.push((key.clone(), value.clone()));
+        }
         p
     }
 }
@@ -779,6 +854,8 @@ pub struct Exchange {
     response_action: Option<Action>,
     /// The request said `content-type: application/grpc…`.
     grpc: bool,
+    written: Vec<(String, Vec<u8>)>,
+    filter_state: Vec<(String, Vec<u8>, u32)>,
 }
 
 fn find(pairs: &Pairs, name: &str) -> Option<Value> {
@@ -961,5 +1038,33 @@ impl Exchange {
     /// True when some logged line contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.logs.iter().any(|(_, m)| m.contains(text))
+    }
+
+    /// The property `name` the filter wrote ([`Properties::set`](crate::Properties::set)),
+    /// last value; Envoy keeps it as the filter state object `wasm.<name>`.
+    pub fn property(&self, name: &str) -> Option<Value> {
+        self.written
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Value(v.clone()))
+    }
+
+    /// The filter state object `key` the filter set
+    /// ([`Properties::set_filter_state`](crate::Properties::set_filter_state)), with
+    /// its life span. The native host, like Envoy, takes only well-known keys.
+    pub fn filter_state(&self, key: &str) -> Option<(Value, crate::property::LifeSpan)> {
+        use crate::property::LifeSpan;
+        self.filter_state
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, span)| {
+                let span = match span {
+                    1 => LifeSpan::DownstreamRequest,
+                    2 => LifeSpan::DownstreamConnection,
+                    _ => LifeSpan::FilterChain,
+                };
+                (Value(v.clone()), span)
+            })
     }
 }
