@@ -71,8 +71,9 @@ impl Properties {
     ///
     /// ```
     /// # fn hook(cx: &mut weir::Request<'_, ()>) -> weir::Result {
-    /// let tenant = cx.headers().get("x-tenant").unwrap_or_default();
-    /// cx.properties().set("tenant", tenant.as_bytes())?;
+    /// if let Some(tenant) = cx.headers().get("x-tenant") {
+    ///     cx.properties().set("tenant", tenant.as_bytes())?; // %FILTER_STATE(wasm.tenant:PLAIN)%
+    /// }
     /// # Ok(weir::Action::Continue) }
     /// ```
     pub fn set(&self, name: &str, value: &[u8]) -> Result<(), PropertyError> {
@@ -256,7 +257,7 @@ impl fmt::Display for PropertyError {
         match self {
             PropertyError::WrongType { expected, len } => write!(
                 f,
-                "the property is {len} bytes, not an {expected}: check the path names an attribute of that type"
+                "the property is {len} bytes, expected {expected}: check the path names an attribute of that type"
             ),
             PropertyError::OutOfRange(what) => write!(f, "the property's {what} is out of range"),
             PropertyError::NoRequest => {

@@ -21,8 +21,9 @@
 //!
 //!     fn on_request_headers(&mut self, cx: &mut Request<'_, ()>) -> weir::Result {
 //!         let queue = Queue::register("audit")?; // the first request's worker will drain it
-//!         let path = cx.properties().raw_path().unwrap_or_default();
-//!         queue.enqueue(path.as_bytes())?;
+//!         if let Some(path) = cx.properties().raw_path() {
+//!             queue.enqueue(path.as_bytes())?;
+//!         }
 //!         Ok(Action::Continue)
 //!     }
 //!

@@ -194,7 +194,7 @@ impl<F: HttpFilter> TestFilter<F> {
     /// # #[weir::filter] impl weir::HttpFilter for Region {
     /// #     type Config = (); fn default_config() -> Option<()> { Some(()) }
     /// #     fn on_response_headers(&mut self, cx: &mut weir::Response<'_, ()>) -> weir::Result {
-    /// #         let vm = weir::vm::configuration().unwrap_or_default();
+    /// #         let vm = weir::vm::configuration().map_or(Vec::new(), |v| v.as_bytes().to_vec());
     /// #         cx.headers().set("x-vm", vm)?; Ok(weir::Action::Continue)
     /// #     }
     /// # }

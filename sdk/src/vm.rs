@@ -15,9 +15,10 @@
 //! }
 //!
 //! # fn hook(cx: &mut weir::Request<'_, ()>) -> weir::Result {
-//! match weir::vm::configuration_as::<VmSettings>()? {
-//!     Some(vm) => cx.headers().set("x-region", vm.region.as_str())?,
-//!     None => {} // no vm_config.configuration
+//! match weir::vm::configuration_as::<VmSettings>() {
+//!     Ok(Some(vm)) => cx.headers().set("x-region", vm.region.as_str())?,
+//!     Ok(None) => {} // no vm_config.configuration
+//!     Err(e) => return Err(weir::Error::new(format_args!("vm_config.configuration: {e}"))),
 //! }
 //! # Ok(weir::Action::Continue) }
 //! ```
