@@ -160,9 +160,9 @@ fn typed_reads_vm_configuration_queues_shared_data_and_a_metric_in_envoy() {
     assert!(time.abs_diff(now) < 60, "request.time {time}, now {now}");
     assert_eq!(line("request.protocol"), "\"HTTP/1.1\"");
     assert_eq!(line("request.headers.x-probe"), "Some(\"yes\")");
-    assert_eq!(line("route_metadata.ratio"), "0.25");
+    assert_eq!(line("xds.route_metadata.ratio"), "0.25", "{typed}");
     assert_eq!(
-        line("route_metadata.window"),
+        line("xds.route_metadata.window"),
         "error: the property is 3 bytes, expected duration (8 bytes): check the path names an attribute of that type"
     );
     assert!(line("path.as_i64").starts_with("error: the property is 6 bytes"), "{typed}");
