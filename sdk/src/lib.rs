@@ -67,10 +67,10 @@ pub mod metrics;
 mod outcome;
 pub mod path;
 pub mod property;
+pub mod queue;
 mod reply;
 pub mod rules;
 mod runtime;
-pub mod queue;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -105,7 +105,10 @@ impl Properties {
         value: &[u8],
         span: LifeSpan,
     ) -> Result<(), PropertyError> {
-        match host::call_foreign("set_envoy_filter_state", &filter_state_arguments(key, value, span)) {
+        match host::call_foreign(
+            "set_envoy_filter_state",
+            &filter_state_arguments(key, value, span),
+        ) {
             Ok(_) => Ok(()),
             Err(status::NOT_FOUND) => Err(PropertyError::UnknownKey(key.into())),
             Err(code) => Err(PropertyError::Refused(code)),

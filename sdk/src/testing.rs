@@ -384,7 +384,9 @@ impl<F: HttpFilter> TestFilter<F> {
     /// Runs `on_queue_ready` once for each item enqueued since the last time, as
     /// Envoy does after the hook that enqueued returns (the items stay queued).
     fn queues_ready(&mut self) {
-        while let Some(token) = native::lasting(|l| (!l.ready.is_empty()).then(|| l.ready.remove(0))) {
+        while let Some(token) =
+            native::lasting(|l| (!l.ready.is_empty()).then(|| l.ready.remove(0)))
+        {
             match &mut self.engine {
                 Engine::Native(plugin) => plugin.queue_ready(token),
                 Engine::Module(module) => module.borrow_mut().queue_ready(token),

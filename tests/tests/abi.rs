@@ -75,9 +75,17 @@ fn start(log: &Path) -> Envoy {
     .unwrap()
 }
 
-fn get(envoy: &Envoy, path: &str, headers: &[(&str, &[u8])]) -> (u16, String, Vec<(String, Vec<u8>)>) {
+fn get(
+    envoy: &Envoy,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> (u16, String, Vec<(String, Vec<u8>)>) {
     let r = envoy.get(path, headers).unwrap();
-    (r.status, String::from_utf8_lossy(&r.body).into_owned(), r.headers)
+    (
+        r.status,
+        String::from_utf8_lossy(&r.body).into_owned(),
+        r.headers,
+    )
 }
 
 fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
@@ -121,7 +129,10 @@ fn written_properties_and_filter_state_reach_the_access_log_and_a_response_heade
         &[("x-state", b"v"), ("x-state-key", b"my.own.key")],
     );
     assert_eq!(status, 200);
-    assert_eq!(header(&headers, "x-refused"), Some(&b"state:unknown key"[..]));
+    assert_eq!(
+        header(&headers, "x-refused"),
+        Some(&b"state:unknown key"[..])
+    );
 
     let lines = access_log(&log, 2);
     assert_eq!(
@@ -165,7 +176,10 @@ fn typed_reads_vm_configuration_queues_shared_data_and_a_metric_in_envoy() {
         line("xds.route_metadata.window"),
         "error: the property is 3 bytes, expected duration (8 bytes): check the path names an attribute of that type"
     );
-    assert!(line("path.as_i64").starts_with("error: the property is 6 bytes"), "{typed}");
+    assert!(
+        line("path.as_i64").starts_with("error: the property is 6 bytes"),
+        "{typed}"
+    );
     assert_eq!(line("missing"), "none");
 
     assert_eq!(get(&envoy, "/vm", &[]).1, VM_CONFIGURATION);
@@ -191,7 +205,11 @@ fn typed_reads_vm_configuration_queues_shared_data_and_a_metric_in_envoy() {
 
     let read: u64 = get(&envoy, "/metric", &[]).1.parse().unwrap();
     let stat = envoy.stat("wasmcustom.weir_abi_requests").unwrap();
-    assert_eq!(Some(read), stat, "the counter read back differs from Envoy's stat");
+    assert_eq!(
+        Some(read),
+        stat,
+        "the counter read back differs from Envoy's stat"
+    );
     assert!(read >= 12, "{read}");
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
 }
@@ -200,8 +218,11 @@ fn typed_reads_vm_configuration_queues_shared_data_and_a_metric_in_envoy() {
 fn header_writes_envoy_refuses_are_reported_and_nothing_traps() {
     let dir = tempfile::tempdir().unwrap();
     let envoy = start(&dir.path().join("access.log"));
-    let request = RawRequest::post("/upload", Body::Sized(b"hello".to_vec())).header("x-probe", "1");
-    let response = client::send(envoy.port, &request).unwrap().expect("an answer");
+    let request =
+        RawRequest::post("/upload", Body::Sized(b"hello".to_vec())).header("x-probe", "1");
+    let response = client::send(envoy.port, &request)
+        .unwrap()
+        .expect("an answer");
     let seen = String::from_utf8_lossy(&response.body).into_owned();
     assert_eq!(response.status, 200, "{seen}");
     assert_eq!(
@@ -209,8 +230,14 @@ fn header_writes_envoy_refuses_are_reported_and_nothing_traps() {
         Some(&b"set:refused,add:refused,remove:refused"[..]),
         "{seen}"
     );
-    assert!(seen.contains("x-probe: 1"), "the refused remove removed nothing:\n{seen}");
-    assert!(!seen.contains("x-late"), "a refused write reached the upstream:\n{seen}");
+    assert!(
+        seen.contains("x-probe: 1"),
+        "the refused remove removed nothing:\n{seen}"
+    );
+    assert!(
+        !seen.contains("x-late"),
+        "a refused write reached the upstream:\n{seen}"
+    );
     // The VM lives on: the next request is served by the filter.
     assert_eq!(get(&envoy, "/vm/region", &[]).1, "eu-west");
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());

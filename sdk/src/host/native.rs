@@ -433,10 +433,15 @@ pub(crate) fn get_metric(id: u32) -> Option<u64> {
 
 pub(crate) fn queue_register(name: &str) -> Result<u32, u32> {
     Ok(lasting(|l| {
-        match l.queues.iter().position(|(v, n, _)| v == VM_ID && n == name) {
+        match l
+            .queues
+            .iter()
+            .position(|(v, n, _)| v == VM_ID && n == name)
+        {
             Some(i) => i as u32 + 1,
             None => {
-                l.queues.push((VM_ID.to_owned(), name.to_owned(), Default::default()));
+                l.queues
+                    .push((VM_ID.to_owned(), name.to_owned(), Default::default()));
                 l.queues.len() as u32
             }
         }
@@ -454,19 +459,23 @@ pub(crate) fn queue_resolve(vm_id: &str, name: &str) -> Result<u32, u32> {
 }
 
 pub(crate) fn queue_enqueue(token: u32, bytes: &[u8]) -> u32 {
-    lasting(|l| match l.queues.get_mut((token as usize).wrapping_sub(1)) {
-        Some((_, _, items)) => {
-            items.push_back(bytes.to_vec());
-            l.ready.push(token);
-            super::status::OK
-        }
-        None => super::status::NOT_FOUND,
-    })
+    lasting(
+        |l| match l.queues.get_mut((token as usize).wrapping_sub(1)) {
+            Some((_, _, items)) => {
+                items.push_back(bytes.to_vec());
+                l.ready.push(token);
+                super::status::OK
+            }
+            None => super::status::NOT_FOUND,
+        },
+    )
 }
 
 pub(crate) fn queue_dequeue(token: u32) -> Result<Vec<u8>, u32> {
-    lasting(|l| match l.queues.get_mut((token as usize).wrapping_sub(1)) {
-        Some((_, _, items)) => items.pop_front().ok_or(super::status::EMPTY),
-        None => Err(super::status::NOT_FOUND),
-    })
+    lasting(
+        |l| match l.queues.get_mut((token as usize).wrapping_sub(1)) {
+            Some((_, _, items)) => items.pop_front().ok_or(super::status::EMPTY),
+            None => Err(super::status::NOT_FOUND),
+        },
+    )
 }

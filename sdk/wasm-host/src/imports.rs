@@ -389,7 +389,11 @@ fn more_proxy_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Result<
 use crate::INTERNAL_FAILURE;
 
 /// Writes a token the proxy chose at `out`, or returns the refusal's status.
-fn token<P>(caller: &mut Caller<'_, Host<P>>, answer: Result<u32, i32>, out: i32) -> Result<i32, Trap> {
+fn token<P>(
+    caller: &mut Caller<'_, Host<P>>,
+    answer: Result<u32, i32>,
+    out: i32,
+) -> Result<i32, Trap> {
     match answer {
         Ok(token) => write(caller, out, &token.to_le_bytes()).map(|()| OK),
         Err(status) => Ok(status),
@@ -417,7 +421,10 @@ fn state_and_queue_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Re
          args_len: i32,
          out: i32,
          size: i32| {
-            let (name, args) = (read(&caller, name, name_len)?, read(&caller, args, args_len)?);
+            let (name, args) = (
+                read(&caller, name, name_len)?,
+                read(&caller, args, args_len)?,
+            );
             match proxy(&mut caller).call_foreign(&name, &args) {
                 Ok(result) => give(&mut caller, Some(result), out, size),
                 Err(status) => Ok(status),
@@ -463,11 +470,11 @@ fn state_and_queue_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Re
     linker.func_wrap(
         "env",
         "proxy_dequeue_shared_queue",
-        |mut caller: Caller<'_, Host<P>>, queue: i32, out: i32, size: i32| {
-            match proxy(&mut caller).queue_dequeue(queue as u32) {
-                Ok(bytes) => give(&mut caller, Some(bytes), out, size),
-                Err(status) => Ok(status),
-            }
+        |mut caller: Caller<'_, Host<P>>, queue: i32, out: i32, size: i32| match proxy(&mut caller)
+            .queue_dequeue(queue as u32)
+        {
+            Ok(bytes) => give(&mut caller, Some(bytes), out, size),
+            Err(status) => Ok(status),
         },
     )?;
     Ok(())
