@@ -376,4 +376,13 @@ impl<'a, C> Tick<'a, C> {
     pub fn config(&self) -> &'a C {
         self.config
     }
+
+    /// The plugin's attributes (`plugin_name`, `plugin_vm_id`, `node`…). There is
+    /// no request here: request attributes are not found, and
+    /// [`Properties::set`] is `Err(PropertyError::NoRequest)`.
+    ///
+    /// [`PropertyError::NoRequest`]: crate::property::PropertyError::NoRequest
+    pub fn properties(&self) -> Properties {
+        Properties::new()
+    }
 }

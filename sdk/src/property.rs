@@ -249,7 +249,8 @@ pub enum PropertyError {
     OutOfRange(&'static str),
     /// Written outside a request (no request to keep it on).
     NoRequest,
-    /// Envoy has no filter state object factory for this key.
+    /// Envoy has no filter state object factory for this key (Envoy says the same,
+    /// `NotFound`, when there is no request to set it on, as in `on_tick`).
     UnknownKey(Box<str>),
     /// The proxy refused the write (its proxy-wasm status code).
     Refused(u32),
@@ -268,7 +269,7 @@ impl fmt::Display for PropertyError {
             }
             PropertyError::UnknownKey(key) => write!(
                 f,
-                "the proxy knows no filter state object {key:?}: use one of Envoy's well-known keys, or `Properties::set` for your own data"
+                "the proxy knows no filter state object {key:?} (or there is no request here): use one of Envoy's well-known keys from a request's hook, or `Properties::set` for your own data"
             ),
             PropertyError::Refused(code) => {
                 write!(f, "the proxy refused the property write (status {code})")

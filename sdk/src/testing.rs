@@ -384,6 +384,7 @@ impl<F: HttpFilter> TestFilter<F> {
     /// Runs `on_queue_ready` once for each item enqueued since the last time, as
     /// Envoy does after the hook that enqueued returns (the items stay queued).
     fn queues_ready(&mut self) {
+        native::lasting(|l| l.outside_request = true);
         while let Some(token) =
             native::lasting(|l| (!l.ready.is_empty()).then(|| l.ready.remove(0)))
         {
@@ -392,6 +393,7 @@ impl<F: HttpFilter> TestFilter<F> {
                 Engine::Module(module) => module.borrow_mut().queue_ready(token),
             }
         }
+        native::lasting(|l| l.outside_request = false);
     }
 
     /// Delivers `chunks` one at a time, as Envoy does: each is added to what the
@@ -477,10 +479,12 @@ impl<F: HttpFilter> TestFilter<F> {
     /// returns what it logged.
     pub fn tick(&mut self) -> Vec<(Level, String)> {
         native::with(|s| s.logs.clear());
+        native::lasting(|l| l.outside_request = true);
         match &mut self.engine {
             Engine::Native(plugin) => plugin.tick(),
             Engine::Module(module) => module.borrow_mut().tick(),
         }
+        native::lasting(|l| l.outside_request = false);
         self.queues_ready();
         native::with(|s| std::mem::take(&mut s.logs))
             .into_iter()

@@ -70,6 +70,8 @@ pub(crate) struct Lasting {
     pub queues: Vec<(String, String, std::collections::VecDeque<Vec<u8>>)>,
     /// Queue tokens enqueued to, one per item, whose `on_queue_ready` is due.
     pub ready: Vec<u32>,
+    /// A root hook (tick, queue) is running: there is no request to write on.
+    pub outside_request: bool,
 }
 
 /// Where the native clock starts.
@@ -351,6 +353,9 @@ pub(crate) const FILTER_STATE_KEYS: &[&str] = &[
 ];
 
 pub(crate) fn set_property(path: &[&str], value: &[u8]) -> u32 {
+    if lasting(|l| l.outside_request) {
+        return super::status::NOT_FOUND; // Envoy: no stream info outside a request
+    }
     let key = path.join(".");
     with(|s| {
         s.properties.retain(|(k, _)| *k != key);
@@ -401,7 +406,7 @@ pub(crate) fn call_foreign(name: &str, args: &[u8]) -> Result<Vec<u8>, u32> {
         return Err(super::status::NOT_FOUND);
     }
     let (path, value, span) = filter_state_arguments(args).ok_or(super::status::BAD_ARGUMENT)?;
-    if !FILTER_STATE_KEYS.contains(&path.as_str()) {
+    if !FILTER_STATE_KEYS.contains(&path.as_str()) || lasting(|l| l.outside_request) {
         return Err(super::status::NOT_FOUND);
     }
     with(|s| {
