@@ -424,6 +424,28 @@ mod tests {
         assert_eq!(map[0].0, "a");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_refuse_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let _ = i64::from_property(bytes.clone());
+            let _ = u64::from_property(bytes.clone());
+            let _ = f64::from_property(bytes.clone());
+            let _ = bool::from_property(bytes.clone());
+            let _ = Duration::from_property(bytes.clone());
+            let _ = SystemTime::from_property(bytes.clone());
+            let _ = String::from_property(bytes.clone());
+            let _ = Vec::<(Value, Value)>::from_property(bytes);
+        }
+    }
+
+    #[test]
+    fn extreme_timestamps_are_errors_or_times_never_panics() {
+        for nanos in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX] {
+            let _ = SystemTime::from_property(nanos.to_le_bytes().to_vec());
+        }
+        assert!(Duration::from_property(i64::MIN.to_le_bytes().to_vec()).is_err());
+    }
+
     #[test]
     fn filter_state_arguments_are_envoys_protobuf() {
         // path = "k" (field 1), value = "v1" (field 2), span = DownstreamRequest (field 3).
