@@ -1,7 +1,7 @@
 //! The rest of the proxy-wasm ABI in a real Envoy, through `tests/fixtures/abi`:
 //! a property and a filter state object the filter writes, read by Envoy's access
 //! log and by a response header Envoy adds (`%FILTER_STATE(...)%`); typed reads of
-//! Envoy's attributes (integers, a bool, a timestamp, a map, a double from route
+//! Envoy's attributes (integers, a bool, a timestamp, a duration, a map, a double from route
 //! metadata) and a wrong-type read refused; the VM configuration; a shared queue
 //! drained by `on_queue_ready`; shared data removed; a counter read back; and
 //! header writes Envoy refuses (from the body hook, after the headers went on),
@@ -121,6 +121,13 @@ fn written_properties_and_filter_state_reach_the_access_log_and_a_response_heade
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "x-user-from-state"), Some(&b"alice"[..]));
     assert_eq!(header(&headers, "x-refused"), Some(&b"state:ok"[..]));
+    // `request.duration` (an Envoy duration: int64 nanoseconds), read as a
+    // `Duration` in `on_log` and kept in shared data.
+    let took = get(&envoy, "/duration", &[]).1;
+    assert!(
+        took.ends_with('s') && took.starts_with(|c: char| c.is_ascii_digit()),
+        "request.duration: {took:?}"
+    );
 
     // A key Envoy has no object factory for is refused, as `UnknownKey`.
     let (status, _, headers) = get(
@@ -134,11 +141,12 @@ fn written_properties_and_filter_state_reach_the_access_log_and_a_response_heade
         Some(&b"state:unknown key"[..])
     );
 
-    let lines = access_log(&log, 2);
+    let lines = access_log(&log, 3);
     assert_eq!(
         lines,
         [
             "user=alice sni=backend.internal path=/first",
+            "user=alice sni=- path=/duration",
             "user=alice sni=- path=/second",
         ]
     );
