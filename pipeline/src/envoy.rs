@@ -332,10 +332,23 @@ impl Envoy {
     /// [`Envoy::start`], pinned to one CPU with `taskset` when `cpu` is given
     /// (the benchmark keeps Envoy and the load generator on different cores).
     pub fn start_on(bootstrap: &Bootstrap, cpu: Option<u32>) -> Result<Envoy> {
+        Self::start_json(bootstrap, bootstrap.to_json()?, cpu)
+    }
+
+    /// [`Envoy::start`] with `edit` applied to the generated bootstrap first, for a
+    /// test that needs what no option says (an access log, route metadata,
+    /// `vm_config.configuration`); the filters are still the generator's.
+    pub fn start_edited(bootstrap: &Bootstrap, edit: impl FnOnce(&mut Value)) -> Result<Envoy> {
+        let mut json = bootstrap.to_json()?;
+        edit(&mut json);
+        Self::start_json(bootstrap, json, None)
+    }
+
+    fn start_json(bootstrap: &Bootstrap, json: Value, cpu: Option<u32>) -> Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("envoy.json");
         // scratch: Envoy's private temporary directory.
-        std::fs::write(&config, serde_json::to_vec_pretty(&bootstrap.to_json()?)?)?;
+        std::fs::write(&config, serde_json::to_vec_pretty(&json)?)?;
         let log = dir.path().join("envoy.log");
         let mut command = match cpu {
             Some(cpu) => {

@@ -360,7 +360,9 @@ impl<'a, C> Log<'a, C> {
     }
 }
 
-/// What [`on_tick`](crate::HttpFilter::on_tick) is handed: the global configuration.
+/// What [`on_tick`](crate::HttpFilter::on_tick) and
+/// [`on_queue_ready`](crate::HttpFilter::on_queue_ready) are handed, outside any
+/// request: the global configuration.
 pub struct Tick<'a, C> {
     config: &'a C,
 }
@@ -373,5 +375,14 @@ impl<'a, C> Tick<'a, C> {
     /// The global configuration (ticks run only when there is one).
     pub fn config(&self) -> &'a C {
         self.config
+    }
+
+    /// The plugin's attributes (`plugin_name`, `plugin_vm_id`, `node`…). There is
+    /// no request here: request attributes are not found, and
+    /// [`Properties::set`] is `Err(PropertyError::NoRequest)`.
+    ///
+    /// [`PropertyError::NoRequest`]: crate::property::PropertyError::NoRequest
+    pub fn properties(&self) -> Properties {
+        Properties::new()
     }
 }

@@ -9,6 +9,7 @@ use crate::callout::CalloutResponse;
 use crate::context::{Callback, Log, Request, Response, Tick};
 use crate::metrics::Metric;
 use crate::outcome::{Action, Result};
+use crate::queue::Queue;
 
 /// An HTTP filter: a configuration type and the hooks it needs.
 ///
@@ -165,4 +166,9 @@ pub trait HttpFilter: Default + 'static {
 
     /// Called every [`tick_period`](Self::tick_period), outside any request.
     fn on_tick(_cx: &mut Tick<'_, Self::Config>) {}
+
+    /// Called, outside any request, once for each item enqueued to a shared
+    /// [`Queue`] this plugin registered: take them with [`Queue::dequeue`]
+    /// (see [`crate::queue`]). Runs with the global configuration.
+    fn on_queue_ready(_cx: &mut Tick<'_, Self::Config>, _queue: Queue) {}
 }

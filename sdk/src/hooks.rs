@@ -27,7 +27,7 @@ pub const LOG: u32 = 1 << 6;
 pub const HTTP_CALL_RESPONSE: u32 = 1 << 7;
 /// `proxy_on_tick`: [`on_tick`](crate::HttpFilter::on_tick).
 pub const TICK: u32 = 1 << 8;
-/// `proxy_on_queue_ready`: weir has no queue hook yet, so no filter sets it.
+/// `proxy_on_queue_ready`: [`on_queue_ready`](crate::HttpFilter::on_queue_ready).
 pub const QUEUE_READY: u32 = 1 << 9;
 /// Every hook: what a module without the section is treated as.
 pub const ALL: u32 = (1 << 10) - 1;

@@ -43,9 +43,11 @@
 //! What else a filter can do, each from its hook's context (`cx`):
 //! local replies ([`LocalReply`], including gRPC status), request and response
 //! bodies ([`Body`]) and trailers, properties ([`Properties`]), HTTP callouts
-//! ([`Callout`]), metrics ([`mod@metrics`], [`metrics!`]), shared data ([`shared`]) and ticks
-//! ([`HttpFilter::on_tick`]), and per-route configuration ([`rules`]), all
-//! testable natively with [`testing`].
+//! ([`Callout`]), metrics ([`mod@metrics`], [`metrics!`]), shared data ([`shared`]), shared
+//! queues ([`queue`]), ticks ([`HttpFilter::on_tick`]), the VM's configuration ([`vm`]),
+//! properties and filter state written for access logs and later filters
+//! ([`Properties::set`], [`Properties::set_filter_state`]), and per-route configuration
+//! ([`rules`]), all testable natively with [`testing`].
 //!
 //! Build the module with `cargo xtask build`; see `docs/filter-guide.md`.
 #![deny(missing_docs)]
@@ -64,13 +66,15 @@ pub mod log;
 pub mod metrics;
 mod outcome;
 pub mod path;
-mod property;
+pub mod property;
+pub mod queue;
 mod reply;
 pub mod rules;
 mod runtime;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod vm;
 
 pub use body::{Body, BodyMode};
 pub use callout::{Callout, CalloutResponse};
@@ -151,6 +155,10 @@ macro_rules! export {
             #[no_mangle]
             extern "C" fn proxy_on_tick(id: u32) {
                 VM.tick(id)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_queue_ready(id: u32, token: u32) {
+                VM.queue_ready(id, token)
             }
             #[no_mangle]
             extern "C" fn proxy_on_request_headers(id: u32, _n: usize, end: bool) -> u32 {

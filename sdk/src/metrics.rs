@@ -140,6 +140,19 @@ impl Counter {
             host::increment_metric(id, n.min(i64::MAX as u64) as i64);
         }
     }
+
+    /// The counter's value as the proxy holds it: the sum over every worker
+    /// and VM, since Envoy's stats are process-wide. `None` when the host does
+    /// not say (or refused the metric).
+    ///
+    /// ```
+    /// static SEEN: weir::metrics::Counter = weir::metrics::Counter::new("example_seen");
+    /// SEEN.add(2);
+    /// assert_eq!(SEEN.value(), Some(2));
+    /// ```
+    pub fn value(&self) -> Option<u64> {
+        host::get_metric(self.0.id()?)
+    }
 }
 
 /// A value that goes up and down (Envoy gauge).
@@ -170,9 +183,16 @@ impl Gauge {
             host::increment_metric(id, delta);
         }
     }
+
+    /// The gauge's value as the proxy holds it (process-wide, like a
+    /// [`Counter::value`]); `None` when the host does not say.
+    pub fn value(&self) -> Option<u64> {
+        host::get_metric(self.0.id()?)
+    }
 }
 
-/// A distribution of values (Envoy histogram), e.g. sizes or latencies.
+/// A distribution of values (Envoy histogram), e.g. sizes or latencies. Envoy
+/// does not read a histogram back to a filter, so it has no `value`.
 #[repr(transparent)]
 pub struct Histogram(Metric);
 

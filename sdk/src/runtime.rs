@@ -85,6 +85,17 @@ impl<F: HttpFilter> Plugin<F> {
         }
     }
 
+    /// Runs the queue hook for `token` with the global configuration.
+    pub(crate) fn queue_ready(&self, token: u32) {
+        if F::HOOKS & hooks::QUEUE_READY == 0 {
+            return;
+        }
+        if let Some(config) = self.config.as_ref().and_then(|c| c.global.as_ref()) {
+            let queue = crate::queue::Queue::from_token(token);
+            F::on_queue_ready(&mut Tick::new(config), queue);
+        }
+    }
+
     /// Runs the tick hook with the global configuration.
     pub(crate) fn tick(&self) {
         if F::HOOKS & hooks::TICK == 0 {
@@ -635,6 +646,14 @@ pub mod wasm {
         pub fn tick(&self, id: u32) {
             self.root(id, |root| {
                 root.tick();
+                true
+            });
+        }
+
+        /// `proxy_on_queue_ready`.
+        pub fn queue_ready(&self, id: u32, token: u32) {
+            self.root(id, |root| {
+                root.queue_ready(token);
                 true
             });
         }

@@ -59,9 +59,12 @@ impl From<SharedError> for crate::Error {
     }
 }
 
-/// The value under `key`, or `None` when there is none.
+/// The value under `key`, or `None` when there is none. An empty value is
+/// none: it is what [`remove`] leaves (Envoy cannot delete a key).
 pub fn get(key: &str) -> Option<Entry> {
-    host::shared_get(key).map(|(value, version)| Entry { value, version })
+    host::shared_get(key)
+        .filter(|(value, _)| !value.is_empty())
+        .map(|(value, version)| Entry { value, version })
 }
 
 /// Stores `value` under `key`. With `Some(version)`, only if the key is still
@@ -72,4 +75,24 @@ pub fn set(key: &str, value: &[u8], version: Option<u32>) -> Result<(), SharedEr
         SetStatus::CasMismatch => Err(SharedError::Conflict),
         SetStatus::Failed => Err(SharedError::Failed),
     }
+}
+
+/// Removes the value under `key`: with `Some(version)`, only if nobody wrote it
+/// since that version was read ([`SharedError::Conflict`] otherwise).
+///
+/// Envoy's proxy-wasm ABI has no call that deletes shared data (its host library
+/// can, but Envoy does not expose it to Wasm), so this writes an empty value, which
+/// [`get`] reports as `None`; the key itself stays in the proxy's memory until the
+/// VM id's last VM goes away. Storing an empty value is therefore the same as
+/// removing it. Keys that come and go without bound (one per client, say) should
+/// be reused rather than removed.
+///
+/// ```
+/// weir::shared::set("session", b"abc", None).unwrap();
+/// let entry = weir::shared::get("session").unwrap();
+/// weir::shared::remove("session", Some(entry.version)).unwrap();
+/// assert_eq!(weir::shared::get("session"), None);
+/// ```
+pub fn remove(key: &str, version: Option<u32>) -> Result<(), SharedError> {
+    set(key, &[], version)
 }

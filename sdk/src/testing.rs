@@ -255,7 +255,7 @@ impl<F: HttpFilter> TestFilter<F> {
     /// Configures the filter with `json` (empty for "no configuration"), as Envoy would.
     /// Metrics, shared data and the tick period start empty.
     pub fn configure(json: &str) -> Result<Self, ConfigError> {
-        Self::configure_on(module::requested(), json)
+        Self::configure_on(module::requested(), "", json)
     }
 
     /// Configures the filter's compiled module at `module` with `json`, whatever
@@ -273,10 +273,35 @@ impl<F: HttpFilter> TestFilter<F> {
     /// assert_eq!(native.send(TestRequest::get("/")).status(), module.send(TestRequest::get("/")).status());
     /// ```
     pub fn configure_module(module: &std::path::Path, json: &str) -> Result<Self, ConfigError> {
-        Self::configure_on(Some(module.to_owned()), json)
+        Self::configure_on(Some(module.to_owned()), "", json)
     }
 
-    fn configure_on(module: Option<std::path::PathBuf>, json: &str) -> Result<Self, ConfigError> {
+    /// [`configure`](Self::configure) in a VM whose `vm_config.configuration` is
+    /// `vm_configuration` (what [`crate::vm::configuration`] reads).
+    ///
+    /// ```
+    /// # use weir::testing::{TestFilter, TestRequest};
+    /// # #[derive(Default)] struct Region;
+    /// # #[weir::filter] impl weir::HttpFilter for Region {
+    /// #     type Config = (); fn default_config() -> Option<()> { Some(()) }
+    /// #     fn on_response_headers(&mut self, cx: &mut weir::Response<'_, ()>) -> weir::Result {
+    /// #         let vm = weir::vm::configuration().map_or(Vec::new(), |v| v.as_bytes().to_vec());
+    /// #         cx.headers().set("x-vm", vm)?; Ok(weir::Action::Continue)
+    /// #     }
+    /// # }
+    /// let mut filter = TestFilter::<Region>::configure_in_vm(r#"{"region": "eu"}"#, "").unwrap();
+    /// let exchange = filter.send(TestRequest::get("/"));
+    /// assert_eq!(exchange.response_header("x-vm").unwrap(), r#"{"region": "eu"}"#);
+    /// ```
+    pub fn configure_in_vm(vm_configuration: &str, json: &str) -> Result<Self, ConfigError> {
+        Self::configure_on(module::requested(), vm_configuration, json)
+    }
+
+    fn configure_on(
+        module: Option<std::path::PathBuf>,
+        vm_configuration: &str,
+        json: &str,
+    ) -> Result<Self, ConfigError> {
         // The package's name, as the module (and Envoy's log) has it; the type's
         // name only for a filter whose impl `#[weir::filter]` did not write.
         let name = match F::PACKAGE {
@@ -287,6 +312,7 @@ impl<F: HttpFilter> TestFilter<F> {
             package => package,
         };
         native::lasting(|l| *l = Default::default());
+        native::lasting(|l| l.vm_configuration = vm_configuration.as_bytes().to_vec());
         crate::log::set_filter_name(name);
         native::with(|s| *s = Default::default());
         let engine = match module {
@@ -472,13 +498,14 @@ impl<F: HttpFilter> TestFilter<F> {
         native::with(|s| s.hidden = Default::default()); // the access log sees every map
         stream.log();
         let had_body = !request.response.chunks.is_empty() && request.method() != Some("HEAD");
-        native::with(|s| {
-            let state = std::mem::take(s);
-            let (response_body, short) = framed(
-                &state.maps[Map::ResponseHeaders as usize],
-                received.concat(),
-            );
-            let reset = reset || (short && had_body && reply_seen.is_none());
+        let state = native::with(std::mem::take);
+        self.queues_ready();
+        let (response_body, short) = framed(
+            &state.maps[Map::ResponseHeaders as usize],
+            received.concat(),
+        );
+        let reset = reset || (short && had_body && reply_seen.is_none());
+        {
             Exchange {
                 upstream,
                 response: state.maps[Map::ResponseHeaders as usize].clone(),
@@ -493,8 +520,25 @@ impl<F: HttpFilter> TestFilter<F> {
                 grpc,
                 reply_seen,
                 reset,
+                written: state.written,
+                filter_state: state.filter_state,
             }
-        })
+        }
+    }
+
+    /// Runs `on_queue_ready` once for each item enqueued since the last time, as
+    /// Envoy does after the hook that enqueued returns (the items stay queued).
+    fn queues_ready(&mut self) {
+        native::lasting(|l| l.outside_request = true);
+        while let Some(token) =
+            native::lasting(|l| (!l.ready.is_empty()).then(|| l.ready.remove(0)))
+        {
+            match &mut self.engine {
+                Engine::Native(plugin) => plugin.queue_ready(token),
+                Engine::Module(module) => module.borrow_mut().queue_ready(token),
+            }
+        }
+        native::lasting(|l| l.outside_request = false);
     }
 
     /// Runs a local reply sent from the request's side through the response hooks,
@@ -614,10 +658,13 @@ impl<F: HttpFilter> TestFilter<F> {
     /// returns what it logged.
     pub fn tick(&mut self) -> Vec<(Level, String)> {
         native::with(|s| s.logs.clear());
+        native::lasting(|l| l.outside_request = true);
         match &mut self.engine {
             Engine::Native(plugin) => plugin.tick(),
             Engine::Module(module) => module.borrow_mut().tick(),
         }
+        native::lasting(|l| l.outside_request = false);
+        self.queues_ready();
         native::with(|s| std::mem::take(&mut s.logs))
             .into_iter()
             .map(|(l, m)| (level(l), m))
@@ -683,9 +730,22 @@ impl<F: HttpFilter> TestFilter<F> {
         });
     }
 
-    /// The shared data under `key`.
+    /// The shared data under `key`; `None` when there is none, or it was
+    /// removed (an empty value, as [`crate::shared::get`] sees it).
     pub fn shared(&self, key: &str) -> Option<Vec<u8>> {
-        native::lasting(|l| l.shared.get(key).map(|(v, _)| v.clone()))
+        native::lasting(|l| l.shared.get(key).map(|(v, _)| v.clone())).filter(|v| !v.is_empty())
+    }
+
+    /// Enqueues `bytes` to the shared queue `name` of this VM, as another
+    /// worker would; the filter's `on_queue_ready` runs before this returns.
+    /// `false` when no queue of that name is registered.
+    pub fn enqueue(&mut self, name: &str, bytes: &[u8]) -> bool {
+        let Ok(token) = native::queue_resolve(native::VM_ID, name) else {
+            return false;
+        };
+        native::queue_enqueue(token, bytes);
+        self.queues_ready();
+        true
     }
 
     /// Stores shared data under `key`, as another worker would.
@@ -703,6 +763,8 @@ pub struct TestRequest {
     source: String,
     route: Option<String>,
     response: TestResponse,
+    /// Properties set with [`TestRequest::property`].
+    extra: Vec<(String, Vec<u8>)>,
 }
 
 impl TestRequest {
@@ -721,6 +783,7 @@ impl TestRequest {
             source: "127.0.0.1:40000".into(),
             route: None,
             response: TestResponse::new(200),
+            extra: Vec::new(),
         }
     }
 
@@ -795,6 +858,23 @@ impl TestRequest {
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 
+    /// Sets the property at `path` (dot-joined, e.g. `destination.port`) to
+    /// `bytes` in Envoy's encoding: 8 little-endian bytes for an integer,
+    /// a double, a duration or a timestamp (nanoseconds), one byte for a bool.
+    ///
+    /// ```
+    /// # use weir::testing::TestRequest;
+    /// let request = TestRequest::get("/")
+    ///     .property("destination.port", 8443i64.to_le_bytes())
+    ///     .property("connection.mtls", [1]);
+    /// # let _ = request;
+    /// ```
+    pub fn property(mut self, path: &str, bytes: impl AsRef<[u8]>) -> Self {
+        self.extra.retain(|(k, _)| k != path);
+        self.extra.push((path.to_owned(), bytes.as_ref().to_vec()));
+        self
+    }
+
     /// The upstream's response (default: 200 with no headers).
     pub fn respond_with(mut self, response: TestResponse) -> Self {
         self.response = response;
@@ -819,6 +899,11 @@ impl TestRequest {
         }
         p.push(("plugin_name".into(), plugin.as_bytes().to_vec()));
         p.push(("plugin_root_id".into(), plugin.as_bytes().to_vec()));
+        p.push(("plugin_vm_id".into(), native::VM_ID.as_bytes().to_vec()));
+        for (key, value) in &self.extra {
+            p.retain(|(k, _)| k != key);
+            p.push((key.clone(), value.clone()));
+        }
         p
     }
 }
@@ -970,6 +1055,8 @@ pub struct Exchange {
     /// The filter replied after the response headers had gone on: the client got
     /// them and the body so far, then a reset stream.
     reset: bool,
+    written: Vec<(String, Vec<u8>)>,
+    filter_state: Vec<(String, Vec<u8>, u32)>,
 }
 
 fn find(pairs: &Pairs, name: &str) -> Option<Value> {
@@ -1221,5 +1308,33 @@ impl Exchange {
     /// True when some logged line contains `text`.
     pub fn logged(&self, text: &str) -> bool {
         self.logs.iter().any(|(_, m)| m.contains(text))
+    }
+
+    /// The property `name` the filter wrote ([`Properties::set`](crate::Properties::set)),
+    /// last value; Envoy keeps it as the filter state object `wasm.<name>`.
+    pub fn property(&self, name: &str) -> Option<Value> {
+        self.written
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Value(v.clone()))
+    }
+
+    /// The filter state object `key` the filter set
+    /// ([`Properties::set_filter_state`](crate::Properties::set_filter_state)), with
+    /// its life span. The native host, like Envoy, takes only well-known keys.
+    pub fn filter_state(&self, key: &str) -> Option<(Value, crate::property::LifeSpan)> {
+        use crate::property::LifeSpan;
+        self.filter_state
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, v, span)| {
+                let span = match span {
+                    1 => LifeSpan::DownstreamRequest,
+                    2 => LifeSpan::DownstreamConnection,
+                    _ => LifeSpan::FilterChain,
+                };
+                (Value(v.clone()), span)
+            })
     }
 }

@@ -61,6 +61,19 @@ pub(crate) enum SetStatus {
     Failed,
 }
 
+/// The proxy-wasm status codes the SDK tells apart (the ABI's `WasmResult`).
+pub(crate) mod status {
+    /// The call did what it was asked.
+    pub(crate) const OK: u32 = 0;
+    /// Nothing by that name or token (an unknown property, filter-state key or queue).
+    pub(crate) const NOT_FOUND: u32 = 1;
+    /// The host refused the arguments (e.g. a value it cannot parse, or no request here).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))] // only the native host says it
+    pub(crate) const BAD_ARGUMENT: u32 = 2;
+    /// A queue had nothing to dequeue.
+    pub(crate) const EMPTY: u32 = 7;
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 /// Serializes header pairs the way the ABI expects them: a count, the lengths,
 /// then each name and value followed by a NUL byte.

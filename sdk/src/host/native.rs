@@ -45,6 +45,10 @@ pub(crate) struct State {
     /// Maps Envoy no longer shows: a direction's headers once its headers hook
     /// continued (reads find nothing, writes fail), until the access log.
     pub hidden: [bool; 8],
+    /// Properties the filter wrote (`set_property`), in order.
+    pub written: Vec<(String, Vec<u8>)>,
+    /// Filter state the filter set (`set_envoy_filter_state`): key, value, life span.
+    pub filter_state: Vec<(String, Vec<u8>, u32)>,
 }
 
 /// What outlives one request: metric values, shared data, the tick period.
@@ -60,6 +64,14 @@ pub(crate) struct Lasting {
     pub clock: u64,
     /// The lowest level written (`Level as u32`; 0, trace, by default).
     pub log_level: u32,
+    /// `vm_config.configuration`.
+    pub vm_configuration: Vec<u8>,
+    /// Shared queues by token - 1: (vm id, name, items).
+    pub queues: Vec<(String, String, std::collections::VecDeque<Vec<u8>>)>,
+    /// Queue tokens enqueued to, one per item, whose `on_queue_ready` is due.
+    pub ready: Vec<u32>,
+    /// A root hook (tick, queue) is running: there is no request to write on.
+    pub outside_request: bool,
 }
 
 /// Where the native clock starts.
@@ -319,4 +331,156 @@ pub(crate) fn now_nanos() -> Option<u64> {
     Some(lasting(
         |l| if l.clock == 0 { CLOCK_START } else { l.clock },
     ))
+}
+
+/// The vm id of the native host's plugin (Envoy: `vm_config.vm_id`).
+pub(crate) const VM_ID: &str = "weir-test";
+
+/// The filter-state keys the native host accepts, as Envoy accepts only keys it has
+/// an object factory for (its "well known filter state" list; any other is `NotFound`).
+pub(crate) const FILTER_STATE_KEYS: &[&str] = &[
+    "envoy.network.upstream_server_name",
+    "envoy.network.application_protocols",
+    "envoy.network.upstream_subject_alt_names",
+    "envoy.tcp_proxy.cluster",
+    "envoy.udp_proxy.cluster",
+    "envoy.network.transport_socket.original_dst_address",
+    "envoy.filters.listener.original_dst.local_ip",
+    "envoy.filters.listener.original_dst.remote_ip",
+    "envoy.upstream.dynamic_host",
+    "envoy.upstream.dynamic_port",
+    "envoy.string",
+];
+
+pub(crate) fn set_property(path: &[&str], value: &[u8]) -> u32 {
+    if lasting(|l| l.outside_request) {
+        return super::status::NOT_FOUND; // Envoy: no stream info outside a request
+    }
+    let key = path.join(".");
+    with(|s| {
+        s.properties.retain(|(k, _)| *k != key);
+        s.properties.push((key.clone(), value.to_vec()));
+        s.written.push((key, value.to_vec()));
+    });
+    super::status::OK
+}
+
+/// The fields of a `SetEnvoyFilterStateArguments` message, as Envoy parses it;
+/// `None` for bytes that are not one.
+fn filter_state_arguments(mut bytes: &[u8]) -> Option<(String, Vec<u8>, u32)> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let (mut path, mut value, mut span) = (String::new(), Vec::new(), 0);
+    while !bytes.is_empty() {
+        let tag = varint(&mut bytes)?;
+        match (tag >> 3, tag & 7) {
+            (field @ (1 | 2), 2) => {
+                let len = usize::try_from(varint(&mut bytes)?).ok()?;
+                let (data, rest) = (bytes.get(..len)?, bytes.get(len..)?);
+                bytes = rest;
+                if field == 1 {
+                    path = String::from_utf8(data.to_vec()).ok()?;
+                } else {
+                    value = data.to_vec();
+                }
+            }
+            (3, 0) => span = u32::try_from(varint(&mut bytes)?).ok()?,
+            _ => return None,
+        }
+    }
+    Some((path, value, span))
+}
+
+pub(crate) fn call_foreign(name: &str, args: &[u8]) -> Result<Vec<u8>, u32> {
+    if name != "set_envoy_filter_state" {
+        return Err(super::status::NOT_FOUND);
+    }
+    let (path, value, span) = filter_state_arguments(args).ok_or(super::status::BAD_ARGUMENT)?;
+    if !FILTER_STATE_KEYS.contains(&path.as_str()) || lasting(|l| l.outside_request) {
+        return Err(super::status::NOT_FOUND);
+    }
+    with(|s| {
+        s.filter_state.retain(|(k, _, _)| *k != path);
+        s.filter_state.push((path, value, span));
+    });
+    Ok(Vec::new())
+}
+
+pub(crate) fn vm_configuration() -> Vec<u8> {
+    lasting(|l| l.vm_configuration.clone())
+}
+
+pub(crate) fn get_metric(id: u32) -> Option<u64> {
+    let kind = METRIC_NAMES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(id as usize)
+        .map(|m| m.0)?;
+    if kind == MetricKind::Histogram {
+        return None;
+    }
+    lasting(|l| {
+        l.defined
+            .contains(&id)
+            .then(|| l.counters.get(&id).copied().unwrap_or(0) as u64)
+    })
+}
+
+pub(crate) fn queue_register(name: &str) -> Result<u32, u32> {
+    Ok(lasting(|l| {
+        match l
+            .queues
+            .iter()
+            .position(|(v, n, _)| v == VM_ID && n == name)
+        {
+            Some(i) => i as u32 + 1,
+            None => {
+                l.queues
+                    .push((VM_ID.to_owned(), name.to_owned(), Default::default()));
+                l.queues.len() as u32
+            }
+        }
+    }))
+}
+
+pub(crate) fn queue_resolve(vm_id: &str, name: &str) -> Result<u32, u32> {
+    lasting(|l| {
+        l.queues
+            .iter()
+            .position(|(v, n, _)| v == vm_id && n == name)
+            .map(|i| i as u32 + 1)
+            .ok_or(super::status::NOT_FOUND)
+    })
+}
+
+pub(crate) fn queue_enqueue(token: u32, bytes: &[u8]) -> u32 {
+    lasting(
+        |l| match l.queues.get_mut((token as usize).wrapping_sub(1)) {
+            Some((_, _, items)) => {
+                items.push_back(bytes.to_vec());
+                l.ready.push(token);
+                super::status::OK
+            }
+            None => super::status::NOT_FOUND,
+        },
+    )
+}
+
+pub(crate) fn queue_dequeue(token: u32) -> Result<Vec<u8>, u32> {
+    lasting(
+        |l| match l.queues.get_mut((token as usize).wrapping_sub(1)) {
+            Some((_, _, items)) => items.pop_front().ok_or(super::status::EMPTY),
+            None => Err(super::status::NOT_FOUND),
+        },
+    )
 }

@@ -340,3 +340,126 @@ pub(crate) fn now_nanos() -> Option<u64> {
     let mut nanos = 0;
     unsafe { (proxy_get_current_time_nanoseconds(&mut nanos) == OK).then_some(nanos) }
 }
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_call_foreign_function(
+        name: *const u8,
+        name_size: usize,
+        args: *const u8,
+        args_size: usize,
+        results: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_metric(id: u32, value: *mut u64) -> u32;
+    fn proxy_register_shared_queue(name: *const u8, name_size: usize, token: *mut u32) -> u32;
+    fn proxy_resolve_shared_queue(
+        vm_id: *const u8,
+        vm_id_size: usize,
+        name: *const u8,
+        name_size: usize,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_enqueue_shared_queue(token: u32, data: *const u8, data_size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(token: u32, data: *mut *mut u8, data_size: *mut usize) -> u32;
+}
+
+/// The property path as the ABI spells it: segments joined by NUL bytes.
+fn property_key(path: &[&str]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
+/// Writes a property (Envoy keeps it as filter state `wasm.<path>`); the ABI status.
+pub(crate) fn set_property(path: &[&str], value: &[u8]) -> u32 {
+    let key = property_key(path);
+    unsafe { proxy_set_property(key.as_ptr(), key.len(), value.as_ptr(), value.len()) }
+}
+
+/// Calls the host's foreign function `name`: what it returned, or the ABI status.
+pub(crate) fn call_foreign(name: &str, args: &[u8]) -> Result<Vec<u8>, u32> {
+    let (mut data, mut len) = (null_mut(), 0);
+    unsafe {
+        match proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            args.as_ptr(),
+            args.len(),
+            &mut data,
+            &mut len,
+        ) {
+            OK => Ok(take(data, len)),
+            status => Err(status),
+        }
+    }
+}
+
+/// `vm_config.configuration`, which Envoy keeps readable from any context.
+pub(crate) fn vm_configuration() -> Vec<u8> {
+    const VM_CONFIGURATION: u32 = 6;
+    buffer_get_raw(VM_CONFIGURATION, i32::MAX as usize)
+}
+
+fn buffer_get_raw(buffer: u32, max: usize) -> Vec<u8> {
+    let (mut data, mut len) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_buffer_bytes(buffer, 0, max, &mut data, &mut len) {
+            OK => take(data, len),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A counter's or gauge's current value (Envoy reads no histogram back).
+pub(crate) fn get_metric(id: u32) -> Option<u64> {
+    let mut value = 0;
+    unsafe { (proxy_get_metric(id, &mut value) == OK).then_some(value) }
+}
+
+pub(crate) fn queue_register(name: &str) -> Result<u32, u32> {
+    let mut token = 0;
+    match unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut token) } {
+        OK => Ok(token),
+        status => Err(status),
+    }
+}
+
+pub(crate) fn queue_resolve(vm_id: &str, name: &str) -> Result<u32, u32> {
+    let mut token = 0;
+    match unsafe {
+        proxy_resolve_shared_queue(
+            vm_id.as_ptr(),
+            vm_id.len(),
+            name.as_ptr(),
+            name.len(),
+            &mut token,
+        )
+    } {
+        OK => Ok(token),
+        status => Err(status),
+    }
+}
+
+pub(crate) fn queue_enqueue(token: u32, bytes: &[u8]) -> u32 {
+    unsafe { proxy_enqueue_shared_queue(token, bytes.as_ptr(), bytes.len()) }
+}
+
+pub(crate) fn queue_dequeue(token: u32) -> Result<Vec<u8>, u32> {
+    let (mut data, mut len) = (null_mut(), 0);
+    match unsafe { proxy_dequeue_shared_queue(token, &mut data, &mut len) } {
+        OK => Ok(unsafe { take(data, len) }),
+        status => Err(status),
+    }
+}

@@ -169,6 +169,11 @@ impl Proxy for NativeProxy {
         map(n).is_some_and(|m| native::map_remove(m, name))
     }
     fn buffer_get(&mut self, n: u32, start: usize, max: usize) -> Option<Vec<u8>> {
+        if n == weir_wasm_host::VM_CONFIGURATION {
+            let c = native::vm_configuration();
+            let start = start.min(c.len());
+            return Some(c[start..start.saturating_add(max).min(c.len())].to_vec());
+        }
         if n == PLUGIN_CONFIGURATION {
             let c = &self.configuration;
             let start = start.min(c.len());
@@ -238,6 +243,36 @@ impl Proxy for NativeProxy {
     }
     fn now_nanos(&mut self) -> Option<u64> {
         native::now_nanos()
+    }
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> i32 {
+        let path: Option<Vec<&str>> = path.iter().map(|p| text(p)).collect();
+        match path {
+            Some(path) => native::set_property(&path, value) as i32,
+            None => weir_wasm_host::BAD_ARGUMENT,
+        }
+    }
+    fn call_foreign(&mut self, name: &[u8], args: &[u8]) -> Result<Vec<u8>, i32> {
+        native::call_foreign(text(name).ok_or(weir_wasm_host::NOT_FOUND)?, args)
+            .map_err(|s| s as i32)
+    }
+    fn get_metric(&mut self, id: u32) -> Option<u64> {
+        native::get_metric(id)
+    }
+    fn queue_register(&mut self, name: &[u8]) -> Result<u32, i32> {
+        let name = text(name).ok_or(weir_wasm_host::BAD_ARGUMENT)?;
+        native::queue_register(name).map_err(|s| s as i32)
+    }
+    fn queue_resolve(&mut self, vm_id: &[u8], name: &[u8]) -> Result<u32, i32> {
+        let (Some(vm_id), Some(name)) = (text(vm_id), text(name)) else {
+            return Err(weir_wasm_host::NOT_FOUND);
+        };
+        native::queue_resolve(vm_id, name).map_err(|s| s as i32)
+    }
+    fn queue_enqueue(&mut self, token: u32, bytes: &[u8]) -> i32 {
+        native::queue_enqueue(token, bytes) as i32
+    }
+    fn queue_dequeue(&mut self, token: u32) -> Result<Vec<u8>, i32> {
+        native::queue_dequeue(token).map_err(|s| s as i32)
     }
     fn http_call(&mut self, call: HttpCall) -> Option<u32> {
         let headers: Option<Vec<(&str, &str)>> = call
@@ -374,6 +409,11 @@ impl Module {
             Some(1) => Action::Pause,
             _ => Action::Continue,
         }
+    }
+
+    /// `proxy_on_queue_ready` for `token` (nothing when the module has no queue hook).
+    pub(crate) fn queue_ready(&mut self, token: u32) {
+        self.must("proxy_on_queue_ready", &[ROOT, token as i32]);
     }
 
     /// `proxy_on_http_call_response` for `token`, with the answer in the host.

@@ -115,6 +115,13 @@ const PROVIDED: &[(&str, &str)] = &[
     ("env", "proxy_get_current_time_nanoseconds"),
     ("env", "proxy_http_call"),
     ("env", "proxy_set_effective_context"),
+    ("env", "proxy_set_property"),
+    ("env", "proxy_call_foreign_function"),
+    ("env", "proxy_get_metric"),
+    ("env", "proxy_register_shared_queue"),
+    ("env", "proxy_resolve_shared_queue"),
+    ("env", "proxy_enqueue_shared_queue"),
+    ("env", "proxy_dequeue_shared_queue"),
     ("wasi_snapshot_preview1", "environ_sizes_get"),
     ("wasi_snapshot_preview1", "args_sizes_get"),
     ("wasi_snapshot_preview1", "fd_write"),
@@ -128,6 +135,7 @@ pub(crate) fn link<P: Proxy + 'static>(
 ) -> Result<(), Trap> {
     proxy_calls(linker)?;
     more_proxy_calls(linker)?;
+    state_and_queue_calls(linker)?;
     wasi(linker)?;
     stubs(linker, module)
 }
@@ -379,6 +387,98 @@ fn more_proxy_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Result<
 }
 
 use crate::INTERNAL_FAILURE;
+
+/// Writes a token the proxy chose at `out`, or returns the refusal's status.
+fn token<P>(
+    caller: &mut Caller<'_, Host<P>>,
+    answer: Result<u32, i32>,
+    out: i32,
+) -> Result<i32, Trap> {
+    match answer {
+        Ok(token) => write(caller, out, &token.to_le_bytes()).map(|()| OK),
+        Err(status) => Ok(status),
+    }
+}
+
+/// Properties, filter state (foreign functions), metric reads and shared queues.
+fn state_and_queue_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Result<(), Trap> {
+    linker.func_wrap(
+        "env",
+        "proxy_set_property",
+        |mut caller: Caller<'_, Host<P>>, path: i32, len: i32, value: i32, value_len: i32| {
+            let (path, value) = (read(&caller, path, len)?, read(&caller, value, value_len)?);
+            let segments: Vec<&[u8]> = path.split(|b| *b == 0).collect();
+            Ok(proxy(&mut caller).set_property(&segments, &value))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |mut caller: Caller<'_, Host<P>>,
+         name: i32,
+         name_len: i32,
+         args: i32,
+         args_len: i32,
+         out: i32,
+         size: i32| {
+            let (name, args) = (
+                read(&caller, name, name_len)?,
+                read(&caller, args, args_len)?,
+            );
+            match proxy(&mut caller).call_foreign(&name, &args) {
+                Ok(result) => give(&mut caller, Some(result), out, size),
+                Err(status) => Ok(status),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_metric",
+        |mut caller: Caller<'_, Host<P>>, id: i32, out: i32| match proxy(&mut caller)
+            .get_metric(id as u32)
+        {
+            Some(value) => write(&mut caller, out, &value.to_le_bytes()).map(|()| OK),
+            None => Ok(NOT_FOUND),
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_register_shared_queue",
+        |mut caller: Caller<'_, Host<P>>, name: i32, len: i32, out: i32| {
+            let name = read(&caller, name, len)?;
+            let answer = proxy(&mut caller).queue_register(&name);
+            token(&mut caller, answer, out)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_resolve_shared_queue",
+        |mut caller: Caller<'_, Host<P>>, vm: i32, vm_len: i32, name: i32, len: i32, out: i32| {
+            let (vm_id, name) = (read(&caller, vm, vm_len)?, read(&caller, name, len)?);
+            let answer = proxy(&mut caller).queue_resolve(&vm_id, &name);
+            token(&mut caller, answer, out)
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_enqueue_shared_queue",
+        |mut caller: Caller<'_, Host<P>>, queue: i32, data: i32, len: i32| {
+            let bytes = read(&caller, data, len)?;
+            Ok(proxy(&mut caller).queue_enqueue(queue as u32, &bytes))
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_dequeue_shared_queue",
+        |mut caller: Caller<'_, Host<P>>, queue: i32, out: i32, size: i32| match proxy(&mut caller)
+            .queue_dequeue(queue as u32)
+        {
+            Ok(bytes) => give(&mut caller, Some(bytes), out, size),
+            Err(status) => Ok(status),
+        },
+    )?;
+    Ok(())
+}
 
 /// WASI's `ENOSYS`.
 const WASI_NOSYS: i32 = 52;

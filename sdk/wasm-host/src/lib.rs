@@ -40,6 +40,8 @@ pub use section::custom_section;
 
 /// proxy-wasm's buffer number for the plugin configuration.
 pub const PLUGIN_CONFIGURATION: u32 = 7;
+/// proxy-wasm's buffer number for the VM configuration (`vm_config.configuration`).
+pub const VM_CONFIGURATION: u32 = 6;
 
 /// proxy-wasm's `Ok` status.
 pub const OK: i32 = 0;
@@ -47,6 +49,8 @@ pub const OK: i32 = 0;
 pub const NOT_FOUND: i32 = 1;
 /// proxy-wasm's `BadArgument` status.
 pub const BAD_ARGUMENT: i32 = 2;
+/// proxy-wasm's `Empty` status (a queue with nothing to dequeue).
+pub const EMPTY: i32 = 7;
 /// proxy-wasm's `CasMismatch` status.
 pub const CAS_MISMATCH: i32 = 8;
 /// proxy-wasm's `InternalFailure` status.
@@ -174,6 +178,34 @@ pub trait Proxy {
     /// `proxy_set_effective_context`.
     fn set_effective_context(&mut self, context: u32) -> bool {
         true
+    }
+    /// `proxy_set_property`: the status (path segments split at NUL).
+    fn set_property(&mut self, path: &[&[u8]], value: &[u8]) -> i32 {
+        OK
+    }
+    /// `proxy_call_foreign_function`: the result, or the status.
+    fn call_foreign(&mut self, name: &[u8], args: &[u8]) -> Result<Vec<u8>, i32> {
+        Err(NOT_FOUND)
+    }
+    /// `proxy_get_metric`: a counter's or gauge's value.
+    fn get_metric(&mut self, id: u32) -> Option<u64> {
+        None
+    }
+    /// `proxy_register_shared_queue`: the queue's token, or the status.
+    fn queue_register(&mut self, name: &[u8]) -> Result<u32, i32> {
+        Err(NOT_FOUND)
+    }
+    /// `proxy_resolve_shared_queue`: the queue's token, or the status.
+    fn queue_resolve(&mut self, vm_id: &[u8], name: &[u8]) -> Result<u32, i32> {
+        Err(NOT_FOUND)
+    }
+    /// `proxy_enqueue_shared_queue`: the status.
+    fn queue_enqueue(&mut self, token: u32, bytes: &[u8]) -> i32 {
+        NOT_FOUND
+    }
+    /// `proxy_dequeue_shared_queue`: the item, or the status (`EMPTY` when none).
+    fn queue_dequeue(&mut self, token: u32) -> Result<Vec<u8>, i32> {
+        Err(NOT_FOUND)
     }
 }
 
