@@ -138,6 +138,10 @@ pub struct Bootstrap {
     /// `path_with_escaped_slashes_action: REJECT_REQUEST`). Only for tests of a
     /// filter's own path handling, and for comparison.
     pub raw_paths: bool,
+    /// Native HTTP filters (proto-JSON, as in Envoy's `http_filters`), placed after the Wasm
+    /// filters and before the router: the benchmark's native twins (RBAC, `local_ratelimit`,
+    /// `ext_authz`).
+    pub native_filters: Vec<Value>,
 }
 
 /// How large a request head the listener accepts.
@@ -178,6 +182,7 @@ impl Bootstrap {
             clusters: Vec::new(),
             header_limits: None,
             raw_paths: false,
+            native_filters: Vec::new(),
         }
     }
 
@@ -193,6 +198,7 @@ impl Bootstrap {
         };
         let mut http_filters: Vec<Value> =
             self.filters.iter().map(WasmFilter::http_filter).collect();
+        http_filters.extend(self.native_filters.iter().cloned());
         http_filters.push(
             json!({"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),
