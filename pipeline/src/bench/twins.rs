@@ -242,7 +242,9 @@ fn serialized_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-/// Scratch at 512 (returned pointer), 516 (returned size), 520 (cas / token / time).
+/// Scratch at 512 (returned pointer), 516 (returned size), 520 (cas / token), 528 (time);
+/// the ext-authz floor keeps each callout's stream at 4096 + 4 × (token mod 1024), since
+/// Envoy delivers the answer to the root context.
 fn floors() -> Vec<(&'static str, String)> {
     let source = "source\0address";
     let access = floor_wat(
@@ -293,7 +295,8 @@ fn floors() -> Vec<(&'static str, String)> {
         r#"(import "env" "proxy_get_header_map_value" (func $value (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_replace_header_map_value" (func $replace (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
-  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))"#,
+  (import "env" "proxy_continue_stream" (func $continue (param i32) (result i32)))
+  (import "env" "proxy_set_effective_context" (func $effective (param i32) (result i32)))"#,
         &format!(
             r#"(data (i32.const 1024) "authorization") (data (i32.const 1040) "x-user") (data (i32.const 1050) "{AUTHZ_CLUSTER}") (data (i32.const 1100) "{}") (data (i32.const 1400) "{}")"#,
             wat_bytes(&callout),
@@ -302,12 +305,14 @@ fn floors() -> Vec<(&'static str, String)> {
         &format!(
             "(drop (call $value (i32.const 0) (i32.const 1024) (i32.const 13) (i32.const 512) (i32.const 516)))
     (drop (call $call (i32.const 1050) (i32.const {}) (i32.const 1100) (i32.const {}) (i32.const 0) (i32.const 0) (i32.const 1400) (i32.const {}) (i32.const 2000) (i32.const 520)))
+    (i32.store (i32.add (i32.const 4096) (i32.shl (i32.and (i32.load (i32.const 520)) (i32.const 1023)) (i32.const 2))) (local.get 0))
     (i32.const 1)",
             AUTHZ_CLUSTER.len(),
             callout.len(),
             empty.len()
         ),
         r#"(func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+    (drop (call $effective (i32.load (i32.add (i32.const 4096) (i32.shl (i32.and (local.get 1) (i32.const 1023)) (i32.const 2))))))
     (drop (call $value (i32.const 6) (i32.const 1040) (i32.const 6) (i32.const 512) (i32.const 516)))
     (drop (call $replace (i32.const 0) (i32.const 1040) (i32.const 6) (i32.load (i32.const 512)) (i32.load (i32.const 516))))
     (drop (call $continue (i32.const 0))))"#,
@@ -460,14 +465,18 @@ fn probes(group: &str) -> Vec<(&'static str, Vec<(&'static str, &'static [u8])>,
 /// Sends the group's probes; fails when the variant does not answer as its policy says.
 fn check(t: &Twin, envoy: &Envoy) -> Result<()> {
     if t.role == Role::Floor || t.role == Role::Baseline {
-        let r = envoy.get(PATH, &[])?;
+        let r = envoy
+            .get(PATH, &[])
+            .with_context(|| format!("{}: GET {PATH} got no answer", t.name))?;
         if r.status != 200 {
             bail!("{}: answered {} to a plain GET {PATH}", t.name, r.status);
         }
         return Ok(());
     }
     for (path, headers, want) in probes(t.group) {
-        let r = envoy.get(path, &headers)?;
+        let r = envoy
+            .get(path, &headers)
+            .with_context(|| format!("{}: GET {path} got no answer", t.name))?;
         if r.status != want {
             bail!(
                 "{}: GET {path} with {:?} answered {}, not {want}: the twins do not enforce the same policy",
