@@ -41,6 +41,8 @@ pub enum Role {
 /// One Envoy configuration to measure.
 struct Twin {
     name: String,
+    /// The module and its configuration, for the wasmi count.
+    module: Option<(PathBuf, String)>,
     group: &'static str,
     role: Role,
     filters: Vec<WasmFilter>,
@@ -60,6 +62,10 @@ pub struct Measured {
     pub role: Role,
     /// Envoy's instructions per request under callgrind (V8's JIT code included).
     pub instructions: Option<f64>,
+    /// Host calls per request inside the module, on the twins' request (wasmi).
+    pub host_calls: Option<f64>,
+    /// Wasm instructions per request inside the module, on the twins' request (wasmi).
+    pub wasm_instructions: Option<f64>,
     /// Every round's wrk run.
     pub runs: Vec<Run>,
     /// Median req/s over the rounds.
@@ -350,8 +356,12 @@ fn weir(name: &str, config: &str) -> Result<WasmFilter> {
 }
 
 fn twins(authz: &str) -> Result<Vec<Twin>> {
-    let twin = |name: &str, group, role, filters, native, authz| Twin {
+    let twin = |name: &str, group, role, filters: Vec<WasmFilter>, native, authz| Twin {
         name: name.to_owned(),
+        module: filters.first().and_then(|f| match &f.code {
+            Code::Local(path) => Some((path.clone(), f.configuration.clone().unwrap_or_default())),
+            _ => None,
+        }),
         group,
         role,
         filters,
@@ -587,14 +597,24 @@ pub fn run(options: &Options, out: &Path) -> Result<(Report, String)> {
         .iter()
         .zip(runs)
         .zip(instructions)
-        .map(|((t, runs), instructions)| Measured {
-            name: t.name.clone(),
-            group: t.group.to_owned(),
-            role: t.role,
-            instructions,
-            rps: median(runs.iter().map(|r| r.rps).collect()),
-            envoy_cpu_us: median(runs.iter().map(|r| r.envoy_cpu_us).collect()),
-            runs,
+        .map(|((t, runs), instructions)| {
+            let work = t.module.as_ref().and_then(|(path, config)| {
+                let wasm = std::fs::read(path).ok()?;
+                request_work(&wasm, config)
+                    .map_err(|e| eprintln!("  {}: work not counted: {e:#}", t.name))
+                    .ok()
+            });
+            Measured {
+                name: t.name.clone(),
+                host_calls: work.map(|w| w.0),
+                wasm_instructions: work.map(|w| w.1),
+                group: t.group.to_owned(),
+                role: t.role,
+                instructions,
+                rps: median(runs.iter().map(|r| r.rps).collect()),
+                envoy_cpu_us: median(runs.iter().map(|r| r.envoy_cpu_us).collect()),
+                runs,
+            }
         })
         .collect();
     let report = Report {
@@ -624,7 +644,7 @@ fn find<'a>(r: &'a Report, group: &str, role: Role) -> Option<&'a Measured> {
 /// The report as markdown: one table, each weir filter's ratio to its twin and floor.
 pub fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "| group | variant | Envoy instructions / request | over no filter | × twin | median req/s ({} × {} s, {} conn.) | Envoy CPU / request |\n|---|---|---:|---:|---:|---:|---:|\n",
+        "| group | variant | Envoy instructions / request | over no filter | × twin | host calls | wasm instructions | median req/s ({} × {} s, {} conn.) | Envoy CPU / request |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
         r.rounds, r.seconds, r.connections
     );
     let base = find(r, "envoy", Role::Baseline).and_then(|v| v.instructions);
@@ -645,9 +665,11 @@ pub fn markdown(r: &Report) -> String {
             v.name.clone()
         };
         s += &format!(
-            "| {} | {name} | {} | {over} | {times} | {} | {} |\n",
+            "| {} | {name} | {} | {over} | {times} | {} | {} | {} | {} |\n",
             v.group,
             cell(v.instructions),
+            v.host_calls.map_or("—".to_owned(), |x| format!("{x:.1}")),
+            cell(v.wasm_instructions),
             if v.runs.is_empty() {
                 "—".into()
             } else {
@@ -727,4 +749,231 @@ pub fn chart(r: &Report) -> String {
         }
     }
     svg + "</svg>\n"
+}
+
+/// The twins' request as a wasmi host sees it (`bench --work`'s host answers nothing
+/// found, so it measures a filter's deny path): Envoy's request headers for the
+/// measured GET, a loopback source, shared data, and an authorization service that
+/// allows with `x-user: alice`.
+struct TwinHost {
+    configuration: Vec<u8>,
+    shared: std::collections::HashMap<Vec<u8>, (Vec<u8>, u32)>,
+    calls: u32,
+}
+
+impl TwinHost {
+    fn request_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut pairs: Vec<(&str, &str)> = vec![
+            (":authority", "localhost"),
+            (":path", PATH),
+            (":method", "GET"),
+            (":scheme", "http"),
+        ];
+        pairs.extend(HEADERS);
+        pairs.extend([
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "6a0b7c52-4bd4-4b51-9a5c-0d9f3c1e2a77"),
+        ]);
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn map(map: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        match map {
+            0 => Self::request_headers(),
+            // The authorization service's answer (HttpCallResponseHeaders).
+            6 => vec![
+                (b":status".to_vec(), b"200".to_vec()),
+                (b"x-user".to_vec(), b"alice".to_vec()),
+                (b"content-length".to_vec(), b"0".to_vec()),
+            ],
+            _ => vec![],
+        }
+    }
+}
+
+impl weir_wasm_host::Proxy for TwinHost {
+    fn map_get(&mut self, map: u32, name: &[u8]) -> Option<Vec<u8>> {
+        Self::map(map)
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+    fn map_pairs(&mut self, map: u32) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        Some(Self::map(map))
+    }
+    fn map_set(&mut self, _: u32, _: &[u8], _: &[u8]) -> bool {
+        true
+    }
+    fn map_add(&mut self, _: u32, _: &[u8], _: &[u8]) -> bool {
+        true
+    }
+    fn map_remove(&mut self, _: u32, _: &[u8]) -> bool {
+        true
+    }
+    fn buffer_get(&mut self, buffer: u32, start: usize, max: usize) -> Option<Vec<u8>> {
+        if buffer != weir_wasm_host::PLUGIN_CONFIGURATION {
+            return None;
+        }
+        let c = &self.configuration;
+        let start = start.min(c.len());
+        Some(c[start..start.saturating_add(max).min(c.len())].to_vec())
+    }
+    fn property(&mut self, path: &[&[u8]]) -> Option<Vec<u8>> {
+        match path {
+            [b"source", b"address"] => Some(b"127.0.0.1:40000".to_vec()),
+            [b"request", b"path"] => Some(PATH.as_bytes().to_vec()),
+            [b"request", b"host"] => Some(b"localhost".to_vec()),
+            [b"request", b"method"] => Some(b"GET".to_vec()),
+            _ => None,
+        }
+    }
+    fn define_metric(&mut self, _: u32, _: &[u8]) -> Option<u32> {
+        Some(1)
+    }
+    fn increment_metric(&mut self, _: u32, _: i64) -> bool {
+        true
+    }
+    fn shared_get(&mut self, key: &[u8]) -> Option<(Vec<u8>, u32)> {
+        self.shared.get(key).cloned()
+    }
+    fn shared_set(&mut self, key: &[u8], value: &[u8], cas: u32) -> i32 {
+        let entry = self.shared.entry(key.to_vec()).or_insert((Vec::new(), 0));
+        if cas != 0 && cas != entry.1 {
+            return weir_wasm_host::CAS_MISMATCH;
+        }
+        *entry = (value.to_vec(), entry.1 + 1);
+        weir_wasm_host::OK
+    }
+    fn continue_stream(&mut self, _: u32) -> bool {
+        true
+    }
+    fn now_nanos(&mut self) -> Option<u64> {
+        Some(1_800_000_000_000_000_000)
+    }
+    fn http_call(&mut self, _: weir_wasm_host::HttpCall) -> Option<u32> {
+        self.calls += 1;
+        Some(self.calls)
+    }
+    fn set_effective_context(&mut self, _: u32) -> bool {
+        true
+    }
+}
+
+/// Per-request work inside a module for the twins' request: (host calls, wasm
+/// instructions), over 10,000 requests after 1,000 warm-up ones.
+pub fn request_work(wasm: &[u8], configuration: &str) -> Result<(f64, f64)> {
+    let host = TwinHost {
+        configuration: configuration.as_bytes().to_vec(),
+        shared: Default::default(),
+        calls: 0,
+    };
+    let run = move || -> Result<(f64, f64)> {
+        let mut m =
+            weir_wasm_host::Instance::new(wasm, host).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut call =
+            |m: &mut weir_wasm_host::Instance<TwinHost>, name: &str, args: &[i32]| -> Result<()> {
+                if m.exports(name) {
+                    m.call(name, args)
+                        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+                }
+                Ok(())
+            };
+        call(&mut m, "_initialize", &[])?;
+        call(&mut m, "proxy_on_context_create", &[1, 0])?;
+        call(&mut m, "proxy_on_vm_start", &[1, 0])?;
+        call(
+            &mut m,
+            "proxy_on_configure",
+            &[1, configuration.len() as i32],
+        )?;
+        let mut one = |m: &mut weir_wasm_host::Instance<TwinHost>, id: i32| -> Result<()> {
+            call(m, "proxy_on_context_create", &[id, 1])?;
+            let before = m.proxy().calls;
+            call(m, "proxy_on_request_headers", &[id, 8, 1])?;
+            let token = m.proxy().calls;
+            if token != before {
+                call(
+                    m,
+                    "proxy_on_http_call_response",
+                    &[1, token as i32, 3, 0, 0],
+                )?;
+            }
+            call(m, "proxy_on_response_headers", &[id, 3, 1])?;
+            call(m, "proxy_on_log", &[id])?;
+            call(m, "proxy_on_delete", &[id])
+        };
+        for id in 0..1_000 {
+            one(&mut m, 2 + id)?;
+        }
+        let (calls, instructions) = (m.host_calls(), m.instructions());
+        for id in 0..10_000 {
+            one(&mut m, 1_002 + id)?;
+        }
+        Ok((
+            (m.host_calls() - calls) as f64 / 10_000.0,
+            (m.instructions() - instructions) as f64 / 10_000.0,
+        ))
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn_scoped(scope, run)
+            .context("cannot start the interpreter thread")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the request-work run panicked"))?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floors_assemble_and_each_group_has_one() {
+        let floors = floors();
+        for group in ["access-control", "rate-limit", "ext-authz"] {
+            let (_, wat) = floors.iter().find(|(g, _)| *g == group).unwrap();
+            wat::parse_str(wat).unwrap_or_else(|e| panic!("{group}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_authorization_service_allows_only_the_good_token() {
+        let addr = authz_service().unwrap();
+        let ask = |auth: &str| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "GET /check/x HTTP/1.1\r\nhost: a\r\nauthorization: {auth}\r\n\r\n"
+            )
+            .unwrap();
+            let mut pending = Vec::new();
+            envoy::read_response(&mut s, &mut pending).unwrap()
+        };
+        let good = ask("Bearer good");
+        assert_eq!(good.status, 200);
+        assert_eq!(good.header_str("x-user").as_deref(), Some("alice"));
+        assert_eq!(ask("Bearer bad").status, 403);
+    }
+
+    /// `WEIR_TWIN_WORK="a.wasm=CONFIG-FILE;b.wasm=CONFIG-FILE" cargo test -p weir-build --lib
+    /// twin_work -- --ignored --nocapture`: the per-request work of any module on the
+    /// twins' request (to compare a module before and after a change).
+    #[test]
+    #[ignore]
+    fn twin_work() {
+        let list = std::env::var("WEIR_TWIN_WORK").expect("WEIR_TWIN_WORK");
+        for item in list.split(';').filter(|s| !s.is_empty()) {
+            let (module, config) = item.split_once('=').expect("module=config-file");
+            let wasm = std::fs::read(module).unwrap();
+            let config = std::fs::read_to_string(config).unwrap();
+            let (calls, instructions) = request_work(&wasm, &config).unwrap();
+            println!(
+                "{module}: {calls:.1} host calls, {instructions:.0} wasm instructions per request"
+            );
+        }
+    }
 }
