@@ -138,7 +138,7 @@ fn local_ratelimit() -> Value {
 /// The cluster both ext-authz twins call.
 const AUTHZ_CLUSTER: &str = "ext-authz";
 
-const EXT_AUTHZ: &str = r#"{"cluster": "ext-authz", "path_prefix": "/check", "timeout_ms": 2000,
+const EXT_AUTHZ: &str = r#"{"cluster": "ext-authz", "path_prefix": "/check", "timeout_ms": 30000,
   "forward_headers": ["authorization"], "upstream_headers": ["x-user"]}"#;
 
 fn native_ext_authz(authz: &str) -> Value {
@@ -146,7 +146,7 @@ fn native_ext_authz(authz: &str) -> Value {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
         "transport_api_version": "V3",
         "http_service": {
-            "server_uri": {"uri": format!("http://{authz}"), "cluster": AUTHZ_CLUSTER, "timeout": "2s"},
+            "server_uri": {"uri": format!("http://{authz}"), "cluster": AUTHZ_CLUSTER, "timeout": "30s"},
             "path_prefix": "/check",
             "authorization_request": {"allowed_headers": {"patterns": [{"exact": "authorization"}]}},
             "authorization_response": {"allowed_upstream_headers": {"patterns": [{"exact": "x-user"}]}},
@@ -310,7 +310,7 @@ fn floors() -> Vec<(&'static str, String)> {
         ),
         &format!(
             "(drop (call $value (i32.const 0) (i32.const 1024) (i32.const 13) (i32.const 512) (i32.const 516)))
-    (drop (call $call (i32.const 1050) (i32.const {}) (i32.const 1100) (i32.const {}) (i32.const 0) (i32.const 0) (i32.const 1400) (i32.const {}) (i32.const 2000) (i32.const 520)))
+    (drop (call $call (i32.const 1050) (i32.const {}) (i32.const 1100) (i32.const {}) (i32.const 0) (i32.const 0) (i32.const 1400) (i32.const {}) (i32.const 30000) (i32.const 520)))
     (i32.store (i32.add (i32.const 4096) (i32.shl (i32.and (i32.load (i32.const 520)) (i32.const 1023)) (i32.const 2))) (local.get 0))
     (i32.const 1)",
             AUTHZ_CLUSTER.len(),
@@ -582,15 +582,20 @@ pub fn run(options: &Options, out: &Path) -> Result<(Report, String)> {
         for (i, t) in twins.iter().enumerate() {
             let dir = tempfile::tempdir()?;
             eprintln!("  {:<40} under callgrind ...", t.name);
-            let per = super::count_instructions_of(
+            // One variant that cannot be counted leaves a gap in the table, not an
+            // empty table.
+            match super::count_instructions_of(
                 &bootstrap(t, &authz)?,
                 &request(),
                 &envoy_bin,
                 dir.path(),
-            )
-            .with_context(|| format!("{}: cannot count instructions", t.name))?;
-            eprintln!("  {:<40} {per:>10.0} instructions per request", t.name);
-            instructions[i] = Some(per);
+            ) {
+                Ok(per) => {
+                    eprintln!("  {:<40} {per:>10.0} instructions per request", t.name);
+                    instructions[i] = Some(per);
+                }
+                Err(e) => eprintln!("  {:<40} not counted: {e:#}", t.name),
+            }
         }
     }
     let variants: Vec<Measured> = twins
