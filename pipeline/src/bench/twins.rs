@@ -964,6 +964,51 @@ mod tests {
         assert_eq!(ask("Bearer bad").status, 403);
     }
 
+    /// `WEIR_TWIN_MODULES="group=a.wasm;…" cargo test -p weir-build --lib twin_instructions
+    /// -- --ignored --nocapture`: Envoy's instructions per request (callgrind) for other
+    /// builds of a group's weir filter, with that group's configuration and request (to
+    /// count a filter before and after a change in one session).
+    #[test]
+    #[ignore]
+    fn twin_instructions() {
+        let list = std::env::var("WEIR_TWIN_MODULES").expect("WEIR_TWIN_MODULES");
+        let authz = authz_service().unwrap();
+        let envoy_bin = super::super::envoy_binary().unwrap();
+        for item in list.split(';').filter(|s| !s.is_empty()) {
+            let (group, module) = item.split_once('=').expect("group=module");
+            let config = match group {
+                "access-control" => ACCESS_CONTROL,
+                "rate-limit" => RATE_LIMIT,
+                "ext-authz" => EXT_AUTHZ,
+                other => panic!("no group {other}"),
+            };
+            let t = Twin {
+                name: module.to_owned(),
+                module: None,
+                group: "x",
+                role: Role::Weir,
+                filters: vec![WasmFilter {
+                    name: group.to_owned(),
+                    root_id: group.to_owned(),
+                    code: Code::Local(PathBuf::from(module)),
+                    configuration: Some(config.to_owned()),
+                    failure_policy: None,
+                }],
+                native: vec![],
+                authz: group == "ext-authz",
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let per = super::super::count_instructions_of(
+                &bootstrap(&t, &authz).unwrap(),
+                &request(),
+                &envoy_bin,
+                dir.path(),
+            )
+            .unwrap();
+            println!("{group} {module}: {per:.0} Envoy instructions per request");
+        }
+    }
+
     /// `WEIR_TWIN_WORK="a.wasm=CONFIG-FILE;b.wasm=CONFIG-FILE" cargo test -p weir-build --lib
     /// twin_work -- --ignored --nocapture`: the per-request work of any module on the
     /// twins' request (to compare a module before and after a change).

@@ -12,10 +12,9 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench --work             per-request work in each filter (interpreter, deterministic)
   cargo xtask bench --sizes            every filter's module size on both targets
   cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
-  cargo xtask bench --twins            each filter vs its native Envoy twin (RBAC, local_ratelimit, ext_authz)
-                                       and its Wasm floor: req/s rounds, then callgrind (needs valgrind; ~20 min)
-  cargo xtask bench --twins --quick    the same, one 2 s round, no callgrind (checks the twins agree)
-  cargo xtask bench --streaming        MiB/s through redact vs no filter, 1 MiB and 100 MiB responses
+  cargo xtask bench --twins            each filter vs its native twin and Wasm floor (callgrind, req/s)
+  cargo xtask bench --twins --quick    one 2 s round, no callgrind: checks each pair agrees
+  cargo xtask bench --streaming        MiB/s through redact vs no filter, 1 MiB and 100 MiB bodies
   cargo xtask bench --streaming --rounds 3 --seconds 5
   cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
 
