@@ -353,3 +353,30 @@ pub fn markdown(r: &Report) -> String {
     }
     s + &format!("\nGoal: a streaming filter ≥ {GOAL}× no filter's bytes per second.\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_transfer_rates_in_each_unit() {
+        let out = "  4 requests in 5.00s, 400.00MB read\nRequests/sec:      0.80\nTransfer/sec:     80.00MB\n";
+        assert_eq!(parse_transfer(out), Some(80.0 * 1024.0 * 1024.0));
+        assert_eq!(
+            parse_transfer("Transfer/sec: 1.50GB"),
+            Some(1.5 * (1u64 << 30) as f64)
+        );
+        assert_eq!(
+            parse_transfer("Transfer/sec: 512.00KB"),
+            Some(512.0 * 1024.0)
+        );
+        assert_eq!(parse_transfer("Transfer/sec: 12B"), Some(12.0));
+        assert_eq!(parse_transfer("Requests/sec: 3"), None);
+        assert_eq!(parse_transfer("Transfer/sec: 3TB"), None);
+    }
+
+    #[test]
+    fn the_body_floor_assembles() {
+        wat::parse_str(FLOOR_WAT).unwrap();
+    }
+}

@@ -450,8 +450,11 @@ fn request() -> Vec<u8> {
     (r + "\r\n").into_bytes()
 }
 
-/// Probes that show a pair enforces one policy: (path, headers, status each twin must give).
-fn probes(group: &str) -> Vec<(&'static str, Vec<(&'static str, &'static [u8])>, u16)> {
+/// A probe: path, headers, the status each twin must give.
+type Probe = (&'static str, Vec<(&'static str, &'static [u8])>, u16);
+
+/// Probes that show a pair enforces one policy.
+fn probes(group: &str) -> Vec<Probe> {
     let measured: Vec<(&'static str, &'static [u8])> =
         HEADERS.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
     let mut out = vec![(PATH, measured, 200)];
@@ -878,7 +881,7 @@ pub fn request_work(wasm: &[u8], configuration: &str) -> Result<(f64, f64)> {
     let run = move || -> Result<(f64, f64)> {
         let mut m =
             weir_wasm_host::Instance::new(wasm, host).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut call =
+        let call =
             |m: &mut weir_wasm_host::Instance<TwinHost>, name: &str, args: &[i32]| -> Result<()> {
                 if m.exports(name) {
                     m.call(name, args)
@@ -894,7 +897,7 @@ pub fn request_work(wasm: &[u8], configuration: &str) -> Result<(f64, f64)> {
             "proxy_on_configure",
             &[1, configuration.len() as i32],
         )?;
-        let mut one = |m: &mut weir_wasm_host::Instance<TwinHost>, id: i32| -> Result<()> {
+        let one = |m: &mut weir_wasm_host::Instance<TwinHost>, id: i32| -> Result<()> {
             call(m, "proxy_on_context_create", &[id, 1])?;
             let before = m.proxy().calls;
             call(m, "proxy_on_request_headers", &[id, 8, 1])?;
