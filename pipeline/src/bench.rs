@@ -13,6 +13,9 @@ use crate::envoy::{self, Bootstrap, Code, Envoy, WasmFilter};
 use crate::project::{self, Filter};
 use crate::toolchain::Target;
 
+pub mod streaming;
+pub mod twins;
+
 /// What `bench` measures (see each field); [`run`] picks one of its four measurements.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -45,6 +48,13 @@ pub struct Options {
     pub config: Option<String>,
     /// Where the report goes (default: target/bench in the workspace).
     pub out: Option<PathBuf>,
+    /// Instead of the comparison: each weir filter against its native Envoy twin and its
+    /// Wasm floor ([`twins`]): req/s over `rounds`, then instructions under callgrind
+    /// unless `quick`.
+    pub twins: bool,
+    /// Instead of the comparison: bytes per second through redact against no filter,
+    /// 1 MiB and 100 MiB responses ([`streaming`]).
+    pub streaming: bool,
 }
 
 /// One wrk run.
@@ -609,6 +619,16 @@ pub enum Outcome {
         /// The table and ratios as markdown.
         markdown: String,
     },
+    /// `--twins`: each filter against its native twin (`twins.json`, `twins.md`, `twins.svg`).
+    Twins {
+        /// The table as markdown.
+        markdown: String,
+    },
+    /// `--streaming`: bytes per second through redact (`streaming.json`, `streaming.md`).
+    Streaming {
+        /// The table as markdown.
+        markdown: String,
+    },
 }
 
 /// Where the reports go: `options.out`, else target/bench in the workspace.
@@ -653,6 +673,30 @@ pub fn run(options: &Options) -> Result<Outcome> {
                 "the comparison needs weir's own repository (its raw proxy-wasm baseline, benches/raw-add-header); \
                  in this project `cargo xtask bench --sizes` and `--work` measure your filters"
             );
+        }
+        if this.twins {
+            let (rounds, seconds) = if this.quick {
+                (1, 2)
+            } else {
+                (this.rounds, this.seconds)
+            };
+            let options = twins::Options {
+                rounds,
+                seconds,
+                connections: this.connections,
+                instructions: !this.quick,
+            };
+            let (_, markdown) = twins::run(&options, &out)?;
+            return Ok(Outcome::Twins { markdown });
+        }
+        if this.streaming {
+            let (rounds, seconds) = if this.quick {
+                (1, 2)
+            } else {
+                (this.rounds, this.seconds)
+            };
+            let (_, markdown) = streaming::run(&streaming::Options { rounds, seconds }, &out)?;
+            return Ok(Outcome::Streaming { markdown });
         }
         if this.instructions {
             return Ok(Outcome::Instructions {
@@ -991,14 +1035,17 @@ fn envoy_binary() -> Result<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-/// Sends `n` GETs on one keep-alive connection, each answer read by its content-length.
-fn keep_alive_gets(port: u16, n: usize) -> Result<()> {
+/// The request `bench --instructions` counts.
+const PLAIN_GET: &[u8] = b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n";
+
+/// Sends `request` `n` times on one keep-alive connection, each answer read by its content-length.
+fn keep_alive_gets(port: u16, n: usize, request: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
     let mut pending = Vec::new();
     for _ in 0..n {
-        stream.write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\n\r\n")?;
+        stream.write_all(request)?;
         let answer = envoy::read_response(&mut stream, &mut pending)?;
         if answer.status != 200 {
             bail!("envoy answered {} during the counted run", answer.status);
@@ -1017,6 +1064,17 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
     if subject.native {
         b.native_response_headers = vec![("hello".into(), "hello details".into())];
     }
+    count_instructions_of(&b, PLAIN_GET, envoy_bin, dir)
+}
+
+/// Envoy with bootstrap `b` under callgrind: instructions per `request` (sent on one
+/// keep-alive connection, answered 200) over the counted requests.
+fn count_instructions_of(
+    b: &Bootstrap,
+    request: &[u8],
+    envoy_bin: &Path,
+    dir: &Path,
+) -> Result<f64> {
     let config = dir.join("envoy.json");
     // scratch: the benchmark's temporary directory.
     std::fs::write(&config, serde_json::to_vec_pretty(&b.to_json()?)?)?;
@@ -1056,7 +1114,7 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
-        keep_alive_gets(b.listen_port, WARM_REQUESTS)?;
+        keep_alive_gets(b.listen_port, WARM_REQUESTS, request)?;
         let pid = child.id().to_string();
         let control = |flag: &str| -> Result<()> {
             let ok = Command::new("callgrind_control")
@@ -1071,7 +1129,7 @@ fn count_instructions(subject: &Subject, envoy_bin: &Path, dir: &Path) -> Result
             Ok(())
         };
         control("-z")?;
-        keep_alive_gets(b.listen_port, COUNTED_REQUESTS)?;
+        keep_alive_gets(b.listen_port, COUNTED_REQUESTS, request)?;
         control("-d")?;
         // The dump is written next to the profile with a numeric suffix.
         let dump = std::fs::read_dir(dir)?

@@ -142,6 +142,10 @@ pub struct Bootstrap {
     /// listener and to the upstream: Envoy's `enable_trailers`, off by default (then
     /// Envoy drops them).
     pub http1_trailers: bool,
+    /// Native HTTP filters (proto-JSON, as in Envoy's `http_filters`), placed after the Wasm
+    /// filters and before the router: the benchmark's native twins (RBAC, `local_ratelimit`,
+    /// `ext_authz`).
+    pub native_filters: Vec<Value>,
 }
 
 /// How large a request head the listener accepts.
@@ -183,6 +187,7 @@ impl Bootstrap {
             header_limits: None,
             raw_paths: false,
             http1_trailers: false,
+            native_filters: Vec::new(),
         }
     }
 
@@ -198,6 +203,7 @@ impl Bootstrap {
         };
         let mut http_filters: Vec<Value> =
             self.filters.iter().map(WasmFilter::http_filter).collect();
+        http_filters.extend(self.native_filters.iter().cloned());
         http_filters.push(
             json!({"name": "envoy.filters.http.router", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}),

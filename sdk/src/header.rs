@@ -357,6 +357,26 @@ impl Headers {
         self.get(name).is_some()
     }
 
+    /// Every header at once, in one host call, to look up several headers (or every
+    /// copy of one) without a host call or a copy each. The snapshot is the map as it
+    /// was when taken: writes made after it do not show in it.
+    ///
+    /// ```
+    /// # fn hook(cx: &mut weir::Request<'_, ()>) -> weir::Result {
+    /// let headers = cx.headers().snapshot();
+    /// let key = headers.get("x-api-key");                     // Option<&[u8]>, no copy
+    /// let admin = headers.get_all("x-role").any(|v| v == b"admin");
+    /// if key != Some(&b"demo-key"[..]) && !admin {
+    ///     return cx.reply(weir::LocalReply::new(403));
+    /// }
+    /// # Ok(weir::Action::Continue) }
+    /// ```
+    pub fn snapshot(&self) -> HeaderSnapshot {
+        HeaderSnapshot {
+            bytes: host::map_pairs_bytes(self.map),
+        }
+    }
+
     /// Every header in order, names as the host gives them (lowercase in Envoy).
     pub fn iter(&self) -> impl Iterator<Item = (String, Value)> {
         host::map_pairs(self.map)
@@ -478,5 +498,152 @@ mod tests {
         let v = Value(vec![b'a', 0xff]);
         assert_eq!(v.to_str(), None);
         assert_eq!(v.as_bytes(), b"a\xff");
+    }
+}
+
+/// Every header of one map, read in one host call ([`Headers::snapshot`]) and looked
+/// up in place: names and values are slices of the host's answer, never copied.
+/// Names compare case-insensitively. A damaged answer yields the headers before the
+/// damage; nothing here panics.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderSnapshot {
+    bytes: Vec<u8>,
+}
+
+impl HeaderSnapshot {
+    /// Every header in the host's order, names as the host gives them (lowercase in Envoy).
+    pub fn iter(&self) -> SnapshotIter<'_> {
+        let count = u32_at(&self.bytes, 0).unwrap_or(0);
+        SnapshotIter {
+            bytes: &self.bytes,
+            index: 0,
+            count,
+            data: count.saturating_mul(8).saturating_add(4),
+        }
+    }
+
+    /// The first value of `name`, or `None`.
+    pub fn get(&self, name: impl AsHeaderName) -> Option<&[u8]> {
+        let name = name.name_bytes();
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(
+        &'a self,
+        name: impl AsHeaderName + 'a,
+    ) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name.name_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// True when `name` is present.
+    pub fn contains(&self, name: impl AsHeaderName) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// The headers of a [`HeaderSnapshot`]: `(name, value)` slices.
+#[derive(Debug, Clone)]
+pub struct SnapshotIter<'a> {
+    bytes: &'a [u8],
+    index: usize,
+    count: usize,
+    data: usize,
+}
+
+impl<'a> Iterator for SnapshotIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.count {
+            return None;
+        }
+        let sizes = self.index.checked_mul(8)?.checked_add(4)?;
+        let (Some(klen), Some(vlen)) = (u32_at(self.bytes, sizes), u32_at(self.bytes, sizes + 4))
+        else {
+            self.index = self.count;
+            return None;
+        };
+        let key = self
+            .data
+            .checked_add(klen)
+            .and_then(|end| self.bytes.get(self.data..end));
+        let value_at = self.data.saturating_add(klen).saturating_add(1);
+        let value = value_at
+            .checked_add(vlen)
+            .and_then(|end| self.bytes.get(value_at..end));
+        let (Some(key), Some(value)) = (key, value) else {
+            self.index = self.count;
+            return None;
+        };
+        self.data = value_at.saturating_add(vlen).saturating_add(1);
+        self.index += 1;
+        Some((key, value))
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::HeaderSnapshot;
+
+    fn snapshot(pairs: &[(&str, &str)]) -> HeaderSnapshot {
+        let refs: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        HeaderSnapshot {
+            bytes: crate::host::serialize_pairs(&refs),
+        }
+    }
+
+    #[test]
+    fn looks_up_names_case_insensitively_and_every_copy_in_order() {
+        let s = snapshot(&[
+            (":path", "/a"),
+            ("x-role", "user"),
+            ("X-Role", "admin"),
+            ("empty", ""),
+        ]);
+        assert_eq!(s.get(":path"), Some(&b"/a"[..]));
+        assert_eq!(s.get("x-ROLE"), Some(&b"user"[..]));
+        assert_eq!(
+            s.get_all("x-role").collect::<Vec<_>>(),
+            [&b"user"[..], &b"admin"[..]]
+        );
+        assert_eq!(s.get("empty"), Some(&b""[..]));
+        assert!(!s.contains("x-missing"));
+        assert_eq!(s.iter().count(), 4);
+    }
+
+    #[test]
+    fn a_damaged_answer_yields_the_headers_before_the_damage() {
+        let whole = snapshot(&[("a", "1"), ("bb", "22"), ("ccc", "333")]).bytes;
+        for cut in 0..whole.len() {
+            let s = HeaderSnapshot {
+                bytes: whole[..cut].to_vec(),
+            };
+            let seen: Vec<_> = s.iter().collect();
+            // Only the last value's closing NUL may go missing without losing it.
+            assert_eq!(seen.len() == 3, cut == whole.len() - 1, "cut at {cut}");
+            for (i, (k, _)) in seen.iter().enumerate() {
+                assert_eq!(k.len(), i + 1, "cut at {cut}");
+            }
+        }
+        // A count far larger than the bytes, and lengths pointing past the end.
+        let mut lying = whole.clone();
+        lying[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(HeaderSnapshot { bytes: lying }.iter().count() <= 3);
+        let mut long = whole;
+        long[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(HeaderSnapshot { bytes: long }.iter().count(), 0);
     }
 }

@@ -81,7 +81,9 @@ pub use callout::{Callout, CalloutResponse};
 pub use config::ConfigError;
 pub use context::{Callback, Log, Request, Response, Tick};
 pub use filter::HttpFilter;
-pub use header::{HeaderError, HeaderName, HeaderValue, Headers, InvalidHeader, Value};
+pub use header::{
+    HeaderError, HeaderName, HeaderSnapshot, HeaderValue, Headers, InvalidHeader, Value,
+};
 pub use outcome::{Action, Error, Result};
 pub use property::Properties;
 pub use reply::LocalReply;

@@ -10,8 +10,7 @@
 
 use std::net::IpAddr;
 
-use weir::path::PathError;
-use weir::{Action, ConfigError, HeaderName, HttpFilter, LocalReply, Request};
+use weir::{Action, ConfigError, HeaderName, HeaderSnapshot, HttpFilter, LocalReply, Request};
 
 weir::metrics! {
     /// Requests let through.
@@ -118,19 +117,19 @@ impl HeaderRule {
         self.accepts(value) || elements(value).any(|e| self.accepts(e))
     }
 
-    fn matches(&self, cx: &mut Request<'_, Config>, copies: Copies) -> bool {
-        let headers = cx.headers();
-        // One look-up answers the common cases: absent, or any value will do.
-        if headers.get(&self.name).is_none() {
+    /// Judged on a snapshot of the request's headers: every copy of the header is
+    /// looked at in place, with no host call and no copy of its own.
+    fn matches(&self, headers: &HeaderSnapshot, copies: Copies) -> bool {
+        let mut copies_of = headers.get_all(&self.name).peekable();
+        if copies_of.peek().is_none() {
             return false;
         }
         if self.values.is_empty() {
             return true;
         }
-        let all = headers.get_all(&self.name);
         match copies {
-            Copies::All => !all.is_empty() && all.iter().all(|v| self.accepts_copy(v.as_bytes())),
-            Copies::Any => all.iter().any(|v| self.denies_copy(v.as_bytes())),
+            Copies::All => copies_of.all(|v| self.accepts_copy(v)),
+            Copies::Any => copies_of.any(|v| self.denies_copy(v)),
         }
     }
 }
@@ -236,33 +235,37 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
             return Some("access_control_source_not_allowed");
         }
     }
+    // One host call for every header the policy reads, the path included (`:path`
+    // is what `request.path` gives, canonicalized the same way).
+    let headers = cx.headers().snapshot();
     if !config.deny_path_prefixes.is_empty() {
-        match cx.properties().path() {
-            Ok(path) => {
-                if config
-                    .deny_path_prefixes
-                    .iter()
-                    .any(|p| path.as_bytes().starts_with(p.0.as_bytes()))
-                {
-                    return Some(PATH_DENIED);
+        // A CONNECT has no path, so no prefix to match.
+        if let Some(raw) = headers.get(":path") {
+            match weir::path::canonicalize(raw) {
+                Ok(path) => {
+                    if config
+                        .deny_path_prefixes
+                        .iter()
+                        .any(|p| path.starts_with(p.0.as_bytes()))
+                    {
+                        return Some(PATH_DENIED);
+                    }
                 }
+                Err(_) => return Some(PATH_INVALID),
             }
-            // A CONNECT has no path, so no prefix to match.
-            Err(PathError::Missing) => {}
-            Err(_) => return Some(PATH_INVALID),
         }
     }
     if config
         .deny_headers
         .iter()
-        .any(|h| h.matches(cx, Copies::Any))
+        .any(|h| h.matches(&headers, Copies::Any))
     {
         return Some("access_control_header_denied");
     }
     if !config
         .require_headers
         .iter()
-        .all(|h| h.matches(cx, Copies::All))
+        .all(|h| h.matches(&headers, Copies::All))
     {
         return Some("access_control_header_required");
     }

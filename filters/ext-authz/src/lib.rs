@@ -125,11 +125,13 @@ impl HttpFilter for ExtAuthz {
 
     fn on_request_headers(&mut self, cx: &mut Request<'_, Config>) -> weir::Result {
         let config = cx.config();
-        let headers = cx.headers();
-        let method = headers.get(":method");
-        let method = method.as_ref().and_then(|m| m.to_str()).unwrap_or("GET");
-        let raw = headers.get(":path");
-        let raw = raw.as_ref().map_or(&b"/"[..], |p| p.as_bytes());
+        // Every header the check needs, in one host call, read in place.
+        let headers = cx.headers().snapshot();
+        let method = headers
+            .get(":method")
+            .and_then(|m| std::str::from_utf8(m).ok())
+            .unwrap_or("GET");
+        let raw = headers.get(":path").unwrap_or(b"/");
         let path = match weir::path::canonicalize(raw) {
             Ok(path) => path,
             Err(e) => return refuse(cx, "invalid path\n", e.details()),
@@ -150,25 +152,24 @@ impl HttpFilter for ExtAuthz {
         )
         .timeout(Duration::from_millis(config.timeout_ms));
         if let Some(host) = headers.get(":authority") {
-            match host.to_str() {
-                Some(host) => check = check.header("x-forwarded-host", host),
-                None => return refuse(cx, "invalid host\n", "ext_authz_host_not_text"),
+            match std::str::from_utf8(host) {
+                Ok(host) => check = check.header("x-forwarded-host", host),
+                Err(_) => return refuse(cx, "invalid host\n", "ext_authz_host_not_text"),
             }
         }
         for name in &config.forward_headers {
-            let copies = headers.get_all(name);
-            if copies.len() > 1 && config.repeated_headers == Repeated::Deny {
+            if config.repeated_headers == Repeated::Deny && headers.get_all(name).nth(1).is_some() {
                 return refuse(cx, "repeated header\n", "ext_authz_header_repeated");
             }
-            for value in copies {
-                if value.to_str().is_none() {
+            for value in headers.get_all(name) {
+                if std::str::from_utf8(value).is_err() {
                     return refuse(
                         cx,
                         "header value is not text\n",
                         "ext_authz_header_not_text",
                     );
                 }
-                check = check.header(name, value.as_bytes());
+                check = check.header(name, value);
             }
         }
         match cx.callout(check) {

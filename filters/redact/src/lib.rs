@@ -46,7 +46,15 @@ pub struct Redact {
     carry: Vec<u8>,
 }
 
-/// Masks every match of `patterns` in `data` with `mask`; returns how many.
+/// Masks every match of `patterns` in `data` with `mask`; returns how many. Matches
+/// are found left to right without overlap; where several patterns start at one
+/// place, the first listed wins.
+///
+/// The scan is Horspool's, for several patterns: a window as long as the shortest
+/// pattern slides along `data`, and the window's last byte says how far it may jump
+/// (no pattern's first bytes hold that byte closer to the end). On ordinary text
+/// most bytes are jumped over, never read: the body streams at close to the speed
+/// of no filter. Nothing is allocated.
 ///
 /// ```
 /// let mut data = b"key=hunter2".to_vec();
@@ -54,9 +62,26 @@ pub struct Redact {
 /// assert_eq!(data, b"key=#######");
 /// ```
 pub fn mask_matches(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
+    let Some(shortest) = patterns.iter().map(String::len).min().filter(|&m| m > 0) else {
+        return 0;
+    };
+    // shift[b]: the least distance from the window's end at which byte b stands in
+    // the first `shortest` bytes of some pattern (`shortest` when in none).
+    let mut shift = [shortest; 256];
+    for p in patterns {
+        for (j, &b) in p.as_bytes()[..shortest].iter().enumerate() {
+            let d = &mut shift[usize::from(b)];
+            *d = (*d).min(shortest - 1 - j);
+        }
+    }
     let mut found = 0;
     let mut at = 0;
-    while at < data.len() {
+    while let Some(&last) = data.get(at + shortest - 1) {
+        let jump = shift[usize::from(last)];
+        if jump > 0 {
+            at += jump;
+            continue;
+        }
         let hit = patterns
             .iter()
             .map(String::as_bytes)
@@ -145,12 +170,18 @@ impl HttpFilter for Redact {
 
     fn on_response_body(&mut self, cx: &mut Response<'_, Config>) -> weir::Result {
         let config = cx.config();
-        let chunk = cx.body().read();
-        if chunk.is_empty() && self.carry.is_empty() {
+        let mut data = cx.body().read();
+        if data.is_empty() && self.carry.is_empty() {
             return Ok(Action::Continue);
         }
-        let mut data = std::mem::take(&mut self.carry);
-        data.extend_from_slice(&chunk);
+        // A tail held from the last chunk goes first; the usual chunk has none and
+        // is scanned where the host put it, with no copy.
+        let held = !self.carry.is_empty();
+        if held {
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(&data);
+            data = joined;
+        }
         let found = mask_matches(&mut data, &config.patterns, config.mask as u8);
         if found > 0 {
             MATCHES.add(found);
@@ -160,8 +191,11 @@ impl HttpFilter for Redact {
         } else {
             unfinished_tail(&data, &config.patterns)
         };
-        self.carry = data.split_off(data.len() - hold);
-        if data != chunk {
+        if hold > 0 {
+            self.carry.extend_from_slice(&data[data.len() - hold..]);
+            data.truncate(data.len() - hold);
+        }
+        if held || found > 0 || hold > 0 {
             cx.body().replace(&data)?;
         }
         Ok(Action::Continue)
@@ -169,3 +203,74 @@ impl HttpFilter for Redact {
 }
 
 weir::export!(Redact);
+
+#[cfg(test)]
+mod tests {
+    use super::mask_matches;
+
+    /// The scan before the jump table: every position, every pattern.
+    fn naive(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
+        let (mut found, mut at) = (0, 0);
+        while at < data.len() {
+            match patterns
+                .iter()
+                .map(String::as_bytes)
+                .find(|p| data[at..].starts_with(p))
+            {
+                Some(p) => {
+                    data[at..at + p.len()].fill(mask);
+                    at += p.len();
+                    found += 1;
+                }
+                None => at += 1,
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_jump_table_finds_what_every_position_finds() {
+        // A small alphabet makes matches, near misses and overlaps common.
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let sets: [&[&str]; 5] = [
+            &["ab"],
+            &["abc", "b"],
+            &["aab", "ab", "baa"],
+            &["abcab", "cab"],
+            &["a"],
+        ];
+        let mut matched = 0;
+        for round in 0..4000 {
+            let patterns: Vec<String> = sets[round % sets.len()]
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            let len = (next() % 40) as usize;
+            let data: Vec<u8> = (0..len).map(|_| b"abc"[(next() % 3) as usize]).collect();
+            let (mut fast, mut slow) = (data.clone(), data.clone());
+            let n = mask_matches(&mut fast, &patterns, b'#');
+            assert_eq!(
+                n,
+                naive(&mut slow, &patterns, b'#'),
+                "{:?} in {:?}",
+                patterns,
+                String::from_utf8_lossy(&data)
+            );
+            assert_eq!(
+                fast,
+                slow,
+                "{:?} in {:?}",
+                patterns,
+                String::from_utf8_lossy(&data)
+            );
+            matched += n;
+        }
+        assert!(matched > 1000, "the inputs matched only {matched} times");
+    }
+}

@@ -12,9 +12,14 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench --work             per-request work in each filter (interpreter, deterministic)
   cargo xtask bench --sizes            every filter's module size on both targets
   cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
+  cargo xtask bench --twins            each filter vs its native twin and Wasm floor (callgrind, req/s)
+  cargo xtask bench --twins --quick    one 2 s round, no callgrind: checks each pair agrees
+  cargo xtask bench --streaming        MiB/s through redact vs no filter, 1 MiB and 100 MiB bodies
+  cargo xtask bench --streaming --rounds 3 --seconds 5
   cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
 
-Writes target/bench/report.json, report.md and throughput.svg.";
+Writes target/bench/report.json, report.md and throughput.svg (--twins: twins.json, twins.md,
+twins.svg; --streaming: streaming.json, streaming.md).";
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
@@ -60,6 +65,16 @@ pub struct Args {
     /// Where the report goes (default: target/bench in the workspace).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Instead of the comparison: each weir filter against its native Envoy twin (RBAC,
+    /// local_ratelimit, ext_authz against one authorization service) and the Wasm floor
+    /// making the same host calls: req/s in interleaved rounds, then Envoy's instructions
+    /// per request under callgrind (skipped with --quick).
+    #[arg(long, conflicts_with_all = ["load", "work", "sizes", "instructions"])]
+    pub twins: bool,
+    /// Instead of the comparison: bytes per second through redact (a streaming body
+    /// filter) against no filter and a Wasm floor, for 1 MiB and 100 MiB responses.
+    #[arg(long, conflicts_with_all = ["load", "work", "sizes", "instructions", "twins"])]
+    pub streaming: bool,
 }
 
 impl Args {
@@ -77,6 +92,8 @@ impl Args {
             modules: self.modules,
             config: self.config,
             out: self.out,
+            twins: self.twins,
+            streaming: self.streaming,
         };
         let out = bench::out_dir(&options);
         match bench::run(&options)? {
@@ -98,6 +115,14 @@ impl Args {
             Outcome::Instructions { markdown } => {
                 println!("{markdown}");
                 println!("wrote {}/instructions.json", out.display());
+            }
+            Outcome::Twins { markdown } => {
+                println!("{markdown}");
+                println!("wrote {}/twins.json, twins.md, twins.svg", out.display());
+            }
+            Outcome::Streaming { markdown } => {
+                println!("{markdown}");
+                println!("wrote {}/streaming.json, streaming.md", out.display());
             }
         }
         Ok(())

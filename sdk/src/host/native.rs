@@ -140,6 +140,13 @@ pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
     })
 }
 
+/// The whole map serialized as the ABI does it (what `proxy_get_header_map_pairs` returns).
+pub(crate) fn map_pairs_bytes(map: Map) -> Vec<u8> {
+    let pairs = map_pairs(map);
+    let refs: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    super::serialize_pairs(&refs)
+}
+
 pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
     let name = lower(name);
     with(|s| {

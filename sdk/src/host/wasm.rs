@@ -102,6 +102,17 @@ pub(crate) fn map_pairs(map: Map) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
 }
 
+/// The whole map as the host serialized it, in one call (empty when there is none).
+pub(crate) fn map_pairs_bytes(map: Map) -> Vec<u8> {
+    let (mut data, mut size) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_header_map_pairs(map as u32, &mut data, &mut size) {
+            OK => take(data, size),
+            _ => Vec::new(),
+        }
+    }
+}
+
 pub(crate) fn map_set(map: Map, name: &[u8], value: &[u8]) -> bool {
     unsafe {
         proxy_replace_header_map_value(
