@@ -121,7 +121,11 @@ fn unexpected(out: &mut String, u: &Unexpected<'_>) {
             Ok(())
         }
         Unexpected::Char(c) => write!(out, "character `{c}`"),
-        Unexpected::Str(s) => write!(out, "string {s:?}"),
+        Unexpected::Str(s) => {
+            out.push_str("string ");
+            quoted(out, s);
+            Ok(())
+        }
         Unexpected::Bytes(_) => write!(out, "byte array"),
         Unexpected::Unit => write!(out, "null"),
         Unexpected::Option => write!(out, "Option value"),
@@ -135,6 +139,28 @@ fn unexpected(out: &mut String, u: &Unexpected<'_>) {
         Unexpected::StructVariant => write!(out, "struct variant"),
         Unexpected::Other(s) => write!(out, "{s}"),
     };
+}
+
+/// `s` in double quotes as `{:?}` writes it for printable text, without core's
+/// Unicode printability tables (about 3 KB): quotes, backslashes and control
+/// characters are escaped, everything else is written as it is.
+fn quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// `f` to six decimals at most (`1.5`, `-2.0`), with integer arithmetic only.
@@ -600,7 +626,8 @@ impl<'de> Deserializer<'de> {
             }
             Some(b'"') => match self.string() {
                 Ok(s) => {
-                    let _ = write!(m, "string {s:?}");
+                    m.push_str("string ");
+                    quoted(&mut m, &s);
                     self.index
                 }
                 Err(e) => return e,
@@ -1329,6 +1356,21 @@ mod tests {
         assert_eq!(f(0.125), "0.125");
         assert_eq!(f(-0.0), "-0.0");
         assert_eq!(f(1e300), "a number out of range");
+    }
+
+    #[test]
+    fn strings_are_quoted_as_debug_quotes_them() {
+        for s in [
+            "plain",
+            "a\"b\\c",
+            "tab\tnl\ncr\r",
+            "nul\0 bell\x07 del\x7f",
+            "é😀",
+        ] {
+            let mut out = String::new();
+            quoted(&mut out, s);
+            assert_eq!(out, format!("{s:?}"));
+        }
     }
 
     #[test]
