@@ -144,7 +144,7 @@ fn unexpected(out: &mut String, u: &Unexpected<'_>) {
 /// `s` in double quotes as `{:?}` writes it for printable text, without core's
 /// Unicode printability tables (about 3 KB): quotes, backslashes and control
 /// characters are escaped, everything else is written as it is.
-fn quoted(out: &mut String, s: &str) {
+pub(crate) fn quoted(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
