@@ -957,6 +957,12 @@ fn lever_builds(
             let raw = std::fs::read(&artifact)
                 .with_context(|| format!("cannot read {}", artifact.display()))?;
             let (optimized, _) = build::validate_and_optimize(&f.name, &raw, false)?;
+            eprintln!(
+                "       {} {target}: {} → {}",
+                f.name,
+                human_bytes(raw.len() as u64),
+                human_bytes(optimized.len() as u64)
+            );
             out.push(LeverSize {
                 lever: lever.name.to_owned(),
                 module: f.name.clone(),
