@@ -166,7 +166,8 @@ pub(crate) fn quoted(out: &mut String, s: &str) {
 /// `f` to six decimals at most (`1.5`, `-2.0`), with integer arithmetic only.
 fn float(out: &mut String, f: f64) {
     let scaled = f * 1e6;
-    if !(scaled.abs() < 9e15) {
+    // NaN too: it is not below anything.
+    if scaled.abs().partial_cmp(&9e15) != Some(std::cmp::Ordering::Less) {
         out.push_str(if f.is_nan() {
             "NaN"
         } else {
