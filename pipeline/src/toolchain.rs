@@ -105,7 +105,7 @@ impl Toolchain {
             .arg("--target-dir")
             .arg(target_dir);
         if matches!(self, Toolchain::BuildStd { .. }) {
-            // std's own size-over-speed choices (3 KB less for add-header; BENCHMARKS.md, "Size").
+            // std's own size-over-speed choices (2–5 KB less per module; BENCHMARKS.md, "Size").
             // `WEIR_BUILD_STD_FEATURES` replaces them (the benchmark measures std without).
             let features = std::env::var_os("WEIR_BUILD_STD_FEATURES")
                 .unwrap_or_else(|| "optimize_for_size".into());
