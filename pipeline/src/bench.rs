@@ -42,6 +42,9 @@ pub struct Options {
     /// Instead of the comparison: build every filter for both targets and report its size
     /// before and after weir's pipeline. Needs no Envoy.
     pub sizes: bool,
+    /// With `sizes`: build every filter for both targets once per size lever
+    /// ([`LEVERS`]) and report each lever's sizes (`size-levers.json`).
+    pub levers: bool,
     /// With --work: count these modules instead of the workspace's filters.
     pub modules: Vec<PathBuf>,
     /// With --work and modules: the plugin configuration to give them (JSON text).
@@ -598,6 +601,9 @@ fn request_costs() -> Result<Vec<ModuleCost>> {
 pub enum Outcome {
     /// `--sizes`: every filter's module size on both targets (`sizes.json`).
     Sizes(Vec<Size>),
+    /// `--sizes --levers`: every filter's size on both targets under each build lever
+    /// (`size-levers.json`); [`levers_table`] renders it.
+    SizeLevers(Vec<LeverSize>),
     /// `--work`: per-request work in each module (`work.json`); [`work_table`] renders it.
     Work(Vec<ModuleCost>),
     /// The comparison: the report (`report.json`, `throughput.svg`) and its markdown (`report.md`).
@@ -645,6 +651,16 @@ pub fn run(options: &Options) -> Result<Outcome> {
     let this = options;
     {
         let out = out_dir(this);
+        if this.sizes && this.levers {
+            let sizes = lever_sizes()?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            project::write_atomic(
+                &out.join("size-levers.json"),
+                &serde_json::to_vec_pretty(&sizes)?,
+            )?;
+            return Ok(Outcome::SizeLevers(sizes));
+        }
         if this.sizes {
             let sizes = sizes()?;
             std::fs::create_dir_all(&out)
@@ -864,6 +880,183 @@ pub fn sizes_table(sizes: &[Size]) -> String {
             build::human_bytes(s.raw_bytes),
             build::human_bytes(s.bytes)
         ));
+    }
+    out
+}
+
+/// A way of building that changes module size, measured by `bench --sizes --levers`:
+/// the environment `cargo xtask build` runs with. Levers that are code (the
+/// configuration reader, `RULES = false`) are measured across commits instead;
+/// BENCHMARKS.md, "Size", gives those figures and the commands.
+#[derive(Clone, Copy, Debug)]
+pub struct Lever {
+    /// What the lever is, for the table.
+    pub name: &'static str,
+    /// Its own wasm target directory under `target/wasm-levers/` (`None`: the ordinary one).
+    pub dir: Option<&'static str>,
+    /// The environment of the build.
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+/// The build levers, the default build first.
+pub const LEVERS: &[Lever] = &[
+    Lever {
+        name: "default: rustup's prebuilt std, opt-level \"z\", -Oz",
+        dir: None,
+        env: &[],
+    },
+    Lever {
+        name: "std built with the release profile (build-std)",
+        dir: Some("std-release"),
+        env: &[
+            ("WEIR_TOOLCHAIN", "build-std"),
+            ("WEIR_BUILD_STD_FEATURES", ""),
+        ],
+    },
+    Lever {
+        name: "build-std + std's optimize_for_size (the build-std path's default)",
+        dir: None,
+        env: &[("WEIR_TOOLCHAIN", "build-std")],
+    },
+    Lever {
+        name: "opt-level \"s\" instead of \"z\" (rustup's std)",
+        dir: Some("opt-s"),
+        env: &[("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s")],
+    },
+];
+
+/// One filter's size on one target under one lever.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeverSize {
+    /// [`Lever::name`].
+    pub lever: String,
+    /// The filter.
+    pub module: String,
+    /// The target.
+    pub target: Target,
+    /// Bytes as cargo wrote it.
+    pub raw_bytes: u64,
+    /// Bytes after weir's pipeline (hooks stripped, `-Oz`).
+    pub bytes: u64,
+}
+
+/// Builds every filter for both targets under each of [`LEVERS`], through the same
+/// steps as `build` (cargo, validate, strip hooks, wasm-opt), writing no module: the
+/// filters' real modules stay as they are. A lever whose toolchain is missing is
+/// skipped with a note on stderr.
+fn lever_sizes() -> Result<Vec<LeverSize>> {
+    let root = project::root();
+    let filters = project::filters()?;
+    let mut out = Vec::new();
+    for lever in LEVERS {
+        eprintln!("     Lever {}", lever.name);
+        let saved: Vec<_> = lever
+            .env
+            .iter()
+            .map(|(k, _)| (*k, std::env::var_os(k)))
+            .chain([(
+                "WEIR_WASM_TARGET_DIR",
+                std::env::var_os("WEIR_WASM_TARGET_DIR"),
+            )])
+            .collect();
+        for (k, v) in lever.env {
+            std::env::set_var(k, v);
+        }
+        if let Some(dir) = lever.dir {
+            let dir = root.join("target").join("wasm-levers").join(dir);
+            std::env::set_var("WEIR_WASM_TARGET_DIR", dir);
+        }
+        let measured = lever_builds(lever, &filters, &root, &mut out);
+        for (k, v) in saved {
+            match v {
+                Some(v) => std::env::set_var(k, v),
+                None => std::env::remove_var(k),
+            }
+        }
+        if let Err(e) = measured {
+            eprintln!("     skipped: {e:#}");
+        }
+    }
+    Ok(out)
+}
+
+fn lever_builds(
+    lever: &Lever,
+    filters: &[Filter],
+    root: &Path,
+    out: &mut Vec<LeverSize>,
+) -> Result<()> {
+    for target in [Target::Wasip1, Target::Unknown] {
+        let toolchain = crate::toolchain::find(target)?;
+        for f in filters {
+            let status = toolchain
+                .cargo_build(target, root)
+                .args(["--package", &f.name])
+                .status()
+                .context("cannot run cargo")?;
+            if !status.success() {
+                bail!("cargo could not compile `{}` for {target}", f.name);
+            }
+            let artifact = toolchain.artifact_dir(target, root).join(f.artifact_name());
+            let raw = std::fs::read(&artifact)
+                .with_context(|| format!("cannot read {}", artifact.display()))?;
+            let (optimized, _) = build::validate_and_optimize(&f.name, &raw, false)?;
+            eprintln!(
+                "       {} {target}: {} → {}",
+                f.name,
+                human_bytes(raw.len() as u64),
+                human_bytes(optimized.len() as u64)
+            );
+            out.push(LeverSize {
+                lever: lever.name.to_owned(),
+                module: f.name.clone(),
+                target,
+                raw_bytes: raw.len() as u64,
+                bytes: optimized.len() as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `--sizes --levers`'s table: one row per lever and target, one column per filter
+/// (size after weir's pipeline, and the change against the default build).
+pub fn levers_table(sizes: &[LeverSize]) -> String {
+    let mut modules: Vec<&str> = sizes.iter().map(|s| s.module.as_str()).collect();
+    modules.sort_unstable();
+    modules.dedup();
+    let mut out = format!("| lever | target | {} |\n|---|---|", modules.join(" | "));
+    out.push_str(&"---:|".repeat(modules.len()));
+    out.push('\n');
+    let default = LEVERS[0].name;
+    let find = |lever: &str, target: Target, module: &str| {
+        sizes
+            .iter()
+            .find(|s| s.lever == lever && s.target == target && s.module == module)
+    };
+    for lever in LEVERS {
+        for target in [Target::Wasip1, Target::Unknown] {
+            if !sizes
+                .iter()
+                .any(|s| s.lever == lever.name && s.target == target)
+            {
+                continue;
+            }
+            out.push_str(&format!("| {} | {target} |", lever.name));
+            for m in &modules {
+                let cell = match (find(lever.name, target, m), find(default, target, m)) {
+                    (Some(s), Some(d)) if lever.name != default => format!(
+                        " {} ({:+.1}) |",
+                        human_bytes(s.bytes),
+                        (s.bytes as f64 - d.bytes as f64) / 1000.0
+                    ),
+                    (Some(s), _) => format!(" {} |", human_bytes(s.bytes)),
+                    (None, _) => " — |".to_owned(),
+                };
+                out.push_str(&cell);
+            }
+            out.push('\n');
+        }
     }
     out
 }

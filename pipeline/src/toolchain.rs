@@ -105,7 +105,13 @@ impl Toolchain {
             .arg("--target-dir")
             .arg(target_dir);
         if matches!(self, Toolchain::BuildStd { .. }) {
-            cmd.arg("-Zbuild-std=std,panic_abort");
+            // std's own size-over-speed choices (2–5 KB less per module; BENCHMARKS.md, "Size").
+            // `WEIR_BUILD_STD_FEATURES` replaces them (the benchmark measures std without).
+            let features = std::env::var_os("WEIR_BUILD_STD_FEATURES")
+                .unwrap_or_else(|| "optimize_for_size".into());
+            let mut arg = std::ffi::OsString::from("-Zbuild-std-features=");
+            arg.push(features);
+            cmd.arg("-Zbuild-std=std,panic_abort").arg(arg);
         }
         cmd
     }
@@ -255,23 +261,30 @@ pub fn install_hint(target: Target) -> String {
     )
 }
 
+/// The build-std toolchain for `target`, when its packages are installed.
+fn build_std(target: Target) -> Option<Toolchain> {
+    let (rustc, cargo) = build_std_toolchain()?;
+    let wasi_ok = target != Target::Wasip1 || Path::new(WASI_LIBC).join("libc.a").is_file();
+    (have_wasm_ld() && wasi_ok).then_some(Toolchain::BuildStd { rustc, cargo })
+}
+
 /// Finds a toolchain for `target`, in this order: rustup with the target installed,
 /// `rustup target add`, the build-std toolchain. Installing the build-std packages when
 /// none is found is the caller's choice (`build` does, through [`crate::doctor`], which
 /// sits above this module).
 pub fn find(target: Target) -> Result<Toolchain> {
+    // `WEIR_TOOLCHAIN=build-std`: the smaller modules of std built with the
+    // release profile (BENCHMARKS.md, "Size"), when that toolchain is here.
+    if std::env::var_os("WEIR_TOOLCHAIN").is_some_and(|v| v == "build-std") {
+        return build_std(target).ok_or_else(|| anyhow::anyhow!("{}", install_hint(target)));
+    }
     if rustup_has(target) {
         return Ok(Toolchain::Rustup);
     }
-    let build_std = || {
-        let (rustc, cargo) = build_std_toolchain()?;
-        let wasi_ok = target != Target::Wasip1 || Path::new(WASI_LIBC).join("libc.a").is_file();
-        (have_wasm_ld() && wasi_ok).then_some(Toolchain::BuildStd { rustc, cargo })
-    };
     if try_rustup_add(target) {
         return Ok(Toolchain::Rustup);
     }
-    if let Some(t) = build_std() {
+    if let Some(t) = build_std(target) {
         return Ok(t);
     }
     bail!("{}", install_hint(target))

@@ -3,6 +3,8 @@
 use serde::de::DeserializeOwned;
 use std::fmt;
 
+pub(crate) mod json;
+
 /// Why a configuration was refused. Its `Display` is the line Envoy logs and
 /// the message a native test sees: it names the field, the problem, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +19,7 @@ impl ConfigError {
         self.field.as_deref()
     }
 
-    /// What was wrong, with the line and column where serde found it.
+    /// What was wrong, with the line and column where the reader found it.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -84,15 +86,26 @@ pub fn parse<C: DeserializeOwned>(bytes: &[u8]) -> Result<C, ConfigError> {
 pub(crate) fn parse_borrowed<'de, C: serde::Deserialize<'de>>(
     bytes: &'de [u8],
 ) -> Result<C, ConfigError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let config = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.into_inner().to_string();
+    json::from_slice(bytes).map_err(|e| ConfigError::from_json(e, bytes))
+}
+
+/// Reads `C` from the JSON value at byte `start` of `whole`, its errors located
+/// in `whole` and their field put under `at` (a rule's path, or `""`).
+pub(crate) fn parse_at<'de, C: serde::Deserialize<'de>>(
+    whole: &'de [u8],
+    start: usize,
+    at: &str,
+) -> Result<C, ConfigError> {
+    json::from_slice_at(whole, start).map_err(|e| ConfigError::from_json(e.under(at), whole))
+}
+
+impl ConfigError {
+    /// A reader's error as a configuration error: its path, and its message with
+    /// the line and column in `whole`.
+    pub(crate) fn from_json(e: json::Error, whole: &[u8]) -> Self {
         ConfigError {
-            field: (path != ".").then_some(path),
-            message,
+            field: e.path().map(str::to_owned),
+            message: e.located(whole),
         }
-    })?;
-    de.end().map_err(|e| ConfigError::new(e.to_string()))?;
-    Ok(config)
+    }
 }

@@ -44,7 +44,7 @@ impl fmt::Display for InvalidHeader {
             InvalidHeader::EmptyName => f.write_str("header name is empty"),
             InvalidHeader::NameByte { byte, at } if byte.is_ascii_uppercase() => write!(
                 f,
-                "header name has uppercase {:?} at byte {at}: use lowercase names",
+                "header name has uppercase '{}' at byte {at}: use lowercase names",
                 *byte as char
             ),
             InvalidHeader::NameByte { byte, at } => write!(
@@ -445,10 +445,15 @@ impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HeaderError::Invalid(e) => fmt::Display::fmt(e, f),
-            HeaderError::Refused { op, name } => write!(
-                f,
-                "the proxy refused to {op} header {name:?}: this map can no longer be changed here"
-            ),
+            HeaderError::Refused { op, name } => {
+                // Quoted as `{:?}` would, without core's Unicode tables (config::json::quoted).
+                let mut quoted = String::new();
+                crate::config::json::quoted(&mut quoted, name);
+                write!(
+                    f,
+                    "the proxy refused to {op} header {quoted}: this map can no longer be changed here"
+                )
+            }
         }
     }
 }

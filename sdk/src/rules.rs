@@ -35,12 +35,10 @@
 //! Errors inside `_rules_` name the field (`_rules_[1].deny_header`); line and
 //! column are given for errors outside it.
 
-use std::cell::Cell;
-
 use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
+use crate::config::json::{self, Raw};
 use crate::config::{self, ConfigError};
 use crate::host;
 use crate::path::{canonical_host, canonicalize, PathError};
@@ -88,10 +86,10 @@ impl<C: DeserializeOwned> RuleSet<C> {
 
     /// Parses `bytes`; `check` validates each configuration (global and per rule).
     ///
-    /// Without `_rules_` this is one serde_json pass into `C`. With it, the
-    /// objects are split into raw JSON slices (no `serde_json::Value`, which
-    /// would cost a filter tens of KB), and each configuration is deserialized
-    /// from its merged slices, errors located in the original text.
+    /// Without `_rules_` this is one pass of the configuration reader into `C`.
+    /// With it, the objects are split into raw JSON slices (no JSON value tree),
+    /// and each configuration is deserialized from its merged slices, errors
+    /// located in the original text.
     pub(crate) fn parse(
         bytes: &[u8],
         rules: bool,
@@ -104,7 +102,7 @@ impl<C: DeserializeOwned> RuleSet<C> {
         }
         let top: Entries = config::parse_borrowed(bytes)?;
         let (rules, global): (Vec<_>, Vec<_>) = top.0.into_iter().partition(|(k, _)| k == RULES);
-        let rules: Vec<&RawValue> = match rules.last() {
+        let rules: Vec<Raw> = match rules.last() {
             Some((_, raw)) => parse_at(bytes, raw, RULES)?,
             None => Vec::new(),
         };
@@ -118,7 +116,7 @@ impl<C: DeserializeOwned> RuleSet<C> {
         let mut parsed = Vec::with_capacity(rules.len());
         for (i, raw) in rules.into_iter().enumerate() {
             let at = format!("{RULES}[{i}]");
-            let Entries(fields) = parse_at(bytes, raw, &at)?;
+            let Entries(fields) = parse_at(bytes, &raw, &at)?;
             let (mut routes, mut domains, mut path_prefixes) = (Vec::new(), Vec::new(), Vec::new());
             let mut own = Vec::with_capacity(fields.len());
             for (key, value) in fields {
@@ -131,7 +129,7 @@ impl<C: DeserializeOwned> RuleSet<C> {
                         continue;
                     }
                 };
-                *list = parse_at(bytes, value, &format!("{at}.{key}"))?;
+                *list = parse_at(bytes, &value, &format!("{at}.{key}"))?;
             }
             if routes.is_empty() && domains.is_empty() && path_prefixes.is_empty() {
                 return Err(ConfigError::at(
@@ -173,7 +171,7 @@ impl<C: DeserializeOwned> RuleSet<C> {
 }
 
 /// A JSON object as its keys and raw value slices, in order.
-struct Entries<'a>(Vec<(String, &'a RawValue)>);
+struct Entries<'a>(Vec<(String, Raw<'a>)>);
 
 impl<'de> Deserialize<'de> for Entries<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -185,7 +183,7 @@ impl<'de> Deserialize<'de> for Entries<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
                 let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                while let Some(entry) = map.next_entry::<String, Raw<'de>>()? {
                     out.push(entry);
                 }
                 Ok(Entries(out))
@@ -197,88 +195,43 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 
 /// Deserializes one raw slice of `whole`, naming `at` and the line and column in `whole`.
 fn parse_at<'de, T: Deserialize<'de>>(
-    whole: &[u8],
-    raw: &'de RawValue,
+    whole: &'de [u8],
+    raw: &Raw<'de>,
     at: &str,
 ) -> Result<T, ConfigError> {
-    let mut de = serde_json::Deserializer::from_slice(raw.get().as_bytes());
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." {
-            at.to_owned()
-        } else {
-            format!("{at}.{path}")
-        };
-        ConfigError::at(field, located(e.into_inner(), whole, raw.get()))
-    })
+    config::parse_at(whole, raw.offset(whole), at)
 }
 
 /// Deserializes `C` from the object made of `base` with `over` put over it.
-fn merged<C: DeserializeOwned>(
-    whole: &[u8],
-    base: &[(String, &RawValue)],
-    over: &[(String, &RawValue)],
+fn merged<'de, C: DeserializeOwned>(
+    whole: &'de [u8],
+    base: &'de [(String, Raw<'de>)],
+    over: &'de [(String, Raw<'de>)],
     at: &str,
 ) -> Result<C, ConfigError> {
-    let mut entries: Vec<(&str, &RawValue)> = base
+    let mut entries: Vec<(&str, Raw)> = base
         .iter()
         .filter(|(k, _)| !over.iter().any(|(o, _)| o == k))
         .map(|(k, v)| (k.as_str(), *v))
         .collect();
     entries.extend(over.iter().map(|(k, v)| (k.as_str(), *v)));
-    let last = Cell::new("");
     let map = Merged {
+        whole,
         entries: entries.into_iter(),
         value: None,
-        last: &last,
     };
-    serde_path_to_error::deserialize(map).map_err(|e| {
-        let path = e.path().to_string();
-        let message = located(e.into_inner(), whole, last.get());
-        match (at.is_empty(), path == ".") {
-            (true, true) => ConfigError::new(message),
-            (true, false) => ConfigError::at(path, message),
-            (false, true) => ConfigError::at(at, message),
-            (false, false) => ConfigError::at(format!("{at}.{path}"), message),
-        }
-    })
+    C::deserialize(map).map_err(|e| ConfigError::from_json(e.under(at), whole))
 }
 
-/// `e`'s message with its line and column moved from `part` (a slice of `whole`) to `whole`.
-fn located(e: serde_json::Error, whole: &[u8], part: &str) -> String {
-    let message = e.to_string();
-    if e.line() == 0 {
-        return message;
-    }
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let text = message.strip_suffix(&suffix).unwrap_or(&message);
-    let offset = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-    let Some(before) = whole.get(..offset) else {
-        return message;
-    };
-    let line0 = before.iter().filter(|&&b| b == b'\n').count();
-    let col0 = before.len()
-        - before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-    let (line, column) = match e.line() {
-        1 => (line0 + 1, col0 + e.column()),
-        l => (line0 + l, e.column()),
-    };
-    format!("{text} at line {line} column {column}")
+/// A merged object as a serde map whose values are raw JSON slices of `whole`.
+struct Merged<'de> {
+    whole: &'de [u8],
+    entries: std::vec::IntoIter<(&'de str, Raw<'de>)>,
+    value: Option<(&'de str, Raw<'de>)>,
 }
 
-/// A merged object as a serde map whose values are raw JSON slices.
-struct Merged<'a, 'de> {
-    entries: std::vec::IntoIter<(&'a str, &'de RawValue)>,
-    value: Option<&'de RawValue>,
-    /// The slice of the value being read, to locate an error in it.
-    last: &'a Cell<&'de str>,
-}
-
-impl<'de> de::Deserializer<'de> for Merged<'_, 'de> {
-    type Error = serde_json::Error;
+impl<'de> de::Deserializer<'de> for Merged<'de> {
+    type Error = json::Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         visitor.visit_map(self)
@@ -291,8 +244,8 @@ impl<'de> de::Deserializer<'de> for Merged<'_, 'de> {
     }
 }
 
-impl<'de> MapAccess<'de> for Merged<'_, 'de> {
-    type Error = serde_json::Error;
+impl<'de> MapAccess<'de> for Merged<'de> {
+    type Error = json::Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
@@ -301,7 +254,7 @@ impl<'de> MapAccess<'de> for Merged<'_, 'de> {
         let Some((key, value)) = self.entries.next() else {
             return Ok(None);
         };
-        self.value = Some(value);
+        self.value = Some((key, value));
         seed.deserialize(key.into_deserializer()).map(Some)
     }
 
@@ -309,14 +262,11 @@ impl<'de> MapAccess<'de> for Merged<'_, 'de> {
         &mut self,
         seed: V,
     ) -> Result<V::Value, Self::Error> {
-        let raw = self
+        let (key, raw) = self
             .value
             .take()
             .ok_or_else(|| de::Error::custom("a value without a key"))?;
-        self.last.set(raw.get());
-        seed.deserialize(&mut serde_json::Deserializer::from_slice(
-            raw.get().as_bytes(),
-        ))
+        json::seed_under(self.whole, raw.offset(self.whole), key, seed)
     }
 }
 

@@ -11,6 +11,7 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench --load 1000000     one million requests through add-header: errors, memory growth
   cargo xtask bench --work             per-request work in each filter (interpreter, deterministic)
   cargo xtask bench --sizes            every filter's module size on both targets
+  cargo xtask bench --sizes --levers   the same under each size lever (build-std, optimize_for_size, opt-level)
   cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
   cargo xtask bench --twins            each filter vs its native twin and Wasm floor (callgrind, req/s)
   cargo xtask bench --twins --quick    one 2 s round, no callgrind: checks each pair agrees
@@ -50,6 +51,11 @@ pub struct Args {
     /// before and after weir's pipeline. Needs no Envoy.
     #[arg(long, conflicts_with_all = ["load", "work", "instructions"])]
     pub sizes: bool,
+    /// With --sizes: build every filter once per size lever (std built with the
+    /// release profile, optimize_for_size, opt-level "s") and print each lever's
+    /// sizes beside the default build's. Builds into target/wasm-levers; several minutes.
+    #[arg(long, requires = "sizes")]
+    pub levers: bool,
     /// Instead of the comparison: count the x86 instructions Envoy executes per request
     /// (V8's JIT code included) for no filter, native, the empty module, raw and weir
     /// add-header, under valgrind's callgrind. Deterministic, unlike req/s; needs valgrind;
@@ -88,6 +94,7 @@ impl Args {
             load: self.load,
             work: self.work,
             sizes: self.sizes,
+            levers: self.levers,
             instructions: self.instructions,
             modules: self.modules,
             config: self.config,
@@ -99,6 +106,7 @@ impl Args {
         match bench::run(&options)? {
             Outcome::Work(costs) => println!("{}", bench::work_table(&costs)),
             Outcome::Sizes(sizes) => println!("{}", bench::sizes_table(&sizes)),
+            Outcome::SizeLevers(sizes) => println!("{}", bench::levers_table(&sizes)),
             Outcome::Compared { markdown, .. } => {
                 println!("{markdown}");
                 println!(

@@ -1,0 +1,1402 @@
+//! The configuration reader: a serde `Deserializer` over JSON bytes made for this one job.
+//!
+//! It replaces `serde_json` + `serde_path_to_error` in every module (about 30 KB
+//! of wasm, and the ~17 KB of float formatting that serde's `Unexpected` pulls in):
+//! it tracks the path of the value being read (`rules[2].value`) and the byte
+//! offset where a problem was found, and words its messages as `serde_json` does
+//! (`invalid type: integer `5`, expected a string`, `expected `:``, …), so an
+//! error still names the field, the line and the column. Numbers are never
+//! converted to floating point unless the configuration type asks for a float.
+//! Nothing here panics on any input: nesting is bounded (128 levels, as
+//! `serde_json`), and every read is checked.
+
+use std::borrow::Cow;
+use std::fmt::{self, Display, Write as _};
+
+use serde::de::{self, DeserializeSeed, Expected, Unexpected, Visitor};
+
+/// Nesting deeper than this is refused (as `serde_json` does).
+const DEPTH: u16 = 128;
+
+/// The newtype-struct name under which [`Raw`] asks for a value's text.
+const RAW: &str = "$weir::config::json::Raw";
+
+/// Why a configuration could not be read: the message, where (a byte offset
+/// into the whole input) and which field (the path from the top-level value).
+#[derive(Debug)]
+pub(crate) struct Error {
+    message: String,
+    offset: Option<usize>,
+    path: Option<String>,
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    fn at(message: impl Into<String>, offset: usize) -> Self {
+        Error {
+            message: message.into(),
+            offset: Some(offset),
+            path: None,
+        }
+    }
+
+    /// The path of the field (`a.b[1]`), or `None` for the top-level value.
+    pub(crate) fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    /// The message with ` at line L column C` (counted in `whole`) when the offset is known.
+    pub(crate) fn located(&self, whole: &[u8]) -> String {
+        let Some(offset) = self.offset else {
+            return self.message.clone();
+        };
+        let before = whole.get(..offset).unwrap_or(whole);
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+        format!("{} at line {line} column {column}", self.message)
+    }
+
+    /// Puts the error under `prefix` (its path, and the error's own below it).
+    pub(crate) fn under(mut self, prefix: &str) -> Self {
+        if !prefix.is_empty() {
+            self.path = Some(match self.path {
+                Some(p) if p.starts_with('[') => format!("{prefix}{p}"),
+                Some(p) => format!("{prefix}.{p}"),
+                None => prefix.to_owned(),
+            });
+        }
+        self
+    }
+}
+
+impl Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl de::Error for Error {
+    fn custom<T: Display>(msg: T) -> Self {
+        Error {
+            message: msg.to_string(),
+            offset: None,
+            path: None,
+        }
+    }
+
+    // serde's defaults format `Unexpected` with its `Display`, which links
+    // core's float formatting (~17 KB) for `Unexpected::Float` alone.
+    fn invalid_type(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
+        let mut m = String::from("invalid type: ");
+        unexpected(&mut m, &unexp);
+        let _ = write!(m, ", expected {exp}");
+        de::Error::custom(m)
+    }
+
+    fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
+        let mut m = String::from("invalid value: ");
+        unexpected(&mut m, &unexp);
+        let _ = write!(m, ", expected {exp}");
+        de::Error::custom(m)
+    }
+}
+
+/// `Unexpected`'s text as serde_json words it, floats without core's float formatting.
+fn unexpected(out: &mut String, u: &Unexpected<'_>) {
+    let _ = match *u {
+        Unexpected::Bool(b) => write!(out, "boolean `{b}`"),
+        Unexpected::Unsigned(n) => write!(out, "integer `{n}`"),
+        Unexpected::Signed(n) => write!(out, "integer `{n}`"),
+        Unexpected::Float(f) => {
+            out.push_str("floating point `");
+            float(out, f);
+            out.push('`');
+            Ok(())
+        }
+        Unexpected::Char(c) => write!(out, "character `{c}`"),
+        Unexpected::Str(s) => {
+            out.push_str("string ");
+            quoted(out, s);
+            Ok(())
+        }
+        Unexpected::Bytes(_) => write!(out, "byte array"),
+        Unexpected::Unit => write!(out, "null"),
+        Unexpected::Option => write!(out, "Option value"),
+        Unexpected::NewtypeStruct => write!(out, "newtype struct"),
+        Unexpected::Seq => write!(out, "sequence"),
+        Unexpected::Map => write!(out, "map"),
+        Unexpected::Enum => write!(out, "enum"),
+        Unexpected::UnitVariant => write!(out, "unit variant"),
+        Unexpected::NewtypeVariant => write!(out, "newtype variant"),
+        Unexpected::TupleVariant => write!(out, "tuple variant"),
+        Unexpected::StructVariant => write!(out, "struct variant"),
+        Unexpected::Other(s) => write!(out, "{s}"),
+    };
+}
+
+/// `s` in double quotes as `{:?}` writes it for printable text, without core's
+/// Unicode printability tables (about 3 KB): quotes, backslashes and control
+/// characters are escaped, everything else is written as it is.
+pub(crate) fn quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\0"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `f` to six decimals at most (`1.5`, `-2.0`), with integer arithmetic only.
+fn float(out: &mut String, f: f64) {
+    let scaled = f * 1e6;
+    // NaN too: it is not below anything.
+    if scaled.abs().partial_cmp(&9e15) != Some(std::cmp::Ordering::Less) {
+        out.push_str(if f.is_nan() {
+            "NaN"
+        } else {
+            "a number out of range"
+        });
+        return;
+    }
+    let scaled = (scaled + if f < 0.0 { -0.5 } else { 0.5 }) as i64;
+    if scaled < 0 || (scaled == 0 && f.is_sign_negative()) {
+        out.push('-');
+    }
+    let n = scaled.unsigned_abs();
+    let mut frac = format!("{:06}", n % 1_000_000);
+    while frac.len() > 1 && frac.ends_with('0') {
+        frac.pop();
+    }
+    let _ = write!(out, "{}.{frac}", n / 1_000_000);
+}
+
+/// One step of the path to the value being read.
+enum Seg<'de> {
+    Key(Cow<'de, str>),
+    Index(usize),
+}
+
+/// A number as written: its text, and its value when it is an integer that fits.
+enum Number<'de> {
+    Unsigned(u64),
+    Signed(i64),
+    /// A fraction or exponent, or an integer too large for 64 bits.
+    Other {
+        text: &'de str,
+        float: bool,
+    },
+}
+
+/// The deserializer: `input` is the whole configuration; reading starts at `index`.
+pub(crate) struct Deserializer<'de> {
+    input: &'de [u8],
+    index: usize,
+    depth: u16,
+    path: Vec<Seg<'de>>,
+}
+
+impl<'de> Deserializer<'de> {
+    /// Reads the value starting at byte `start` of `input`; offsets stay relative to `input`.
+    pub(crate) fn new(input: &'de [u8], start: usize) -> Self {
+        Deserializer {
+            input,
+            index: start,
+            depth: 0,
+            path: Vec::new(),
+        }
+    }
+
+    /// Fails unless only whitespace is left.
+    pub(crate) fn end(&mut self) -> Result<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.syntax("trailing characters")),
+        }
+    }
+
+    /// The next byte after whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.input.get(self.index) {
+            if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(b);
+            }
+            self.index += 1;
+        }
+        None
+    }
+
+    /// An error at the byte under the cursor (counted as read, as serde_json does).
+    fn syntax(&self, message: &'static str) -> Error {
+        Error::at(message, (self.index + 1).min(self.input.len()))
+    }
+
+    fn eof(&self, message: &'static str) -> Error {
+        Error::at(message, self.input.len())
+    }
+
+    /// Gives `e` the current offset and path, unless it already has them.
+    fn locate(&self, mut e: Error) -> Error {
+        if e.offset.is_none() {
+            e.offset = Some(self.index);
+        }
+        if e.path.is_none() && !self.path.is_empty() {
+            let mut p = String::new();
+            for seg in &self.path {
+                let _ = match seg {
+                    Seg::Index(i) => write!(p, "[{i}]"),
+                    Seg::Key(k) if p.is_empty() => write!(p, "{k}"),
+                    Seg::Key(k) => write!(p, ".{k}"),
+                };
+            }
+            e.path = Some(p);
+        }
+        e
+    }
+
+    fn fix<T>(&self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| self.here(e))
+    }
+
+    /// `e`, located at the cursor unless it already has a place.
+    fn here(&self, mut e: Error) -> Error {
+        if e.offset.is_none() {
+            e.offset = Some(self.index);
+        }
+        e
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth >= DEPTH {
+            return Err(self.syntax("recursion limit exceeded"));
+        }
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Consumes `word` (the rest of `true`, `false`, `null`).
+    fn ident(&mut self, word: &[u8]) -> Result<()> {
+        for &w in word {
+            match self.input.get(self.index) {
+                Some(&b) if b == w => self.index += 1,
+                Some(_) => {
+                    self.index += 1;
+                    return Err(Error::at("expected ident", self.index));
+                }
+                None => return Err(self.eof("EOF while parsing a value")),
+            }
+        }
+        Ok(())
+    }
+
+    /// A string; the cursor is on its opening quote.
+    fn string(&mut self) -> Result<Cow<'de, str>> {
+        self.index += 1;
+        let mut owned: Option<String> = None;
+        let mut run = self.index;
+        loop {
+            let Some(&b) = self.input.get(self.index) else {
+                return Err(self.eof("EOF while parsing a string"));
+            };
+            match b {
+                b'"' | b'\\' => {
+                    let part = self.utf8(run, self.index)?;
+                    self.index += 1;
+                    if b == b'"' {
+                        return Ok(match owned {
+                            None => Cow::Borrowed(part),
+                            Some(mut s) => {
+                                s.push_str(part);
+                                Cow::Owned(s)
+                            }
+                        });
+                    }
+                    let s = owned.get_or_insert_with(String::new);
+                    s.push_str(part);
+                    self.escape(s)?;
+                    run = self.index;
+                }
+                0..=0x1f => {
+                    return Err(self.syntax(
+                        "control character (\\u0000-\\u001F) found while parsing a string",
+                    ))
+                }
+                _ => self.index += 1,
+            }
+        }
+    }
+
+    fn utf8(&self, from: usize, to: usize) -> Result<&'de str> {
+        let bytes = self.input.get(from..to).unwrap_or_default();
+        std::str::from_utf8(bytes).map_err(|e| {
+            Error::at(
+                "invalid unicode code point",
+                (from + e.valid_up_to() + 1).min(to),
+            )
+        })
+    }
+
+    /// One escape after its backslash.
+    fn escape(&mut self, out: &mut String) -> Result<()> {
+        let Some(&b) = self.input.get(self.index) else {
+            return Err(self.eof("EOF while parsing a string"));
+        };
+        self.index += 1;
+        let c = match b {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\x08',
+            b'f' => '\x0c',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4()?;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    for want in [b'\\', b'u'] {
+                        match self.input.get(self.index) {
+                            Some(&b) => {
+                                self.index += 1;
+                                if b != want {
+                                    return Err(Error::at(
+                                        "unexpected end of hex escape",
+                                        self.index,
+                                    ));
+                                }
+                            }
+                            None => return Err(self.eof("EOF while parsing a string")),
+                        }
+                    }
+                    let lo = self.hex4()?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err(Error::at(
+                            "lone leading surrogate in hex escape",
+                            self.index,
+                        ));
+                    }
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else if (0xDC00..0xE000).contains(&hi) {
+                    return Err(Error::at(
+                        "lone leading surrogate in hex escape",
+                        self.index,
+                    ));
+                } else {
+                    hi
+                };
+                char::from_u32(code)
+                    .ok_or_else(|| Error::at("invalid unicode code point", self.index))?
+            }
+            _ => return Err(Error::at("invalid escape", self.index)),
+        };
+        out.push(c);
+        Ok(())
+    }
+
+    /// Four hex digits, read at once (an error is located after them, as serde_json does).
+    fn hex4(&mut self) -> Result<u32> {
+        let Some(digits) = self.input.get(self.index..self.index + 4) else {
+            self.index = self.input.len();
+            return Err(self.eof("EOF while parsing a string"));
+        };
+        self.index += 4;
+        digits
+            .iter()
+            .try_fold(0, |n, &b| match (b as char).to_digit(16) {
+                Some(d) => Ok(n * 16 + d),
+                None => Err(Error::at("invalid escape", self.index)),
+            })
+    }
+
+    /// A number; the cursor is on its first byte (`-` or a digit).
+    fn number(&mut self) -> Result<Number<'de>> {
+        let start = self.index;
+        let negative = self.input.get(start) == Some(&b'-');
+        if negative {
+            self.index += 1;
+        }
+        let digits = |d: &mut Self| -> Result<usize> {
+            let from = d.index;
+            while d.input.get(d.index).is_some_and(u8::is_ascii_digit) {
+                d.index += 1;
+            }
+            if d.index == from {
+                return Err(match d.input.get(d.index) {
+                    Some(_) => d.syntax("invalid number"),
+                    None => d.eof("EOF while parsing a value"),
+                });
+            }
+            Ok(d.index - from)
+        };
+        let int_len = digits(self)?;
+        if int_len > 1 && self.input.get(self.index - int_len) == Some(&b'0') {
+            return Err(Error::at("invalid number", self.index - int_len + 2));
+        }
+        let mut float = false;
+        if self.input.get(self.index) == Some(&b'.') {
+            self.index += 1;
+            digits(self)?;
+            float = true;
+        }
+        if matches!(self.input.get(self.index), Some(b'e' | b'E')) {
+            self.index += 1;
+            if matches!(self.input.get(self.index), Some(b'+' | b'-')) {
+                self.index += 1;
+            }
+            digits(self)?;
+            float = true;
+        }
+        let text = self.utf8(start, self.index)?;
+        if !float {
+            let mut n: u64 = 0;
+            let fits = text
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .try_for_each(|d| {
+                    n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+                    Some(())
+                })
+                .is_some();
+            if fits && !negative {
+                return Ok(Number::Unsigned(n));
+            }
+            if fits && n <= 1 << 63 {
+                return Ok(Number::Signed((n as i64).wrapping_neg()));
+            }
+        }
+        Ok(Number::Other { text, float })
+    }
+
+    /// Skips one value (checked as JSON).
+    fn skip(&mut self) -> Result<()> {
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{') => {
+                self.enter()?;
+                let mut first = true;
+                while self.next_entry(&mut first)? {
+                    self.string()?;
+                    self.colon()?;
+                    self.skip()?;
+                }
+                self.close(b'}')
+            }
+            Some(b'[') => {
+                self.enter()?;
+                let mut first = true;
+                while self.next_item(&mut first)? {
+                    self.skip()?;
+                }
+                self.close(b']')
+            }
+            _ => self.scalar().map(drop),
+        }
+    }
+
+    /// `true`, `false`, `null` or a number, as what serde_json reports for it.
+    fn scalar(&mut self) -> Result<Scalar<'de>> {
+        match self.peek() {
+            Some(b't') => {
+                self.index += 1;
+                self.ident(b"rue").map(|()| Scalar::Bool(true))
+            }
+            Some(b'f') => {
+                self.index += 1;
+                self.ident(b"alse").map(|()| Scalar::Bool(false))
+            }
+            Some(b'n') => {
+                self.index += 1;
+                self.ident(b"ull").map(|()| Scalar::Null)
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(Scalar::Number),
+            Some(_) => Err(self.syntax("expected value")),
+            None => Err(self.eof("EOF while parsing a value")),
+        }
+    }
+
+    /// Before an object's key: `true` when one follows (after `{` or `,`), `false` at `}`.
+    fn next_entry(&mut self, first: &mut bool) -> Result<bool> {
+        match self.peek() {
+            Some(b'}') => return Ok(false),
+            Some(b',') if !*first => {
+                self.index += 1;
+                if self.peek() == Some(b'}') {
+                    return Err(self.syntax("trailing comma"));
+                }
+            }
+            Some(_) if *first => {}
+            Some(_) => return Err(self.syntax("expected `,` or `}`")),
+            None => return Err(self.eof("EOF while parsing an object")),
+        }
+        *first = false;
+        match self.peek() {
+            Some(b'"') => Ok(true),
+            Some(_) => Err(self.syntax("key must be a string")),
+            None => Err(self.eof("EOF while parsing a value")),
+        }
+    }
+
+    /// Before a list's item: `true` when one follows, `false` at `]`.
+    fn next_item(&mut self, first: &mut bool) -> Result<bool> {
+        match self.peek() {
+            Some(b']') => return Ok(false),
+            Some(b',') if !*first => {
+                self.index += 1;
+                if self.peek() == Some(b']') {
+                    return Err(self.syntax("trailing comma"));
+                }
+            }
+            Some(_) if *first => {}
+            Some(_) => return Err(self.syntax("expected `,` or `]`")),
+            None => return Err(self.eof("EOF while parsing a list")),
+        }
+        *first = false;
+        Ok(true)
+    }
+
+    fn colon(&mut self) -> Result<()> {
+        match self.peek() {
+            Some(b':') => {
+                self.index += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.syntax("expected `:`")),
+            None => Err(self.eof("EOF while parsing an object")),
+        }
+    }
+
+    /// The closing `}` or `]` of what `enter` opened.
+    fn close(&mut self, end: u8) -> Result<()> {
+        self.depth -= 1;
+        match self.peek() {
+            Some(b) if b == end => {
+                self.index += 1;
+                Ok(())
+            }
+            Some(b',') => Err(self.syntax("trailing comma")),
+            Some(_) => Err(self.syntax("trailing characters")),
+            None => Err(self.eof(if end == b'}' {
+                "EOF while parsing an object"
+            } else {
+                "EOF while parsing a list"
+            })),
+        }
+    }
+
+    /// Ends what `enter` opened after its visitor ran: an error is located after
+    /// the closing bracket when there is one, as serde_json locates it.
+    fn closed<T>(&mut self, r: Result<T>, end: u8) -> Result<T> {
+        match r {
+            Ok(v) => self.close(end).map(|()| v),
+            Err(e) => {
+                let _ = self.close(end);
+                Err(self.here(e))
+            }
+        }
+    }
+
+    /// The error for a value that is not what `exp` wanted, located after it
+    /// (before it for a list or an object, which are not read).
+    fn invalid_type(&mut self, exp: &dyn Expected) -> Error {
+        let mut m = String::from("invalid type: ");
+        let offset = match self.peek() {
+            Some(b'[') => {
+                m.push_str("sequence");
+                self.index
+            }
+            Some(b'{') => {
+                m.push_str("map");
+                self.index
+            }
+            Some(b'"') => match self.string() {
+                Ok(s) => {
+                    m.push_str("string ");
+                    quoted(&mut m, &s);
+                    self.index
+                }
+                Err(e) => return e,
+            },
+            _ => match self.scalar() {
+                Ok(s) => {
+                    s.describe(&mut m);
+                    self.index
+                }
+                Err(e) => return e,
+            },
+        };
+        let _ = write!(m, ", expected {exp}");
+        Error::at(m, offset)
+    }
+
+    /// An integer for an integer visitor; a float or huge number is refused by its text.
+    fn integer<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => {}
+            _ => return Err(self.invalid_type(&visitor)),
+        }
+        let r = match self.number()? {
+            Number::Unsigned(n) => visitor.visit_u64(n),
+            Number::Signed(n) => visitor.visit_i64(n),
+            Number::Other { text, float } => {
+                let kind = if float { "floating point" } else { "integer" };
+                let what = if float { "type" } else { "value" };
+                return Err(Error::at(
+                    format!(
+                        "invalid {what}: {kind} `{text}`, expected {}",
+                        &visitor as &dyn Expected
+                    ),
+                    self.index,
+                ));
+            }
+        };
+        self.fix(r)
+    }
+
+    /// A number for a float visitor (the only path that parses floating point).
+    fn float<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value> {
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => {}
+            _ => return Err(self.invalid_type(&visitor)),
+        }
+        let r = match self.number()? {
+            Number::Unsigned(n) => visitor.visit_u64(n),
+            Number::Signed(n) => visitor.visit_i64(n),
+            Number::Other { text, .. } => visitor.visit_f64(self.parse_float(text)?),
+        };
+        self.fix(r)
+    }
+
+    fn parse_float(&self, text: &str) -> Result<f64> {
+        match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Ok(f),
+            _ => Err(Error::at("number out of range", self.index)),
+        }
+    }
+
+    /// Reads a value under `key`, naming it in the error.
+    fn value_under<T>(
+        &mut self,
+        seg: Seg<'de>,
+        read: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        self.path.push(seg);
+        let r = read(self).map_err(|e| self.locate(e));
+        self.path.pop();
+        r
+    }
+}
+
+/// A scalar as serde_json reports it in an `invalid type` message.
+enum Scalar<'de> {
+    Bool(bool),
+    Null,
+    Number(Number<'de>),
+}
+
+impl Scalar<'_> {
+    fn describe(&self, out: &mut String) {
+        let _ = match self {
+            Scalar::Bool(b) => write!(out, "boolean `{b}`"),
+            Scalar::Null => write!(out, "null"),
+            Scalar::Number(Number::Unsigned(n)) => write!(out, "integer `{n}`"),
+            Scalar::Number(Number::Signed(n)) => write!(out, "integer `{n}`"),
+            Scalar::Number(Number::Other { text, float: true }) => {
+                write!(out, "floating point `{text}`")
+            }
+            Scalar::Number(Number::Other { text, .. }) => write!(out, "integer `{text}`"),
+        };
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let r = match self.peek() {
+            Some(b'"') => match self.string()? {
+                Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+                Cow::Owned(s) => visitor.visit_string(s),
+            },
+            Some(b'[') => return self.deserialize_seq(visitor),
+            Some(b'{') => return self.deserialize_map(visitor),
+            _ => match self.scalar()? {
+                Scalar::Bool(b) => visitor.visit_bool(b),
+                Scalar::Null => visitor.visit_unit(),
+                Scalar::Number(Number::Unsigned(n)) => visitor.visit_u64(n),
+                Scalar::Number(Number::Signed(n)) => visitor.visit_i64(n),
+                Scalar::Number(Number::Other { text, .. }) => {
+                    visitor.visit_f64(self.parse_float(text)?)
+                }
+            },
+        };
+        self.fix(r)
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        let b = match self.peek() {
+            Some(b't') => true,
+            Some(b'f') => false,
+            _ => return Err(self.invalid_type(&visitor)),
+        };
+        self.scalar()?;
+        let r = visitor.visit_bool(b);
+        self.fix(r)
+    }
+
+    fn deserialize_i8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_i16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_u8<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.integer(visitor)
+    }
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.float(visitor)
+    }
+    fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.float(visitor)
+    }
+
+    fn deserialize_char<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.peek() != Some(b'"') {
+            return Err(self.invalid_type(&visitor));
+        }
+        let r = match self.string()? {
+            Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+            Cow::Owned(s) => visitor.visit_string(s),
+        };
+        self.fix(r)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.peek() {
+            Some(b'"') => {
+                let r = match self.string()? {
+                    Cow::Borrowed(s) => visitor.visit_borrowed_bytes(s.as_bytes()),
+                    Cow::Owned(s) => visitor.visit_byte_buf(s.into_bytes()),
+                };
+                self.fix(r)
+            }
+            _ => self.deserialize_seq(visitor),
+        }
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_bytes(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.peek() == Some(b'n') {
+            self.scalar()?;
+            let r = visitor.visit_none();
+            return self.fix(r);
+        }
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_unit<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.peek() != Some(b'n') {
+            return Err(self.invalid_type(&visitor));
+        }
+        self.scalar()?;
+        let r = visitor.visit_unit();
+        self.fix(r)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        if name == RAW {
+            let start = match self.peek() {
+                Some(_) => self.index,
+                None => return Err(self.eof("EOF while parsing a value")),
+            };
+            self.skip()?;
+            let text = self.input.get(start..self.index).unwrap_or_default();
+            return visitor.visit_borrowed_bytes(text);
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.peek() != Some(b'[') {
+            return Err(self.invalid_type(&visitor));
+        }
+        self.enter()?;
+        let r = visitor.visit_seq(Seq {
+            de: &mut *self,
+            first: true,
+            count: 0,
+        });
+        self.closed(r, b']')
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.peek() != Some(b'{') {
+            return Err(self.invalid_type(&visitor));
+        }
+        self.enter()?;
+        let r = visitor.visit_map(Map {
+            de: &mut *self,
+            first: true,
+            key: None,
+        });
+        self.closed(r, b'}')
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.deserialize_map(visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        match self.peek() {
+            Some(b'"') => {
+                let variant = self.string()?;
+                let r = visitor.visit_enum(UnitVariant(variant));
+                self.fix(r)
+            }
+            Some(b'{') => {
+                self.enter()?;
+                let mut first = true;
+                if !self.next_entry(&mut first)? {
+                    return Err(self.syntax("expected value"));
+                }
+                let variant = self.string()?;
+                self.colon()?;
+                let r = visitor.visit_enum(Variant {
+                    de: &mut *self,
+                    variant,
+                });
+                self.closed(r, b'}')
+            }
+            _ => Err(self.invalid_type(&visitor)),
+        }
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        self.skip()?;
+        visitor.visit_unit()
+    }
+}
+
+struct Seq<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+    first: bool,
+    count: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        if !self.de.next_item(&mut self.first)? {
+            return Ok(None);
+        }
+        let at = Seg::Index(self.count);
+        self.count += 1;
+        self.de.value_under(at, |de| seed.deserialize(de)).map(Some)
+    }
+}
+
+struct Map<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+    first: bool,
+    key: Option<Cow<'de, str>>,
+}
+
+impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
+        if !self.de.next_entry(&mut self.first)? {
+            return Ok(None);
+        }
+        let key = self.de.string()?;
+        match seed.deserialize(Key(key.clone())) {
+            Ok(k) => {
+                self.key = Some(key);
+                Ok(Some(k))
+            }
+            // Named by the key itself (`unknown field` under its own name), as serde_path_to_error does.
+            Err(e) => self.de.value_under(Seg::Key(key), |_| Err(e)),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
+        self.de.colon()?;
+        let key = self.key.take().unwrap_or(Cow::Borrowed("?"));
+        self.de
+            .value_under(Seg::Key(key), |de| seed.deserialize(de))
+    }
+}
+
+/// An object's key (or an enum's variant name), given to the key's `Deserialize`.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserializer<'de> for Key<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        match self.0 {
+            Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+            Cow::Owned(s) => visitor.visit_string(s),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        visitor.visit_enum(UnitVariant(self.0))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
+        identifier ignored_any
+    }
+}
+
+/// An enum written as its variant's name: a unit variant.
+struct UnitVariant<'de>(Cow<'de, str>);
+
+impl<'de> de::EnumAccess<'de> for UnitVariant<'de> {
+    type Error = Error;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self)> {
+        let v = seed.deserialize(Key(self.0.clone()))?;
+        Ok((v, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for UnitVariant<'de> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<()> {
+        Ok(())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _seed: T) -> Result<T::Value> {
+        Err(de::Error::invalid_type(
+            Unexpected::UnitVariant,
+            &"newtype variant",
+        ))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value> {
+        Err(de::Error::invalid_type(
+            Unexpected::UnitVariant,
+            &"tuple variant",
+        ))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value> {
+        Err(de::Error::invalid_type(
+            Unexpected::UnitVariant,
+            &"struct variant",
+        ))
+    }
+}
+
+/// An enum written as `{"Variant": value}`; the cursor is on the value.
+struct Variant<'a, 'de> {
+    de: &'a mut Deserializer<'de>,
+    variant: Cow<'de, str>,
+}
+
+impl<'de> de::EnumAccess<'de> for Variant<'_, 'de> {
+    type Error = Error;
+    type Variant = Self;
+
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self)> {
+        let v = seed.deserialize(Key(self.variant.clone()))?;
+        Ok((v, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
+    type Error = Error;
+
+    fn unit_variant(self) -> Result<()> {
+        let key = Seg::Key(self.variant);
+        self.de
+            .value_under(key, |de| de::Deserialize::deserialize(de))
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value> {
+        let key = Seg::Key(self.variant);
+        self.de.value_under(key, |de| seed.deserialize(de))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value> {
+        let key = Seg::Key(self.variant);
+        self.de
+            .value_under(key, |de| de::Deserializer::deserialize_seq(de, visitor))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        let key = Seg::Key(self.variant);
+        self.de
+            .value_under(key, |de| de::Deserializer::deserialize_map(de, visitor))
+    }
+}
+
+/// A value's JSON text, unparsed, borrowed from the input (for `_rules_`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Raw<'de>(pub(crate) &'de [u8]);
+
+impl<'de> Raw<'de> {
+    /// Where the text starts in `whole` (the input it was read from).
+    pub(crate) fn offset(&self, whole: &[u8]) -> usize {
+        (self.0.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Raw<'de>, E> {
+                Ok(Raw(v))
+            }
+        }
+        d.deserialize_newtype_struct(RAW, V)
+    }
+}
+
+/// Reads `T` from `input`; nothing but whitespace may follow it.
+pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(input: &'de [u8]) -> Result<T> {
+    let mut de = Deserializer::new(input, 0);
+    let value = T::deserialize(&mut de).map_err(|e| de.locate(e))?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Reads `T` from the value at byte `start` of `input` (what follows it is not read).
+pub(crate) fn from_slice_at<'de, T: de::Deserialize<'de>>(
+    input: &'de [u8],
+    start: usize,
+) -> Result<T> {
+    let mut de = Deserializer::new(input, start);
+    T::deserialize(&mut de).map_err(|e| de.locate(e))
+}
+
+/// Runs `seed` on the value at byte `start` of `input`, as the value of `key`:
+/// errors name `key` and the path under it.
+pub(crate) fn seed_under<'de, S: DeserializeSeed<'de>>(
+    input: &'de [u8],
+    start: usize,
+    key: &'de str,
+    seed: S,
+) -> Result<S::Value> {
+    let mut de = Deserializer::new(input, start);
+    de.value_under(Seg::Key(Cow::Borrowed(key)), |de| seed.deserialize(de))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct C {
+        name: String,
+        #[serde(default)]
+        n: u32,
+        #[serde(default)]
+        list: Vec<Inner>,
+        #[serde(default)]
+        f: Option<f64>,
+        #[serde(default)]
+        mode: Option<Mode>,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    struct Inner {
+        v: i8,
+    }
+
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Mode {
+        Open,
+        Limit(u32),
+        Pair { a: bool },
+    }
+
+    fn err(json: &str) -> String {
+        let e = from_slice::<C>(json.as_bytes()).unwrap_err();
+        match e.path() {
+            Some(p) => format!("{p}: {}", e.located(json.as_bytes())),
+            None => e.located(json.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        let c: C = from_slice(
+            br#" {"name": "a\"\u00e9\ud83d\ude00", "n": 7, "list": [{"v": -3}, {"v": 4}],
+                "f": -1.5e1, "mode": {"limit": 3}} "#,
+        )
+        .unwrap();
+        assert_eq!(c.name, "a\"é😀");
+        assert_eq!((c.n, c.f), (7, Some(-15.0)));
+        assert_eq!(c.list, vec![Inner { v: -3 }, Inner { v: 4 }]);
+        assert_eq!(c.mode, Some(Mode::Limit(3)));
+        let m: BTreeMap<String, Vec<Option<bool>>> =
+            from_slice(br#"{"x": [true, null, false], "y": []}"#).unwrap();
+        assert_eq!(m["x"], vec![Some(true), None, Some(false)]);
+        let c: C = from_slice(br#"{"name": "", "mode": "open"}"#).unwrap();
+        assert_eq!(c.mode, Some(Mode::Open));
+        let c: C = from_slice(br#"{"name": "", "mode": {"pair": {"a": true}}}"#).unwrap();
+        assert_eq!(c.mode, Some(Mode::Pair { a: true }));
+    }
+
+    /// What `serde_json` + `serde_path_to_error` (the reader this one replaced) say.
+    fn theirs(json: &str) -> String {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let e = match serde_path_to_error::deserialize::<_, C>(&mut de) {
+            Ok(_) => match de.end() {
+                Ok(()) => return "accepted".into(),
+                Err(e) => return e.to_string(),
+            },
+            Err(e) => e,
+        };
+        // serde_path_to_error names a syntax error between entries `?`; this reader names the object.
+        let path = e.path().to_string();
+        let path = path.strip_suffix("?").unwrap_or(&path);
+        let path = path.strip_suffix(".").unwrap_or(path);
+        match path {
+            "" => e.into_inner().to_string(),
+            _ => format!("{path}: {}", e.into_inner()),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field_line_and_column_as_serde_json_does() {
+        for json in [
+            r#"{"name": 5}"#,
+            "{\"name\": \"a\",\n \"list\": [{\"v\": 1}, {\"v\": 300}]}",
+            "{\"name\": \"a\",\r\n \"list\": [{\"v\": 1},\n\n {\"v\": true} ]}",
+            r#"{"name": "a", "n": -1}"#,
+            r#"{"name": "a", "n": 1.5}"#,
+            r#"{"name": "a", "x": 1}"#,
+            r#"{"n": 1}"#,
+            r#"{"list": [{}]}"#,
+            "not json",
+            r#"{"name": "a",}"#,
+            r#"{"name": "a", "list": [{"v": 1},]}"#,
+            r#"{"name": "a"} x"#,
+            r#"{"name" "a"}"#,
+            r#"{"name": "a"#,
+            r#"{"name": "a", "#,
+            r#"{"name": [1]}"#,
+            r#"{"name": {"a": 1}}"#,
+            r#"{"name": null}"#,
+            r#"{"name": "a", "mode": "shut"}"#,
+            r#"{"name": "a", "mode": {"limit": "x"}}"#,
+            r#"{"name": "a", "mode": {"pair": {"a": 1}}}"#,
+            r#"{"name": "a", "n": 01}"#,
+            r#"{"name": "a", "n": 1.}"#,
+            r#"{"name": "a", "n": -}"#,
+            r#"{"name": "a", "n": 4294967296}"#,
+            "{\"name\": \"a\u{1}\"}",
+            r#"{"name": "\x"}"#,
+            r#"{"name": "\ud800"}"#,
+            r#"{"name": "\u12"}"#,
+            r#"{1: 2}"#,
+            r#"{"name": "a", "list": [1 2]}"#,
+            r#"{"name": "a", "list": [{"v": 1}"#,
+            r#"{"name": tru}"#,
+            "",
+            "   ",
+        ] {
+            assert_eq!(err(json), theirs(json), "{json}");
+        }
+        // Where serde_json parses a number it then refuses, this reader quotes it as written.
+        assert_eq!(
+            err(r#"{"name": "a", "n": -0.25e1}"#),
+            "n: invalid type: floating point `-0.25e1`, expected u32 at line 1 column 26"
+        );
+        assert_eq!(
+            err(r#"{"name": "a", "n": 99999999999999999999}"#),
+            "n: invalid value: integer `99999999999999999999`, expected u32 at line 1 column 39"
+        );
+        assert_eq!(
+            err(&"[".repeat(200)),
+            "invalid type: sequence, expected struct C at line 1 column 0"
+        );
+        let deep = "[".repeat(200);
+        let ours = from_slice::<de::IgnoredAny>(deep.as_bytes()).unwrap_err();
+        let theirs = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
+        assert_eq!(ours.located(deep.as_bytes()), theirs.to_string());
+        // serde_json also reads a struct from a list of its fields in order; a configuration cannot.
+        assert_eq!(
+            err(r#"["a"]"#),
+            "invalid type: sequence, expected struct C at line 1 column 0"
+        );
+    }
+
+    #[test]
+    fn floats_are_shown_without_core_float_formatting() {
+        let f = |x: f64| {
+            let mut s = String::new();
+            float(&mut s, x);
+            s
+        };
+        assert_eq!(f(1.5), "1.5");
+        assert_eq!(f(-2.0), "-2.0");
+        assert_eq!(f(0.125), "0.125");
+        assert_eq!(f(-0.0), "-0.0");
+        assert_eq!(f(1e300), "a number out of range");
+    }
+
+    #[test]
+    fn strings_are_quoted_as_debug_quotes_them() {
+        for s in [
+            "plain",
+            "a\"b\\c",
+            "tab\tnl\ncr\r",
+            "nul\0 bell\x07 del\x7f",
+            "é😀",
+        ] {
+            let mut out = String::new();
+            quoted(&mut out, s);
+            assert_eq!(out, format!("{s:?}"));
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused() {
+        let e = from_slice::<String>(b"\"a\xff\"").unwrap_err();
+        assert_eq!(
+            e.located(b"\"a\xff\""),
+            "invalid unicode code point at line 1 column 3"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_read_or_refuse(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = from_slice::<C>(&bytes);
+            let _ = from_slice::<BTreeMap<String, Raw<'_>>>(&bytes);
+        }
+
+        #[test]
+        fn agrees_with_serde_json_on_what_it_accepts(
+            bytes in proptest::collection::vec(proptest::sample::select(b"{}[]\",:0123456789.-eEtrufalsn \\u\"abn".to_vec()), 0..32)
+        ) {
+            let ours = from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+            let theirs = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok();
+            proptest::prop_assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&bytes));
+        }
+    }
+}
