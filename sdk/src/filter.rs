@@ -142,8 +142,10 @@ pub trait HttpFilter: Default + 'static {
     }
 
     /// Called with the answer to a [`Callout`](crate::Callout) this request made
-    /// (or with no status, when it failed or timed out). `Continue` resumes the
-    /// paused request or response; a local reply rejects it; `Pause` keeps it
+    /// (or with no status, when it failed or timed out), once per callout; the
+    /// answer's [`index`](CalloutResponse::index) says which. `Continue` resumes the
+    /// paused request or response (with several callouts in flight, as
+    /// [`Wait`](crate::Wait) says); a local reply rejects it; `Pause` keeps it
     /// waiting (e.g. for another callout). The default resumes.
     fn on_callout_response(
         &mut self,
@@ -158,4 +160,9 @@ pub trait HttpFilter: Default + 'static {
 
     /// Called every [`tick_period`](Self::tick_period), outside any request.
     fn on_tick(_cx: &mut Tick<'_, Self::Config>) {}
+
+    /// Called with the answer to a callout sent from [`on_tick`](Self::on_tick)
+    /// (`cx.callout(..)`), outside any request: e.g. store a refreshed policy in
+    /// [`crate::shared`] data. `cx` can send another callout.
+    fn on_tick_callout_response(_cx: &mut Tick<'_, Self::Config>, _response: CalloutResponse) {}
 }

@@ -43,7 +43,8 @@
 //! What else a filter can do, each from its hook's context (`cx`):
 //! local replies ([`LocalReply`], including gRPC status), request and response
 //! bodies ([`Body`]) and trailers, properties ([`Properties`]), HTTP callouts
-//! ([`Callout`]), metrics ([`mod@metrics`], [`metrics!`]), shared data ([`shared`]) and ticks
+//! and unary gRPC calls ([`Callout`], several at once with [`Wait`], protobuf
+//! with [`proto`]), metrics ([`mod@metrics`], [`metrics!`]), shared data ([`shared`]) and ticks
 //! ([`HttpFilter::on_tick`]), and per-route configuration ([`rules`]), all
 //! testable natively with [`testing`].
 //!
@@ -65,6 +66,7 @@ pub mod metrics;
 mod outcome;
 pub mod path;
 mod property;
+pub mod proto;
 mod reply;
 pub mod rules;
 mod runtime;
@@ -73,7 +75,7 @@ pub mod shared;
 pub mod testing;
 
 pub use body::{Body, BodyMode};
-pub use callout::{Callout, CalloutResponse};
+pub use callout::{Callout, CalloutResponse, Wait};
 pub use config::ConfigError;
 pub use context::{Callback, Log, Request, Response, Tick};
 pub use filter::HttpFilter;
@@ -189,6 +191,14 @@ macro_rules! export {
                 _trailers: usize,
             ) {
                 VM.http_call_response(token, body)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_grpc_receive(_id: u32, token: u32, size: usize) {
+                VM.grpc_receive(token, size)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_grpc_close(_id: u32, token: u32, status: u32) {
+                VM.grpc_close(token, status)
             }
             #[no_mangle]
             extern "C" fn proxy_on_delete(id: u32) {

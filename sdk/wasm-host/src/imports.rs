@@ -115,6 +115,8 @@ const PROVIDED: &[(&str, &str)] = &[
     ("env", "proxy_get_current_time_nanoseconds"),
     ("env", "proxy_http_call"),
     ("env", "proxy_set_effective_context"),
+    ("env", "proxy_grpc_call"),
+    ("env", "proxy_get_status"),
     ("wasi_snapshot_preview1", "environ_sizes_get"),
     ("wasi_snapshot_preview1", "args_sizes_get"),
     ("wasi_snapshot_preview1", "fd_write"),
@@ -128,6 +130,7 @@ pub(crate) fn link<P: Proxy + 'static>(
 ) -> Result<(), Trap> {
     proxy_calls(linker)?;
     more_proxy_calls(linker)?;
+    grpc_calls(linker)?;
     wasi(linker)?;
     stubs(linker, module)
 }
@@ -379,6 +382,53 @@ fn more_proxy_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Result<
 }
 
 use crate::INTERNAL_FAILURE;
+
+fn grpc_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Result<(), Trap> {
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_call",
+        |mut caller: Caller<'_, Host<P>>,
+         service: i32,
+         service_len: i32,
+         name: i32,
+         name_len: i32,
+         method: i32,
+         method_len: i32,
+         metadata: i32,
+         metadata_len: i32,
+         message: i32,
+         message_len: i32,
+         timeout: i32,
+         token_out: i32| {
+            let call = crate::GrpcCall {
+                service: read(&caller, service, service_len)?,
+                service_name: read(&caller, name, name_len)?,
+                method: read(&caller, method, method_len)?,
+                metadata: deserialize_pairs(&read(&caller, metadata, metadata_len)?),
+                message: read(&caller, message, message_len)?,
+                timeout_millis: timeout as u32,
+            };
+            match proxy(&mut caller).grpc_call(call) {
+                Some(token) => write(&mut caller, token_out, &token.to_le_bytes()).map(|()| OK),
+                None => Ok(INTERNAL_FAILURE),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_status",
+        |mut caller: Caller<'_, Host<P>>, code: i32, out: i32, size: i32| {
+            match proxy(&mut caller).status() {
+                Some((status, message)) => {
+                    write(&mut caller, code, &status.to_le_bytes())?;
+                    give(&mut caller, Some(message), out, size)
+                }
+                None => Ok(NOT_FOUND),
+            }
+        },
+    )?;
+    Ok(())
+}
 
 /// WASI's `ENOSYS`.
 const WASI_NOSYS: i32 = 52;
