@@ -255,10 +255,10 @@ impl CalloutResponse {
         self.grpc.as_ref().map(|(s, _)| *s)
     }
 
-    /// For a gRPC call that failed: the status message (may be empty, and is
-    /// not checked to be UTF-8; see [`Value::to_str`]).
-    pub fn grpc_message(&self) -> Option<Value> {
-        self.grpc.as_ref().map(|(_, m)| Value(m.clone()))
+    /// For a gRPC call that failed: the status message as bytes (may be empty,
+    /// and is not checked to be UTF-8; `String::from_utf8_lossy` shows it).
+    pub fn grpc_message(&self) -> Option<&[u8]> {
+        self.grpc.as_ref().map(|(_, m)| &m[..])
     }
 
     /// The first value of header `name` as bytes, as the upstream sent them
