@@ -76,9 +76,11 @@ impl Callout {
     /// `upstream` (which must speak HTTP/2), with `message` the serialized request
     /// ([`crate::proto::Writer`] writes one). Its answer has
     /// [`grpc_status`](CalloutResponse::grpc_status) (0 when it succeeded, with the
-    /// reply message as the [`body`](CalloutResponse::body)); a failure or a
-    /// timeout has the status and the [`grpc_message`](CalloutResponse::grpc_message)
-    /// Envoy gives (a timeout is 4, `DEADLINE_EXCEEDED`). [`header`](Self::header)
+    /// reply message as the [`body`](CalloutResponse::body)); a failure has the
+    /// service's status and [`grpc_message`](CalloutResponse::grpc_message) (Envoy
+    /// appends its response-code details, e.g. `{via_upstream}`). Envoy 1.36–1.40
+    /// report a timeout, and a server that cannot be reached, as 14 (`UNAVAILABLE`),
+    /// e.g. `upstream request timeout{response_timeout}`. [`header`](Self::header)
     /// adds initial metadata.
     ///
     /// ```

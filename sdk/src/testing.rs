@@ -754,8 +754,10 @@ pub struct TestResponse {
     grpc_error: Option<(u32, Vec<u8>)>,
 }
 
-/// What Envoy hands a gRPC callout that got no answer in time: its status and message.
-pub const GRPC_TIMEOUT: (u32, &str) = (4, "Request timeout");
+/// What Envoy (1.36–1.40) hands a gRPC callout that got no answer in time: status 14
+/// (`UNAVAILABLE`, not `DEADLINE_EXCEEDED`) and this message (Envoy appends the
+/// response-code details, `{response_timeout}`), as measured in `tests/tests/callouts.rs`.
+pub const GRPC_TIMEOUT: (u32, &str) = (14, "upstream request timeout{response_timeout}");
 
 impl TestResponse {
     /// A response with this status.

@@ -140,7 +140,7 @@ fn a_grpc_failure_a_timeout_or_a_garbled_answer_fail_closed() {
     assert!(ex.logged("gRPC status 14 (authz is down)"), "{:?}", ex.logs());
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer slow"));
     assert_eq!(ex.status(), 503);
-    assert!(ex.logged("gRPC status 4"), "{:?}", ex.logs());
+    assert!(ex.logged("gRPC status 14 (upstream request timeout"), "{:?}", ex.logs());
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer garbled"));
     assert_eq!(ex.status(), 503);
     assert!(ex.logged("CheckResponse is malformed"), "{:?}", ex.logs());
