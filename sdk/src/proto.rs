@@ -234,7 +234,10 @@ mod tests {
         assert_eq!(read[1].as_str(), Some("héllo"));
         let inner: Vec<_> = read[2].as_message().unwrap().flatten().collect();
         assert_eq!(inner[1].as_bytes(), Some(&[0xff, 0][..]));
-        assert_eq!((read[3].number, read[3].as_u64()), (536_870_911, Some(u64::MAX)));
+        assert_eq!(
+            (read[3].number, read[3].as_u64()),
+            (536_870_911, Some(u64::MAX))
+        );
     }
 
     #[test]

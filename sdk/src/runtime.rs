@@ -441,7 +441,10 @@ impl<F: HttpFilter> Stream<F> {
     /// True when this request's callout `sent` is waiting for its answer.
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
     pub(crate) fn waits_for(&self, sent: Sent) -> bool {
-        self.flow.waiting.as_ref().is_some_and(|w| w.waits_for(sent))
+        self.flow
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.waits_for(sent))
     }
 
     pub(crate) fn log(&mut self) {

@@ -74,7 +74,10 @@ fn the_fixtures_tests_pass_through_its_module() {
 
 #[test]
 fn two_callouts_run_in_parallel_and_all_waits_for_both() {
-    let (a, b) = (slow(200, Duration::from_millis(300)), slow(201, Duration::from_millis(300)));
+    let (a, b) = (
+        slow(200, Duration::from_millis(300)),
+        slow(201, Duration::from_millis(300)),
+    );
     let config = r#"{"clusters": ["a", "b"], "wait": "all"}"#;
     let envoy = fanout_envoy(config, vec![("a", a), ("b", b)], vec![]);
     let _ = timed_get(&envoy, "/warm-up");
@@ -85,14 +88,23 @@ fn two_callouts_run_in_parallel_and_all_waits_for_both() {
     let mut sorted: Vec<&str> = answers.split(',').collect();
     sorted.sort();
     assert_eq!(sorted, ["0:200", "1:201"], "{answers}");
-    assert!(took >= Duration::from_millis(300), "{took:?}: answered before the callouts");
-    assert!(took < Duration::from_millis(550), "{took:?}: the callouts ran one after the other");
+    assert!(
+        took >= Duration::from_millis(300),
+        "{took:?}: answered before the callouts"
+    );
+    assert!(
+        took < Duration::from_millis(550),
+        "{took:?}: the callouts ran one after the other"
+    );
     assert_eq!(vm_failures(&envoy), Vec::<String>::new());
 }
 
 #[test]
 fn first_resumes_at_the_first_answer_and_a_late_one_is_dropped() {
-    let (a, b) = (slow(200, Duration::from_millis(100)), slow(201, Duration::from_millis(600)));
+    let (a, b) = (
+        slow(200, Duration::from_millis(100)),
+        slow(201, Duration::from_millis(600)),
+    );
     let config = r#"{"clusters": ["a", "b"], "wait": "first"}"#;
     let envoy = fanout_envoy(config, vec![("a", a), ("b", b)], vec![]);
     let _ = timed_get(&envoy, "/warm-up");
@@ -102,7 +114,10 @@ fn first_resumes_at_the_first_answer_and_a_late_one_is_dropped() {
     assert_eq!(response.status, 200);
     assert_eq!(response.header_str("x-answers").unwrap(), "0:200");
     assert!(took >= Duration::from_millis(100), "{took:?}");
-    assert!(took < Duration::from_millis(450), "{took:?}: waited for the slow one");
+    assert!(
+        took < Duration::from_millis(450),
+        "{took:?}: waited for the slow one"
+    );
     // The slow answer lands after the request ended: dropped, nothing traps.
     std::thread::sleep(Duration::from_millis(700));
     let (again, _) = timed_get(&envoy, "/");
@@ -118,14 +133,22 @@ fn ticks_refresh_shared_data_over_http_and_grpc() {
         answer(200, "allow all\n")
     });
     let config = r#"{"tick_ms": 100, "policy_cluster": "policy", "health_cluster": "health"}"#;
-    let envoy = fanout_envoy(config, vec![("policy", policy)], vec![("health", grpc.addr.clone())]);
+    let envoy = fanout_envoy(
+        config,
+        vec![("policy", policy)],
+        vec![("health", grpc.addr.clone())],
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     let response = loop {
         let response = envoy.get("/", &[]).unwrap();
         if response.header("x-policy").is_some() && response.header("x-health").is_some() {
             break response;
         }
-        assert!(Instant::now() < deadline, "no tick answers in 5 s:\n{}", envoy.log_tail(30));
+        assert!(
+            Instant::now() < deadline,
+            "no tick answers in 5 s:\n{}",
+            envoy.log_tail(30)
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(response.header_str("x-policy").unwrap(), "allow all");
@@ -147,7 +170,11 @@ fn a_tick_grpc_callout_to_a_dead_server_has_a_failure_status() {
         if let Some(h) = envoy.get("/", &[]).unwrap().header_str("x-health") {
             break h;
         }
-        assert!(Instant::now() < deadline, "no tick answer in 5 s:\n{}", envoy.log_tail(30));
+        assert!(
+            Instant::now() < deadline,
+            "no tick answer in 5 s:\n{}",
+            envoy.log_tail(30)
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     eprintln!("gRPC callout to a dead server: {health}");
@@ -170,7 +197,10 @@ fn ext_authz_over_grpc_allows_and_denies_as_the_service_says() {
     let grpc = GrpcServer::start();
     let envoy = ext_authz_grpc(&grpc);
     let allowed = envoy
-        .get("/orders?id=1", &[("authorization", b"Bearer good"), ("x-user", b"mallory")])
+        .get(
+            "/orders?id=1",
+            &[("authorization", b"Bearer good"), ("x-user", b"mallory")],
+        )
         .unwrap();
     assert_eq!(allowed.status, 200, "{}", envoy.log_tail(20));
     let upstream = String::from_utf8_lossy(&allowed.body).into_owned();
@@ -180,9 +210,14 @@ fn ext_authz_over_grpc_allows_and_denies_as_the_service_says() {
         .lines()
         .find_map(|l| l.strip_prefix("x-seen: "))
         .unwrap_or_else(|| panic!("{upstream}"));
-    assert_eq!(seen, "GET /orders?id=1 localhost Bearer good", "what the service read");
+    assert_eq!(
+        seen, "GET /orders?id=1 localhost Bearer good",
+        "what the service read"
+    );
 
-    let denied = envoy.get("/orders", &[("authorization", b"Bearer bad")]).unwrap();
+    let denied = envoy
+        .get("/orders", &[("authorization", b"Bearer bad")])
+        .unwrap();
     assert_eq!(denied.status, 401);
     assert_eq!(denied.body, b"who are you?");
     assert_eq!(envoy.stat("wasmcustom.ext_authz_allowed").unwrap(), Some(1));
@@ -201,18 +236,26 @@ fn ext_authz_over_grpc_fails_closed_on_a_failure_status_and_a_timeout() {
     let slow = envoy.get("/slow", good).unwrap();
     let took = start.elapsed();
     assert_eq!(slow.status, 503);
-    assert!(took < Duration::from_millis(1200), "{took:?}: the 400 ms timeout did not hold");
+    assert!(
+        took < Duration::from_millis(1200),
+        "{took:?}: the 400 ms timeout did not hold"
+    );
     std::thread::sleep(Duration::from_millis(300));
     let log = envoy.log_text();
-    let said: Vec<&str> = log.lines().filter(|l| l.contains("authorization service failed")).collect();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("authorization service failed"))
+        .collect();
     eprintln!("{}", said.join("\n"));
     // Envoy appends the response-code details to the status message.
     assert!(
-        said.iter().any(|l| l.contains("gRPC status 14 (authz is down")),
+        said.iter()
+            .any(|l| l.contains("gRPC status 14 (authz is down")),
         "the service's own status and message: {said:?}"
     );
     assert!(
-        said.iter().any(|l| l.contains("gRPC status 14 (upstream request timeout")),
+        said.iter()
+            .any(|l| l.contains("gRPC status 14 (upstream request timeout")),
         "Envoy 1.40 reports a timeout as UNAVAILABLE: {said:?}"
     );
     assert_eq!(envoy.stat("wasmcustom.ext_authz_failed").unwrap(), Some(2));

@@ -367,7 +367,10 @@ fn grpc_verdict(response: &CalloutResponse) -> Verdict {
                 let header = field(option.as_bytes()?, 1)?.as_bytes()?;
                 let key = field(header, 1)?.as_bytes()?.to_vec();
                 let value = field(header, 3).or_else(|| field(header, 2));
-                Some((key, value.and_then(|v| v.as_bytes()).unwrap_or(b"").to_vec()))
+                Some((
+                    key,
+                    value.and_then(|v| v.as_bytes()).unwrap_or(b"").to_vec(),
+                ))
             })
             .collect()
     };

@@ -56,7 +56,9 @@ fn allow(user: &str) -> TestResponse {
         Writer::new()
             .message(1, |s| s.uint(1, 0))
             .message(3, |ok| {
-                ok.message(2, |o| o.message(1, |h| h.string(1, "x-user").string(2, user)))
+                ok.message(2, |o| {
+                    o.message(1, |h| h.string(1, "x-user").string(2, user))
+                })
             })
             .into_bytes(),
     )
@@ -80,7 +82,10 @@ fn deny(status: Option<u64>, body: &str) -> TestResponse {
 fn service() -> TestFilter<ExtAuthz> {
     let mut f = TestFilter::<ExtAuthz>::configure(CONFIG).unwrap();
     f.answer_callouts(|call| {
-        assert_eq!(call.grpc(), Some(("envoy.service.auth.v3.Authorization", "Check")));
+        assert_eq!(
+            call.grpc(),
+            Some(("envoy.service.auth.v3.Authorization", "Check"))
+        );
         match seen(call).headers.get("authorization").map(String::as_str) {
             Some("Bearer good") => Some(allow("alice")),
             Some("Bearer slow") => None,
@@ -110,13 +115,23 @@ fn the_check_request_carries_method_path_host_and_headers() {
     assert_eq!(call.timeout().as_millis(), 300);
     let seen = seen(call);
     assert_eq!(seen.method, "POST");
-    assert_eq!(seen.path, "/orders/1?id=2", "the canonical path, the query as sent");
+    assert_eq!(
+        seen.path, "/orders/1?id=2",
+        "the canonical path, the query as sent"
+    );
     assert_eq!(seen.host, "shop.example");
     assert_eq!(seen.headers["authorization"], "Bearer good");
-    assert_eq!(seen.headers["cookie"], "a=1,b=2", "copies joined, as Envoy does");
+    assert_eq!(
+        seen.headers["cookie"], "a=1,b=2",
+        "copies joined, as Envoy does"
+    );
     assert_eq!(seen.headers[":method"], "POST");
     assert_eq!(seen.headers[":path"], "/orders/1?id=2");
-    assert_eq!(ex.upstream_header("x-user").unwrap(), "alice", "the service's, not the client's");
+    assert_eq!(
+        ex.upstream_header("x-user").unwrap(),
+        "alice",
+        "the service's, not the client's"
+    );
     assert_eq!(f.metric("ext_authz_allowed"), Some(1));
 }
 
@@ -137,10 +152,18 @@ fn a_grpc_failure_a_timeout_or_a_garbled_answer_fail_closed() {
     let mut f = service();
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer broken"));
     assert_eq!(ex.status(), 503);
-    assert!(ex.logged("gRPC status 14 (authz is down)"), "{:?}", ex.logs());
+    assert!(
+        ex.logged("gRPC status 14 (authz is down)"),
+        "{:?}",
+        ex.logs()
+    );
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer slow"));
     assert_eq!(ex.status(), 503);
-    assert!(ex.logged("gRPC status 14 (upstream request timeout"), "{:?}", ex.logs());
+    assert!(
+        ex.logged("gRPC status 14 (upstream request timeout"),
+        "{:?}",
+        ex.logs()
+    );
     let ex = f.send(TestRequest::get("/").header("authorization", "Bearer garbled"));
     assert_eq!(ex.status(), 503);
     assert!(ex.logged("CheckResponse is malformed"), "{:?}", ex.logs());
@@ -159,7 +182,10 @@ fn fail_open_lets_the_request_through_without_the_clients_user() {
 
 #[test]
 fn a_path_prefix_makes_no_sense_over_grpc() {
-    let config = CONFIG.replace("\"grpc\": true", "\"grpc\": true, \"path_prefix\": \"/check\"");
+    let config = CONFIG.replace(
+        "\"grpc\": true",
+        "\"grpc\": true, \"path_prefix\": \"/check\"",
+    );
     let err = TestFilter::<ExtAuthz>::configure(&config).err().unwrap();
     assert!(err.to_string().contains("path_prefix"), "{err}");
 }

@@ -335,7 +335,9 @@ pub(crate) fn grpc_call(
         return None;
     }
     let token = lasting(|l| {
-        l.next_grpc_token = l.next_grpc_token.wrapping_add(if l.next_grpc_token == 0 { 1 } else { 2 });
+        l.next_grpc_token =
+            l.next_grpc_token
+                .wrapping_add(if l.next_grpc_token == 0 { 1 } else { 2 });
         l.next_grpc_token
     });
     let call = SentCallout {

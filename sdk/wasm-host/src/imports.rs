@@ -417,14 +417,14 @@ fn grpc_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Result<(), Tr
     linker.func_wrap(
         "env",
         "proxy_get_status",
-        |mut caller: Caller<'_, Host<P>>, code: i32, out: i32, size: i32| {
-            match proxy(&mut caller).status() {
-                Some((status, message)) => {
-                    write(&mut caller, code, &status.to_le_bytes())?;
-                    give(&mut caller, Some(message), out, size)
-                }
-                None => Ok(NOT_FOUND),
+        |mut caller: Caller<'_, Host<P>>, code: i32, out: i32, size: i32| match proxy(&mut caller)
+            .status()
+        {
+            Some((status, message)) => {
+                write(&mut caller, code, &status.to_le_bytes())?;
+                give(&mut caller, Some(message), out, size)
             }
+            None => Ok(NOT_FOUND),
         },
     )?;
     Ok(())
