@@ -141,6 +141,24 @@ pub const NEEDS: &[Need] = &[
         apt: &[],
         pip: &["zizmor==1.32.0"],
     },
+    Need {
+        name: "grpcio",
+        purpose: "a real gRPC server (grpc.health.v1.Health and an ext_authz Authorization) for the gRPC callout tests",
+        present: || {
+            runs(
+                "python3",
+                &[PYTHON_ISOLATED, "-c", "import grpc, grpc_health.v1.health"],
+            )
+        },
+        apt: &[],
+        // grpcio and what pip installed with it (seen with `pip show` on 2026-12-01).
+        pip: &[
+            "grpcio==1.85.0",
+            "grpcio-health-checking==1.85.0",
+            "protobuf==7.36.2",
+            "typing-extensions==4.15.0",
+        ],
+    },
 ];
 
 /// What every weir project needs: a compiler for the wasm targets and Envoy.

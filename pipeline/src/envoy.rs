@@ -131,6 +131,8 @@ pub struct Bootstrap {
     pub backend: Backend,
     /// Extra clusters (e.g. one an HTTP callout or `code.remote` needs): `(name, host:port)`.
     pub clusters: Vec<(String, String)>,
+    /// Extra clusters speaking HTTP/2 without TLS, for gRPC callouts: `(name, host:port)`.
+    pub grpc_clusters: Vec<(String, String)>,
     /// Raised request-header limits; `None` keeps Envoy's defaults (60 KB, 100 headers).
     pub header_limits: Option<HeaderLimits>,
     /// Leave paths as the client sent them (`false`, the default, has Envoy
@@ -184,6 +186,7 @@ impl Bootstrap {
             native_response_headers: Vec::new(),
             backend: Backend::Direct,
             clusters: Vec::new(),
+            grpc_clusters: Vec::new(),
             header_limits: None,
             raw_paths: false,
             http1_trailers: false,
@@ -231,6 +234,16 @@ impl Bootstrap {
         }
         for (name, addr) in &self.clusters {
             clusters.push(cluster(name, addr)?);
+        }
+        for (name, addr) in &self.grpc_clusters {
+            let mut c = cluster(name, addr)?;
+            c["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                }
+            });
+            clusters.push(c);
         }
         let mut manager = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",

@@ -8,8 +8,10 @@ use wasm_opt::{Feature, OptimizationOptions, Pass};
 /// The custom section in which the weir SDK records which hooks a filter implements.
 pub const HOOKS_SECTION: &str = weir::hooks::SECTION;
 
-/// Exports an HTTP filter never needs: network-filter, gRPC-stream and foreign-function
-/// hooks. Removed whenever the module carries a `weir.hooks` section.
+/// Exports an HTTP filter never needs: network-filter, gRPC-stream metadata and
+/// foreign-function hooks. Removed whenever the module carries a `weir.hooks` section.
+/// (`proxy_on_grpc_receive` and `proxy_on_grpc_close` answer gRPC callouts: the
+/// section's `GRPC_RESPONSE` bit keeps them.)
 const NEVER_NEEDED: &[&str] = &[
     "proxy_on_new_connection",
     "proxy_on_downstream_data",
@@ -18,8 +20,6 @@ const NEVER_NEEDED: &[&str] = &[
     "proxy_on_upstream_connection_close",
     "proxy_on_grpc_receive_initial_metadata",
     "proxy_on_grpc_receive_trailing_metadata",
-    "proxy_on_grpc_receive",
-    "proxy_on_grpc_close",
     "proxy_on_foreign_function",
     "proxy_on_request_metadata",
     "proxy_on_response_metadata",

@@ -1,7 +1,7 @@
 //! What each hook is handed: the configuration for this request and what the hook may touch.
 
 use crate::body::{Body, BodyMode};
-use crate::callout::Callout;
+use crate::callout::{Callout, Sent, Wait};
 use crate::header::Headers;
 use crate::host::{Direction, Map};
 use crate::outcome::{Action, Error, Result};
@@ -12,8 +12,9 @@ use crate::reply::LocalReply;
 /// and how far each body has come.
 #[derive(Debug, Default)]
 pub(crate) struct Flow {
-    /// The token of the callout waiting for its answer.
-    pub(crate) pending: Option<u32>,
+    /// The callouts this request sent and waits for (boxed: a request that never
+    /// calls out carries one null pointer).
+    pub(crate) waiting: Option<Box<Waiting>>,
     /// Whether the filter has a callout hook (else a callout's answer would be lost).
     pub(crate) callouts: bool,
     /// The filter's [`BODY_MODE`](crate::HttpFilter::BODY_MODE).
@@ -63,6 +64,58 @@ impl BodyFlow {
     }
 }
 
+/// The callouts a request (or, for ticks, the plugin) waits for.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    /// Each call waiting for its answer, with its index.
+    pub(crate) calls: Vec<(Sent, usize)>,
+    /// When the paused request resumes.
+    pub(crate) wait: Wait,
+    /// How many callouts were sent so far (the next one's index).
+    pub(crate) sent: usize,
+}
+
+impl Waiting {
+    /// Sends `callouts`, in order; on a refusal, forgets the whole batch (answers to
+    /// those already sent are dropped) and says which one. Returns the first index.
+    pub(crate) fn send(
+        &mut self,
+        callouts: impl IntoIterator<Item = Callout>,
+    ) -> Result<usize, Error> {
+        let (before, first) = (self.calls.len(), self.sent);
+        for (i, callout) in callouts.into_iter().enumerate() {
+            match callout.dispatch() {
+                Ok(sent) => {
+                    self.calls.push((sent, self.sent));
+                    self.sent += 1;
+                }
+                Err(e) if i == 0 => return Err(e),
+                Err(e) => {
+                    self.calls.truncate(before);
+                    return Err(Error::new(format_args!(
+                        "callout {i} of the batch: {e} (the batch's other callouts are abandoned)"
+                    )));
+                }
+            }
+        }
+        if self.calls.len() == before {
+            return Err(Error::from("no callout to send: the batch is empty"));
+        }
+        Ok(first)
+    }
+
+    /// Takes the call `sent` out of those waiting: its index.
+    pub(crate) fn answered(&mut self, sent: Sent) -> Option<usize> {
+        let at = self.calls.iter().position(|(s, _)| *s == sent)?;
+        Some(self.calls.remove(at).1)
+    }
+
+    /// True when `sent` is waiting for its answer.
+    pub(crate) fn waits_for(&self, sent: Sent) -> bool {
+        self.calls.iter().any(|(s, _)| *s == sent)
+    }
+}
+
 impl Flow {
     /// `set_body_mode` for `direction`: any mode before the body starts, then only `Skip`.
     fn set_body_mode(&mut self, direction: Direction, mode: BodyMode) -> Result<(), Error> {
@@ -77,16 +130,15 @@ impl Flow {
         Ok(())
     }
 
-    fn callout(&mut self, callout: Callout) -> Result {
+    fn callouts(&mut self, wait: Wait, callouts: impl IntoIterator<Item = Callout>) -> Result {
         if !self.callouts {
             return Err(Error::from(
                 "a callout needs an `on_callout_response` hook: implement it in the #[weir::filter] impl",
             ));
         }
-        if self.pending.is_some() {
-            return Err(Error::from("a callout is already waiting for its answer"));
-        }
-        self.pending = Some(callout.dispatch()?);
+        let waiting = self.waiting.get_or_insert_with(Box::default);
+        waiting.send(callouts)?;
+        waiting.wait = wait;
         Ok(Action::Pause)
     }
 }
@@ -262,9 +314,48 @@ macro_rules! stream_context {
             /// Sends `callout` and pauses until
             /// [`on_callout_response`](crate::HttpFilter::on_callout_response) has
             /// its answer: return what this returns (`Ok(Action::Pause)`).
-            /// One callout at a time per request.
+            /// The same as `callouts(Wait::All, [callout])`.
             pub fn callout(&mut self, callout: Callout) -> Result {
-                self.flow.callout(callout)
+                self.flow.callouts(Wait::All, [callout])
+            }
+
+            /// Sends several callouts at once (they run in parallel) and pauses until
+            /// `wait` holds: [`Wait::All`], every answer has been through
+            /// [`on_callout_response`](crate::HttpFilter::on_callout_response); or
+            /// [`Wait::First`], one answer's hook returned `Continue` (later answers are
+            /// dropped). Each answer says which callout it is by
+            /// [`index`](crate::CalloutResponse::index): its position here, counted on from
+            /// the callouts this request sent before. If the proxy refuses one, none is
+            /// waited for and this is an `Err` naming it.
+            ///
+            /// ```
+            /// use weir::{Action, Callback, Callout, CalloutResponse, Request, Wait};
+            ///
+            /// #[derive(Default)]
+            /// struct Quorum { allowed: usize }
+            ///
+            /// #[weir::filter]
+            /// impl weir::HttpFilter for Quorum {
+            ///     type Config = ();
+            ///     fn on_request_headers(&mut self, cx: &mut Request<'_, ()>) -> weir::Result {
+            ///         cx.callouts(Wait::All, [Callout::get("policy", "/check"), Callout::get("quota", "/check")])
+            ///     }
+            ///     fn on_callout_response(&mut self, cx: &mut Callback<'_, ()>, answer: CalloutResponse) -> weir::Result {
+            ///         if answer.status() != Some(200) {
+            ///             let who = ["policy", "quota"][answer.index()];
+            ///             return cx.reply(weir::LocalReply::new(403).body(format!("denied by {who}\n")));
+            ///         }
+            ///         self.allowed += 1; // the request resumes after the last answer
+            ///         Ok(Action::Continue)
+            ///     }
+            /// }
+            /// ```
+            pub fn callouts(
+                &mut self,
+                wait: Wait,
+                callouts: impl IntoIterator<Item = Callout>,
+            ) -> Result {
+                self.flow.callouts(wait, callouts)
             }
         }
     };
@@ -312,14 +403,31 @@ impl<'a, C> Callback<'a, C> {
         Properties::new()
     }
 
-    /// Rejects the paused request (or response) with `reply`.
+    /// Rejects the paused request (or response) with `reply`; answers still to
+    /// come are dropped.
     pub fn reply(&mut self, reply: LocalReply) -> Result {
+        if let Some(waiting) = &mut self.flow.waiting {
+            waiting.calls.clear();
+        }
         reply.send()
     }
 
     /// Sends another callout; the request stays paused until its answer.
     pub fn callout(&mut self, callout: Callout) -> Result {
-        self.flow.callout(callout)
+        self.flow.callouts(Wait::All, [callout])
+    }
+
+    /// Sends more callouts at once (see [`Request::callouts`]); `wait` applies to
+    /// every callout still waiting.
+    pub fn callouts(&mut self, wait: Wait, callouts: impl IntoIterator<Item = Callout>) -> Result {
+        self.flow.callouts(wait, callouts)
+    }
+
+    /// How many of this request's callouts still wait for their answer (not
+    /// counting this one). With [`Wait::All`], the request resumes when this is 0
+    /// and the hook returns `Continue`.
+    pub fn pending(&self) -> usize {
+        self.flow.waiting.as_ref().map_or(0, |w| w.calls.len())
     }
 }
 
@@ -361,15 +469,18 @@ impl<'a, C> Log<'a, C> {
 }
 
 /// What [`on_tick`](crate::HttpFilter::on_tick) and
-/// [`on_queue_ready`](crate::HttpFilter::on_queue_ready) are handed, outside any
-/// request: the global configuration.
+/// [`on_queue_ready`](crate::HttpFilter::on_queue_ready) and
+/// [`on_tick_callout_response`](crate::HttpFilter::on_tick_callout_response) are
+/// handed, outside any request: the global configuration, and callouts.
 pub struct Tick<'a, C> {
     config: &'a C,
+    /// The plugin's callouts, when the filter has `on_tick_callout_response`.
+    calls: Option<&'a mut Waiting>,
 }
 
 impl<'a, C> Tick<'a, C> {
-    pub(crate) fn new(config: &'a C) -> Self {
-        Tick { config }
+    pub(crate) fn new(config: &'a C, calls: Option<&'a mut Waiting>) -> Self {
+        Tick { config, calls }
     }
 
     /// The global configuration (ticks run only when there is one).
@@ -384,5 +495,43 @@ impl<'a, C> Tick<'a, C> {
     /// [`PropertyError::NoRequest`]: crate::property::PropertyError::NoRequest
     pub fn properties(&self) -> Properties {
         Properties::new()
+    }
+
+    /// Sends `callout` (HTTP or gRPC) outside any request; its answer goes to
+    /// [`on_tick_callout_response`](crate::HttpFilter::on_tick_callout_response),
+    /// e.g. to refresh a policy or a key set into [`crate::shared`] data, which
+    /// every worker's requests read. Returns its [`index`](crate::CalloutResponse::index)
+    /// among the plugin's callouts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weir::{Callout, CalloutResponse, Tick};
+    ///
+    /// #[derive(Default)]
+    /// struct Policy;
+    ///
+    /// #[weir::filter]
+    /// impl weir::HttpFilter for Policy {
+    ///     type Config = ();
+    ///     fn tick_period(_: &()) -> Option<Duration> { Some(Duration::from_secs(30)) }
+    ///     fn on_tick(cx: &mut Tick<'_, ()>) {
+    ///         if let Err(e) = cx.callout(Callout::get("policy", "/current")) {
+    ///             weir::warn!("policy refresh: {e}");
+    ///         }
+    ///     }
+    ///     fn on_tick_callout_response(_cx: &mut Tick<'_, ()>, answer: CalloutResponse) {
+    ///         if answer.status() == Some(200) {
+    ///             let _ = weir::shared::set("policy", answer.body(), None);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn callout(&mut self, callout: Callout) -> Result<usize, Error> {
+        match &mut self.calls {
+            Some(calls) => calls.send([callout]),
+            None => Err(Error::from(
+                "a tick's callout needs an `on_tick_callout_response` hook: implement it in the #[weir::filter] impl",
+            )),
+        }
     }
 }

@@ -151,8 +151,9 @@ pub trait HttpFilter: Default + 'static {
 
     /// Called with the answer to a [`Callout`](crate::Callout) this request made
     /// (a timeout is Envoy's own 504; no status when the call failed without an
-    /// answer). `Continue` resumes the
-    /// paused request or response; a local reply rejects it; `Pause` keeps it
+    /// answer), once per callout; the answer's [`index`](CalloutResponse::index)
+    /// says which. `Continue` resumes the paused request or response (with several
+    /// callouts in flight, as [`Wait`](crate::Wait) says); a local reply rejects it; `Pause` keeps it
     /// waiting (e.g. for another callout). The default resumes.
     fn on_callout_response(
         &mut self,
@@ -172,4 +173,8 @@ pub trait HttpFilter: Default + 'static {
     /// [`Queue`] this plugin registered: take them with [`Queue::dequeue`]
     /// (see [`crate::queue`]). Runs with the global configuration.
     fn on_queue_ready(_cx: &mut Tick<'_, Self::Config>, _queue: Queue) {}
+    /// Called with the answer to a callout sent from [`on_tick`](Self::on_tick)
+    /// (`cx.callout(..)`), outside any request: e.g. store a refreshed policy in
+    /// [`crate::shared`] data. `cx` can send another callout.
+    fn on_tick_callout_response(_cx: &mut Tick<'_, Self::Config>, _response: CalloutResponse) {}
 }

@@ -29,8 +29,14 @@ pub const HTTP_CALL_RESPONSE: u32 = 1 << 7;
 pub const TICK: u32 = 1 << 8;
 /// `proxy_on_queue_ready`: [`on_queue_ready`](crate::HttpFilter::on_queue_ready).
 pub const QUEUE_READY: u32 = 1 << 9;
-/// Every hook: what a module without the section is treated as.
-pub const ALL: u32 = (1 << 10) - 1;
+/// [`on_tick_callout_response`](crate::HttpFilter::on_tick_callout_response): no
+/// export of its own; a module with it keeps the callout exports ([`exported`]).
+pub const TICK_CALLOUT_RESPONSE: u32 = 1 << 10;
+/// `proxy_on_grpc_receive` and `proxy_on_grpc_close`, the answers to gRPC callouts:
+/// kept with either callout hook ([`exported`]).
+pub const GRPC_RESPONSE: u32 = 1 << 11;
+/// Every export bit: what a module without the section is treated as.
+pub const ALL: u32 = ((1 << 10) - 1) | GRPC_RESPONSE;
 
 /// The custom section's name (`#[link_section]` in [`export!`](crate::export) spells it too).
 pub const SECTION: &str = "weir.hooks";
@@ -48,13 +54,19 @@ pub const EXPORTS: &[(u32, &str)] = &[
     (HTTP_CALL_RESPONSE, "proxy_on_http_call_response"),
     (TICK, "proxy_on_tick"),
     (QUEUE_READY, "proxy_on_queue_ready"),
+    (GRPC_RESPONSE, "proxy_on_grpc_receive"),
+    (GRPC_RESPONSE, "proxy_on_grpc_close"),
 ];
 
 /// The hooks the module must export for a filter implementing `hooks`: a
 /// buffered body ends at the trailers when there are some, so a body hook needs
-/// the trailers hook of its direction too.
+/// the trailers hook of its direction too; a callout hook (a request's or a
+/// tick's) needs the answers to HTTP and gRPC callouts.
 pub const fn exported(hooks: u32) -> u32 {
-    let mut out = hooks;
+    let mut out = hooks & !TICK_CALLOUT_RESPONSE;
+    if hooks & (HTTP_CALL_RESPONSE | TICK_CALLOUT_RESPONSE) != 0 {
+        out |= HTTP_CALL_RESPONSE | GRPC_RESPONSE;
+    }
     if hooks & REQUEST_BODY != 0 {
         out |= REQUEST_TRAILERS;
     }
@@ -82,18 +94,28 @@ mod tests {
             exported(RESPONSE_BODY | LOG),
             RESPONSE_BODY | RESPONSE_TRAILERS | LOG
         );
-        assert_eq!(section(ALL), [0xff, 0x03, 0, 0]);
+        assert_eq!(section(ALL), [0xff, 0x0b, 0, 0]);
+        assert_eq!(
+            exported(TICK | TICK_CALLOUT_RESPONSE),
+            TICK | HTTP_CALL_RESPONSE | GRPC_RESPONSE
+        );
+        assert_eq!(
+            exported(HTTP_CALL_RESPONSE),
+            HTTP_CALL_RESPONSE | GRPC_RESPONSE
+        );
     }
 
     #[test]
-    fn the_export_table_names_every_bit_once() {
+    fn the_export_table_names_every_bit() {
         let mut seen = 0;
         for (bit, name) in EXPORTS {
             assert_eq!(bit.count_ones(), 1, "{name}");
-            assert_eq!(seen & bit, 0, "{name} shares a bit");
+            let shared = EXPORTS.iter().filter(|(b, _)| b == bit).count();
+            assert!(shared == 1 || *bit == GRPC_RESPONSE, "{name} shares a bit");
             assert!(name.starts_with("proxy_on_"), "{name}");
             seen |= bit;
         }
         assert_eq!(seen, ALL);
+        assert_eq!(ALL & TICK_CALLOUT_RESPONSE, 0);
     }
 }

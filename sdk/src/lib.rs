@@ -43,7 +43,8 @@
 //! What else a filter can do, each from its hook's context (`cx`):
 //! local replies ([`LocalReply`], including gRPC status), request and response
 //! bodies ([`Body`]) and trailers, properties ([`Properties`]), HTTP callouts
-//! ([`Callout`]), metrics ([`mod@metrics`], [`metrics!`]), shared data ([`shared`]), shared
+//! and unary gRPC calls ([`Callout`], several at once with [`Wait`], protobuf
+//! with [`proto`]), metrics ([`mod@metrics`], [`metrics!`]), shared data ([`shared`]), shared
 //! queues ([`queue`]), ticks ([`HttpFilter::on_tick`]), the VM's configuration ([`vm`]),
 //! properties and filter state written for access logs and later filters
 //! ([`Properties::set`], [`Properties::set_filter_state`]), and per-route configuration
@@ -67,6 +68,7 @@ pub mod metrics;
 mod outcome;
 pub mod path;
 pub mod property;
+pub mod proto;
 pub mod queue;
 mod reply;
 pub mod rules;
@@ -77,7 +79,7 @@ pub mod testing;
 pub mod vm;
 
 pub use body::{Body, BodyMode};
-pub use callout::{Callout, CalloutResponse};
+pub use callout::{Callout, CalloutResponse, Wait};
 pub use config::ConfigError;
 pub use context::{Callback, Log, Request, Response, Tick};
 pub use filter::HttpFilter;
@@ -199,6 +201,14 @@ macro_rules! export {
                 _trailers: usize,
             ) {
                 VM.http_call_response(token, body)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_grpc_receive(_id: u32, token: u32, size: usize) {
+                VM.grpc_receive(token, size)
+            }
+            #[no_mangle]
+            extern "C" fn proxy_on_grpc_close(_id: u32, token: u32, status: u32) {
+                VM.grpc_close(token, status)
             }
             #[no_mangle]
             extern "C" fn proxy_on_delete(id: u32) {

@@ -4,9 +4,9 @@
 use std::rc::Rc;
 
 use crate::body::{Body, BodyMode};
-use crate::callout::CalloutResponse;
+use crate::callout::{CalloutResponse, Sent, Wait};
 use crate::config::ConfigError;
-use crate::context::{BodyFlow, Callback, Flow, Log, Request, Response, Tick};
+use crate::context::{BodyFlow, Callback, Flow, Log, Request, Response, Tick, Waiting};
 use crate::filter::HttpFilter;
 use crate::hooks;
 use crate::host::{self, Buffer, Direction, Map};
@@ -20,11 +20,17 @@ pub(crate) struct Plugin<F: HttpFilter> {
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) name: &'static str,
     config: Option<Rc<RuleSet<F::Config>>>,
+    /// The callouts its ticks sent, waiting for their answers.
+    calls: Waiting,
 }
 
 impl<F: HttpFilter> Plugin<F> {
     pub(crate) fn new(name: &'static str) -> Self {
-        Plugin { name, config: None }
+        Plugin {
+            name,
+            config: None,
+            calls: Waiting::default(),
+        }
     }
 
     /// Parses and checks `bytes`; on success replaces the configuration (requests
@@ -73,7 +79,7 @@ impl<F: HttpFilter> Plugin<F> {
             config: self.config.clone(),
             pick: None,
             flow: Flow {
-                pending: None,
+                waiting: None,
                 callouts: F::HOOKS & hooks::HTTP_CALL_RESPONSE != 0,
                 body_mode: F::BODY_MODE,
                 // All zero (cheaper per request than one filled in): the mode is settled at the first chunk.
@@ -86,23 +92,46 @@ impl<F: HttpFilter> Plugin<F> {
     }
 
     /// Runs the queue hook for `token` with the global configuration.
-    pub(crate) fn queue_ready(&self, token: u32) {
+    pub(crate) fn queue_ready(&mut self, token: u32) {
         if F::HOOKS & hooks::QUEUE_READY == 0 {
             return;
         }
         if let Some(config) = self.config.as_ref().and_then(|c| c.global.as_ref()) {
             let queue = crate::queue::Queue::from_token(token);
-            F::on_queue_ready(&mut Tick::new(config), queue);
+            let calls = (F::HOOKS & hooks::TICK_CALLOUT_RESPONSE != 0).then_some(&mut self.calls);
+            F::on_queue_ready(&mut Tick::new(config, calls), queue);
         }
     }
 
     /// Runs the tick hook with the global configuration.
-    pub(crate) fn tick(&self) {
+    pub(crate) fn tick(&mut self) {
         if F::HOOKS & hooks::TICK == 0 {
             return;
         }
         if let Some(config) = self.config.as_ref().and_then(|c| c.global.as_ref()) {
-            F::on_tick(&mut Tick::new(config));
+            let calls = (F::HOOKS & hooks::TICK_CALLOUT_RESPONSE != 0).then_some(&mut self.calls);
+            F::on_tick(&mut Tick::new(config, calls));
+        }
+    }
+
+    /// True when `sent` is a callout of this plugin's ticks, waiting for its answer.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn waits_for(&self, sent: Sent) -> bool {
+        F::HOOKS & hooks::TICK_CALLOUT_RESPONSE != 0 && self.calls.waits_for(sent)
+    }
+
+    /// The answer to the tick callout `sent`: runs `on_tick_callout_response`
+    /// with the global configuration.
+    pub(crate) fn callout_response(&mut self, sent: Sent, mut response: CalloutResponse) {
+        if F::HOOKS & hooks::TICK_CALLOUT_RESPONSE == 0 {
+            return;
+        }
+        let Some(index) = self.calls.answered(sent) else {
+            return;
+        };
+        response.index = index;
+        if let Some(config) = self.config.as_ref().and_then(|c| c.global.as_ref()) {
+            F::on_tick_callout_response(&mut Tick::new(config, Some(&mut self.calls)), response);
         }
     }
 }
@@ -388,28 +417,46 @@ impl<F: HttpFilter> Stream<F> {
         }
     }
 
-    /// The answer to this request's callout `token`: runs the hook, then resumes
-    /// the paused direction unless the hook paused again or replied.
-    pub(crate) fn callout_response(&mut self, token: u32, body_size: usize) {
-        if F::HOOKS & hooks::HTTP_CALL_RESPONSE == 0 || self.flow.pending != Some(token) {
+    /// The answer to this request's callout `sent`: runs the hook, then resumes
+    /// the paused direction when the hook continued and the request's [`Wait`]
+    /// holds (the first answer, or no answer still to come); unless the hook
+    /// paused again or replied. An answer nobody waits for is dropped.
+    pub(crate) fn callout_response(&mut self, sent: Sent, mut response: CalloutResponse) {
+        if F::HOOKS & hooks::HTTP_CALL_RESPONSE == 0 {
             return;
         }
-        self.flow.pending = None;
-        let response = CalloutResponse::read(body_size, F::BODY_LIMIT);
-        let paused = self.paused.take();
+        let Some(waiting) = self.flow.waiting.as_mut() else {
+            return;
+        };
+        let Some(index) = waiting.answered(sent) else {
+            return;
+        };
+        response.index = index;
+        let paused = self.paused;
         let direction = paused.unwrap_or(Direction::Request);
         let action = self.run(direction, "on_callout_response", |f, c, flow| {
             f.on_callout_response(&mut Callback::new(c, flow), response)
         });
-        if action == Action::Continue && paused.is_some() && !host::resume(direction) {
+        let Some(waiting) = self.flow.waiting.as_mut() else {
+            return;
+        };
+        if action != Action::Continue || (waiting.wait == Wait::All && !waiting.calls.is_empty()) {
+            return; // still paused: by the hook, or for the answers to come
+        }
+        waiting.calls.clear(); // after `Wait::First`, later answers are dropped
+        self.paused = None;
+        if paused.is_some() && !host::resume(direction) {
             crate::warn!("on_callout_response: the proxy refused to resume the request");
         }
     }
 
-    /// True when this request's callout `token` is waiting for its answer.
+    /// True when this request's callout `sent` is waiting for its answer.
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-    pub(crate) fn waits_for(&self, token: u32) -> bool {
-        self.flow.pending == Some(token)
+    pub(crate) fn waits_for(&self, sent: Sent) -> bool {
+        self.flow
+            .waiting
+            .as_ref()
+            .is_some_and(|w| w.waits_for(sent))
     }
 
     pub(crate) fn log(&mut self) {
@@ -434,6 +481,7 @@ impl<F: HttpFilter> Stream<F> {
 #[cfg(target_arch = "wasm32")]
 pub mod wasm {
     use super::{Plugin, Stream};
+    use crate::callout::{CalloutResponse, Sent};
     use crate::filter::HttpFilter;
     use crate::metrics::Gauge;
     use crate::outcome::Action;
@@ -521,11 +569,11 @@ pub mod wasm {
             true
         }
 
-        /// The request waiting for callout `token`, with its id.
-        fn waiting_for(&mut self, token: u32) -> Option<(u32, &mut Stream<F>)> {
+        /// The request waiting for callout `sent`, with its id.
+        fn waiting_for(&mut self, sent: Sent) -> Option<(u32, &mut Stream<F>)> {
             self.slots
                 .iter_mut()
-                .find_map(|(id, s)| s.as_mut().filter(|s| s.waits_for(token)).map(|s| (*id, s)))
+                .find_map(|(id, s)| s.as_mut().filter(|s| s.waits_for(sent)).map(|s| (*id, s)))
         }
     }
 
@@ -696,13 +744,38 @@ pub mod wasm {
             });
         }
 
-        /// `proxy_on_http_call_response`: routed by token to the request waiting
-        /// for it, made the effective context first.
+        /// `proxy_on_http_call_response`.
         pub fn http_call_response(&self, token: u32, body_size: usize) {
+            let sent = Sent { token, grpc: false };
+            self.answer(sent, || CalloutResponse::read(body_size, F::BODY_LIMIT));
+        }
+
+        /// `proxy_on_grpc_receive`: a gRPC call's reply message.
+        pub fn grpc_receive(&self, token: u32, size: usize) {
+            let sent = Sent { token, grpc: true };
+            self.answer(sent, || {
+                CalloutResponse::grpc_message_received(size, F::BODY_LIMIT)
+            });
+        }
+
+        /// `proxy_on_grpc_close`: a gRPC call that ended without a reply.
+        pub fn grpc_close(&self, token: u32, status: u32) {
+            let sent = Sent { token, grpc: true };
+            self.answer(sent, || CalloutResponse::grpc_closed(status));
+        }
+
+        /// A callout's answer, routed by its token to the plugin or the request
+        /// waiting for it; read (`read`) in the plugin's context, where Envoy
+        /// delivers it, before the request is made the effective context. An
+        /// answer nobody waits for (a late one after `Wait::First`) is not read.
+        fn answer(&self, sent: Sent, read: impl FnOnce() -> CalloutResponse) {
             self.with((), |s| {
-                if let Some((id, stream)) = s.streams.waiting_for(token) {
+                if let Some((_, root)) = s.roots.iter_mut().find(|(_, r)| r.waits_for(sent)) {
+                    root.callout_response(sent, read());
+                } else if let Some((id, stream)) = s.streams.waiting_for(sent) {
+                    let response = read();
                     crate::host::set_effective_context(id);
-                    stream.callout_response(token, body_size);
+                    stream.callout_response(sent, response);
                 }
             })
         }

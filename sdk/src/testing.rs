@@ -51,6 +51,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::callout::{CalloutResponse, Sent};
 use crate::filter::HttpFilter;
 use crate::header::Value;
 use crate::host::native::{self, SentCallout, SentReply};
@@ -70,6 +71,46 @@ pub struct TestFilter<F: HttpFilter> {
     name: &'static str,
     responder: Option<Responder>,
     refuse: bool,
+    /// Answer the newest callout first.
+    newest_first: bool,
+    /// The callouts the last tick (and its answers' hooks) made.
+    tick_calls: Vec<Call>,
+}
+
+/// A callout's answer as the host hands it over.
+#[derive(Clone, Copy, Debug)]
+enum Delivery {
+    /// `proxy_on_http_call_response` with this body size.
+    Http(usize),
+    /// `proxy_on_grpc_receive` with this message size.
+    GrpcMessage(usize),
+    /// `proxy_on_grpc_close` with this status.
+    GrpcClose(u32),
+}
+
+impl Delivery {
+    /// Reads the answer from the host, as the wasm side does.
+    fn read<F: HttpFilter>(self) -> CalloutResponse {
+        match self {
+            Delivery::Http(size) => CalloutResponse::read(size, F::BODY_LIMIT),
+            Delivery::GrpcMessage(size) => {
+                CalloutResponse::grpc_message_received(size, F::BODY_LIMIT)
+            }
+            Delivery::GrpcClose(status) => CalloutResponse::grpc_closed(status),
+        }
+    }
+
+    /// Delivers it through the module's export.
+    fn to_module(self, module: &mut module::Module, token: u32) {
+        match self {
+            Delivery::Http(size) => {
+                let headers = pairs_in(Map::HttpCallResponseHeaders) as usize;
+                module.callout_response(token, headers, size)
+            }
+            Delivery::GrpcMessage(size) => module.grpc_receive(token, size),
+            Delivery::GrpcClose(status) => module.grpc_close(token, status),
+        }
+    }
 }
 
 /// What runs the hooks: the filter in this process, or its compiled module.
@@ -143,13 +184,10 @@ impl<F: HttpFilter> Run<F> {
         })
     }
 
-    fn callout_response(&mut self, token: u32, body: usize) {
+    fn callout_response(&mut self, sent: Sent, delivery: Delivery) {
         match self {
-            Run::Native(stream) => stream.callout_response(token, body),
-            Run::Module(module, _) => {
-                let headers = pairs_in(Map::HttpCallResponseHeaders) as usize;
-                module.borrow_mut().callout_response(token, headers, body)
-            }
+            Run::Native(stream) => stream.callout_response(sent, delivery.read::<F>()),
+            Run::Module(module, _) => delivery.to_module(&mut module.borrow_mut(), sent.token),
         }
     }
 
@@ -328,6 +366,8 @@ impl<F: HttpFilter> TestFilter<F> {
             name,
             responder: None,
             refuse: false,
+            newest_first: false,
+            tick_calls: Vec::new(),
         };
         filter.reconfigure(json)?;
         Ok(filter)
@@ -369,6 +409,15 @@ impl<F: HttpFilter> TestFilter<F> {
         answer: impl FnMut(&Call) -> Option<TestResponse> + 'static,
     ) -> &mut Self {
         self.responder = Some(Box::new(answer));
+        self
+    }
+
+    /// Answers the callouts in flight newest first (by default the oldest is
+    /// answered first), e.g. to see the second of two parallel callouts win a
+    /// [`Wait::First`](crate::Wait::First). Every callout is answered, so answers
+    /// arriving after the request resumed are delivered too (and must be dropped).
+    pub fn answer_newest_first(&mut self) -> &mut Self {
+        self.newest_first = true;
         self
     }
 
@@ -622,30 +671,8 @@ impl<F: HttpFilter> TestFilter<F> {
         direction: Direction,
         log: &mut Vec<Call>,
     ) -> bool {
-        loop {
-            let next = native::with(|s| {
-                (s.reply.is_none() && !s.pending.is_empty()).then(|| s.pending.remove(0))
-            });
-            let Some(token) = next else { break };
-            let Some(sent) =
-                native::with(|s| s.callouts.iter().find(|c| c.token == token).cloned())
-            else {
-                break;
-            };
-            let call = Call(sent);
-            let answer = match self.responder.as_mut().and_then(|r| r(&call)) {
-                // As Envoy's router answers for the cluster.
-                Some(answer) => Some(answer.header("x-envoy-upstream-service-time", "0")),
-                None => Some(timed_out()),
-            };
-            log.push(call);
-            let body = answer.as_ref().map_or(Vec::new(), TestResponse::whole_body);
-            native::with(|s| {
-                s.maps[Map::HttpCallResponseHeaders as usize] =
-                    answer.map_or(Vec::new(), |a| a.headers);
-                s.buffers[Buffer::HttpCallResponseBody as usize] = body.clone();
-            });
-            stream.callout_response(token, body.len());
+        while let Some((sent, delivery)) = self.next_answer(log) {
+            stream.callout_response(sent, delivery);
         }
         native::with(|s| {
             let resumed = s.resumed.contains(&direction);
@@ -654,15 +681,88 @@ impl<F: HttpFilter> TestFilter<F> {
         })
     }
 
-    /// Runs the tick hook once, as Envoy does every [`tick_period`](Self::tick_period);
-    /// returns what it logged.
+    /// Puts the answer to the oldest (or newest) callout in flight into the host,
+    /// recording the call in `log`: what to deliver. `None` when none is in flight
+    /// or a local reply ended the request.
+    fn next_answer(&mut self, log: &mut Vec<Call>) -> Option<(Sent, Delivery)> {
+        let newest = self.newest_first;
+        let (token, grpc) = native::with(|s| {
+            if s.reply.is_some() || s.pending.is_empty() {
+                None
+            } else if newest {
+                s.pending.pop()
+            } else {
+                Some(s.pending.remove(0))
+            }
+        })?;
+        let sent = native::with(|s| {
+            s.callouts
+                .iter()
+                .find(|c| c.token == token && c.grpc.is_some() == grpc)
+                .cloned()
+        })?;
+        let call = Call(sent);
+        let answer = match (self.responder.as_mut().and_then(|r| r(&call)), grpc) {
+            // As Envoy's router answers for the cluster; a timeout is its own 504.
+            (Some(answer), false) => Some(answer.header("x-envoy-upstream-service-time", "0")),
+            (None, false) => Some(timed_out()),
+            (answer, true) => answer,
+        };
+        log.push(call);
+        let body = answer.as_ref().map_or(Vec::new(), TestResponse::whole_body);
+        let delivery = match (&answer, grpc) {
+            (_, false) => Delivery::Http(body.len()),
+            (None, true) => Delivery::GrpcClose(GRPC_TIMEOUT.0),
+            (Some(a), true) => match &a.grpc_error {
+                Some((status, _)) => Delivery::GrpcClose(*status),
+                None => Delivery::GrpcMessage(body.len()),
+            },
+        };
+        native::with(|s| {
+            s.status_message = match (&answer, grpc) {
+                (None, true) => GRPC_TIMEOUT.1.as_bytes().to_vec(),
+                (Some(a), _) => a.grpc_error.as_ref().map_or(Vec::new(), |e| e.1.clone()),
+                _ => Vec::new(),
+            };
+            s.maps[Map::HttpCallResponseHeaders as usize] = match (&answer, grpc) {
+                (Some(a), false) => a.headers.clone(),
+                _ => Vec::new(),
+            };
+            let buffer = if grpc {
+                Buffer::GrpcReceive
+            } else {
+                Buffer::HttpCallResponseBody
+            };
+            s.buffers[buffer as usize] = body;
+        });
+        Some((Sent { token, grpc }, delivery))
+    }
+
+    /// Runs the tick hook once, as Envoy does every [`tick_period`](Self::tick_period),
+    /// then answers the callouts it made (with [`answer_callouts`](Self::answer_callouts))
+    /// through [`on_tick_callout_response`](HttpFilter::on_tick_callout_response),
+    /// and any those answers' hooks made in turn; returns what it all logged.
+    /// [`tick_callouts`](Self::tick_callouts) shows the callouts.
     pub fn tick(&mut self) -> Vec<(Level, String)> {
-        native::with(|s| s.logs.clear());
+        native::with(|s| {
+            s.logs.clear();
+            s.pending.clear();
+            s.callouts.clear();
+            s.refuse_callouts = self.refuse;
+        });
         native::lasting(|l| l.outside_request = true);
         match &mut self.engine {
             Engine::Native(plugin) => plugin.tick(),
             Engine::Module(module) => module.borrow_mut().tick(),
         }
+        let mut calls = Vec::new();
+        while let Some((sent, delivery)) = self.next_answer(&mut calls) {
+            match &mut self.engine {
+                Engine::Native(plugin) => plugin.callout_response(sent, delivery.read::<F>()),
+                Engine::Module(module) => delivery.to_module(&mut module.borrow_mut(), sent.token),
+            }
+        }
+        self.tick_calls = calls;
         native::lasting(|l| l.outside_request = false);
         self.queues_ready();
         native::with(|s| std::mem::take(&mut s.logs))
@@ -693,6 +793,11 @@ impl<F: HttpFilter> TestFilter<F> {
     pub fn set_log_level(&mut self, level: Level) -> &mut Self {
         native::lasting(|l| l.log_level = level as u32);
         self
+    }
+
+    /// The callouts the last [`tick`](Self::tick) made (and its answers' hooks), in order.
+    pub fn tick_callouts(&self) -> &[Call] {
+        &self.tick_calls
     }
 
     /// The tick period the filter asked for at configure, if any.
@@ -914,7 +1019,14 @@ pub struct TestResponse {
     headers: Pairs,
     chunks: Vec<Vec<u8>>,
     trailers: Pairs,
+    /// A gRPC callout's failure: status and message.
+    grpc_error: Option<(u32, Vec<u8>)>,
 }
+
+/// What Envoy (1.36–1.40) hands a gRPC callout that got no answer in time: status 14
+/// (`UNAVAILABLE`, not `DEADLINE_EXCEEDED`) and this message (Envoy appends the
+/// response-code details, `{response_timeout}`), as measured in `tests/tests/callouts.rs`.
+pub const GRPC_TIMEOUT: (u32, &str) = (14, "upstream request timeout{response_timeout}");
 
 impl TestResponse {
     /// A response with this status.
@@ -923,6 +1035,27 @@ impl TestResponse {
             headers: vec![(b":status".to_vec(), status.to_string().into_bytes())],
             chunks: Vec::new(),
             trailers: Vec::new(),
+            grpc_error: None,
+        }
+    }
+
+    /// A gRPC callout's reply: status 0 (`OK`) with this message (serialized protobuf).
+    ///
+    /// ```
+    /// # use weir::testing::TestResponse;
+    /// let serving = TestResponse::grpc(weir::proto::Writer::new().uint(1, 1).into_bytes());
+    /// # let _ = serving;
+    /// ```
+    pub fn grpc(message: impl Into<Vec<u8>>) -> Self {
+        TestResponse::new(200).body(message)
+    }
+
+    /// A gRPC callout's failure with this status (e.g. 14, `UNAVAILABLE`) and message.
+    /// (A callout answered with `None` fails as a timeout: [`GRPC_TIMEOUT`].)
+    pub fn grpc_error(status: u32, message: &str) -> Self {
+        TestResponse {
+            grpc_error: Some((status, message.as_bytes().to_vec())),
+            ..TestResponse::new(200)
         }
     }
 
@@ -1020,6 +1153,13 @@ impl Call {
     /// The timeout it was sent with.
     pub fn timeout(&self) -> Duration {
         self.0.timeout
+    }
+
+    /// For a gRPC callout, its service and method (e.g. `("grpc.health.v1.Health", "Check")`);
+    /// its [`body`](Self::body) is the request message and [`header`](Self::header)
+    /// reads its initial metadata.
+    pub fn grpc(&self) -> Option<(&str, &str)> {
+        self.0.grpc.as_ref().map(|(s, m)| (s.as_str(), m.as_str()))
     }
 }
 

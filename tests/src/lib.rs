@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: built modules and a real Envoy running them.
 
 pub mod client;
+pub mod grpc;
 pub mod registry;
 pub mod server;
 

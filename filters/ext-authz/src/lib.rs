@@ -14,9 +14,19 @@
 //! canonical form, or whose forwarded header is not text (callouts carry text),
 //! is answered with 400 without asking; with `repeated_headers: "deny"` so is
 //! one that sends a forwarded header more than once.
+//!
+//! With `"grpc": true` it speaks Envoy's ext_authz gRPC protocol instead: a unary
+//! `envoy.service.auth.v3.Authorization/Check` call to `cluster` (an HTTP/2 cluster)
+//! carrying a `CheckRequest` with the method, the same path and query, the host and
+//! the forwarded headers (repeated copies joined with `,`, as Envoy does). A
+//! `CheckResponse` with status code 0 allows, copying `upstream_headers` from its
+//! `ok_response` headers; any other code denies with its `denied_response` status
+//! (else `deny_status`) and body; a gRPC failure or timeout fails as above. OPA's
+//! Envoy plugin and most authorization services speak this protocol.
 
 use std::time::Duration;
 
+use weir::proto::{fields, Field, Writer};
 use weir::{
     Action, Callback, Callout, CalloutResponse, ConfigError, HeaderName, Headers, HttpFilter,
     LocalReply, Request,
@@ -64,6 +74,9 @@ pub struct Config {
     /// Let requests through when the service fails or times out.
     #[serde(default)]
     pub fail_open: bool,
+    /// Ask over gRPC (`envoy.service.auth.v3.Authorization/Check`) instead of HTTP.
+    #[serde(default)]
+    pub grpc: bool,
 }
 
 /// What to do with a forwarded header sent more than once.
@@ -106,6 +119,12 @@ impl HttpFilter for ExtAuthz {
                 "name the authorization service's Envoy cluster",
             ));
         }
+        if config.grpc && !config.path_prefix.is_empty() {
+            return Err(ConfigError::at(
+                "path_prefix",
+                "a gRPC check sends the request's own path: remove `path_prefix` or `grpc`",
+            ));
+        }
         if !(1..=60_000).contains(&config.timeout_ms) {
             return Err(ConfigError::at("timeout_ms", "must be from 1 to 60000"));
         }
@@ -140,38 +159,57 @@ impl HttpFilter for ExtAuthz {
             .iter()
             .position(|&b| b == b'?')
             .map_or(&b""[..], |i| &raw[i..]);
-        let mut check = Callout::new(
-            method,
-            &config.cluster,
-            &format!(
-                "{}{}{}",
-                config.path_prefix,
-                escape_path(&path),
-                escape_path(query)
-            ),
-        )
-        .timeout(Duration::from_millis(config.timeout_ms));
-        if let Some(host) = headers.get(":authority") {
-            match std::str::from_utf8(host) {
-                Ok(host) => check = check.header("x-forwarded-host", host),
+        let target = format!("{}{}", escape_path(&path), escape_path(query));
+        let host = match headers.get(":authority") {
+            Some(host) => match std::str::from_utf8(host) {
+                Ok(host) => Some(host),
                 Err(_) => return refuse(cx, "invalid host\n", "ext_authz_host_not_text"),
-            }
-        }
+            },
+            None => None,
+        };
+        let mut forwarded: Vec<(&HeaderName, Vec<&str>)> = Vec::new();
         for name in &config.forward_headers {
             if config.repeated_headers == Repeated::Deny && headers.get_all(name).nth(1).is_some() {
                 return refuse(cx, "repeated header\n", "ext_authz_header_repeated");
             }
+            let mut texts = Vec::new();
             for value in headers.get_all(name) {
-                if std::str::from_utf8(value).is_err() {
-                    return refuse(
-                        cx,
-                        "header value is not text\n",
-                        "ext_authz_header_not_text",
-                    );
+                match std::str::from_utf8(value) {
+                    Ok(text) => texts.push(text),
+                    Err(_) => {
+                        return refuse(
+                            cx,
+                            "header value is not text\n",
+                            "ext_authz_header_not_text",
+                        )
+                    }
                 }
-                check = check.header(name, value);
+            }
+            if !texts.is_empty() {
+                forwarded.push((name, texts));
             }
         }
+        let timeout = Duration::from_millis(config.timeout_ms);
+        let check = if config.grpc {
+            let request = check_request(method, &target, host, &forwarded);
+            Callout::grpc(&config.cluster, AUTHORIZATION, "Check", request).timeout(timeout)
+        } else {
+            let mut check = Callout::new(
+                method,
+                &config.cluster,
+                &format!("{}{target}", config.path_prefix),
+            )
+            .timeout(timeout);
+            if let Some(host) = host {
+                check = check.header("x-forwarded-host", host);
+            }
+            for (name, copies) in &forwarded {
+                for value in copies {
+                    check = check.header(*name, *value);
+                }
+            }
+            check
+        };
         match cx.callout(check) {
             Ok(action) => Ok(action),
             Err(e) => {
@@ -190,12 +228,19 @@ impl HttpFilter for ExtAuthz {
         response: CalloutResponse,
     ) -> weir::Result {
         let config = cx.config();
-        match response.status() {
-            Some(200..=299) => {
+        let verdict = match response.grpc_status() {
+            Some(_) => grpc_verdict(&response),
+            None => http_verdict(&response, config),
+        };
+        match verdict {
+            Verdict::Allow(answer) => {
                 ALLOWED.inc();
                 for name in &config.upstream_headers {
-                    let written = match response.header(name) {
-                        Some(value) => cx.request_headers().set(name, value.as_bytes()),
+                    let value = answer
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name.as_str().as_bytes()));
+                    let written = match value {
+                        Some((_, value)) => cx.request_headers().set(name, value.as_slice()),
                         None => cx.request_headers().remove(name),
                     };
                     // Unwritten, the upstream could see what the client sent
@@ -207,23 +252,142 @@ impl HttpFilter for ExtAuthz {
                 }
                 Ok(Action::Continue)
             }
-            // Like Envoy's ext_authz: a 5xx is the service failing, not deciding.
-            // Envoy itself answers a callout that timed out or could not
-            // connect with 504/503, so this also covers those.
-            Some(500..=599) | None => match fail(config, cx.request_headers()) {
+            Verdict::Fail => match fail(config, cx.request_headers()) {
                 Some(reply) => cx.reply(reply),
                 None => Ok(Action::Continue),
             },
-            Some(_) => {
+            Verdict::Deny(status, body) => {
                 DENIED.inc();
                 cx.reply(
-                    LocalReply::new(config.deny_status)
-                        .body(response.body())
+                    LocalReply::new(status.unwrap_or(config.deny_status))
+                        .body(body)
                         .details("ext_authz_denied"),
                 )
             }
         }
     }
+}
+
+/// What the service said.
+enum Verdict {
+    /// Allowed, with the answer's headers (name, value).
+    Allow(Vec<(Vec<u8>, Vec<u8>)>),
+    /// Denied: the status it asked for (else `deny_status`) and the body.
+    Deny(Option<u16>, Vec<u8>),
+    /// It could not decide.
+    Fail,
+}
+
+/// An HTTP answer: 2xx allows, 5xx or none fails, anything else denies.
+fn http_verdict(response: &CalloutResponse, _config: &Config) -> Verdict {
+    match response.status() {
+        Some(200..=299) => Verdict::Allow(
+            response
+                .headers()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect(),
+        ),
+        // Like Envoy's ext_authz: a 5xx is the service failing, not deciding.
+        // Envoy itself answers a callout that timed out or could not
+        // connect with 504/503, so this also covers those.
+        Some(500..=599) | None => Verdict::Fail,
+        Some(_) => Verdict::Deny(None, response.body().to_vec()),
+    }
+}
+
+/// The service's gRPC name.
+const AUTHORIZATION: &str = "envoy.service.auth.v3.Authorization";
+
+/// `envoy.service.auth.v3.CheckRequest { attributes: { request: { http: HttpRequest } } }`,
+/// with the field numbers of Envoy's `attribute_context.proto`: `HttpRequest` has
+/// `method` 2, `headers` 3 (a map: entries of key 1, value 2), `path` 4, `host` 5.
+fn check_request(
+    method: &str,
+    target: &str,
+    host: Option<&str>,
+    forwarded: &[(&HeaderName, Vec<&str>)],
+) -> Vec<u8> {
+    let http = |mut m: Writer| {
+        m = m.string(2, method);
+        if let Some(host) = host {
+            m = m.message(3, |e| e.string(1, ":authority").string(2, host));
+        }
+        m = m
+            .message(3, |e| e.string(1, ":method").string(2, method))
+            .message(3, |e| e.string(1, ":path").string(2, target));
+        for (name, copies) in forwarded {
+            let joined = copies.join(",");
+            m = m.message(3, |e| e.string(1, name.as_str()).string(2, &joined));
+        }
+        m = m.string(4, target);
+        if let Some(host) = host {
+            m = m.string(5, host);
+        }
+        m
+    };
+    // CheckRequest.attributes = 1; AttributeContext.request = 4; Request.http = 2.
+    Writer::new()
+        .message(1, |a| a.message(4, |r| r.message(2, http)))
+        .into_bytes()
+}
+
+/// The first field numbered `number` in `message`.
+fn field<'a>(message: &'a [u8], number: u32) -> Option<Field<'a>> {
+    fields(message).flatten().find(|f| f.number == number)
+}
+
+/// A gRPC answer: a `CheckResponse` whose `status.code` (a `google.rpc.Status`) is 0
+/// allows with `ok_response.headers`; another code denies with `denied_response`;
+/// a failed call (or an unreadable answer) fails.
+fn grpc_verdict(response: &CalloutResponse) -> Verdict {
+    if response.grpc_status() != Some(0) {
+        let message = response.grpc_message().unwrap_or_default();
+        weir::warn!(
+            "the authorization service failed: gRPC status {} ({})",
+            response.grpc_status().unwrap_or(2),
+            String::from_utf8_lossy(message)
+        );
+        return Verdict::Fail;
+    }
+    let answer = response.body();
+    if fields(answer).any(|f| f.is_err()) {
+        weir::warn!("the authorization service's CheckResponse is malformed");
+        return Verdict::Fail;
+    }
+    // CheckResponse: status 1 (google.rpc.Status: code 1), denied_response 2, ok_response 3.
+    let code = field(answer, 1)
+        .and_then(|s| field(s.as_bytes()?, 1))
+        .and_then(|c| c.as_u64())
+        .unwrap_or(0);
+    // HeaderValueOption: header 1 (HeaderValue: key 1, value 2, raw_value 3).
+    let headers = |message: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        fields(message)
+            .flatten()
+            .filter(|f| f.number == 2)
+            .filter_map(|option| {
+                let header = field(option.as_bytes()?, 1)?.as_bytes()?;
+                let key = field(header, 1)?.as_bytes()?.to_vec();
+                let value = field(header, 3).or_else(|| field(header, 2));
+                Some((
+                    key,
+                    value.and_then(|v| v.as_bytes()).unwrap_or(b"").to_vec(),
+                ))
+            })
+            .collect()
+    };
+    if code == 0 {
+        let ok = field(answer, 3).and_then(|f| f.as_bytes()).unwrap_or(b"");
+        return Verdict::Allow(headers(ok));
+    }
+    // DeniedHttpResponse: status 1 (HttpStatus: code 1), headers 2, body 3.
+    let denied = field(answer, 2).and_then(|f| f.as_bytes()).unwrap_or(b"");
+    let status = field(denied, 1)
+        .and_then(|s| field(s.as_bytes()?, 1))
+        .and_then(|c| c.as_u64())
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (200..=599).contains(c));
+    let body = field(denied, 3).and_then(|f| f.as_bytes()).unwrap_or(b"");
+    Verdict::Deny(status, body.to_vec())
 }
 
 /// Answers 400 without asking the service: the request cannot be shown to it as the upstream will see it.

@@ -18,7 +18,7 @@
 use proc_macro::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
 
 /// Each hook method and its bit in the `weir.hooks` mask.
-const HOOKS: [(&str, u32); 10] = [
+const HOOKS: [(&str, u32); 11] = [
     ("on_request_headers", 1 << 0),
     ("on_request_body", 1 << 1),
     ("on_request_trailers", 1 << 2),
@@ -29,6 +29,7 @@ const HOOKS: [(&str, u32); 10] = [
     ("on_callout_response", 1 << 7),
     ("on_tick", 1 << 8),
     ("on_queue_ready", 1 << 9),
+    ("on_tick_callout_response", 1 << 10),
 ];
 
 /// Put on `impl weir::HttpFilter for YourFilter { .. }`: records which hooks the

@@ -33,6 +33,7 @@ pub(crate) enum Buffer {
     RequestBody = 0,
     ResponseBody = 1,
     HttpCallResponseBody = 4,
+    GrpcReceive = 5,
 }
 
 /// Which way a paused stream goes on (the ABI's `StreamType`).
@@ -72,6 +73,16 @@ pub(crate) mod status {
     pub(crate) const BAD_ARGUMENT: u32 = 2;
     /// A queue had nothing to dequeue.
     pub(crate) const EMPTY: u32 = 7;
+}
+
+/// The `GrpcService` message (`envoy.config.core.v3`) naming Envoy's own gRPC
+/// client for `cluster`: `envoy_grpc { cluster_name }`. Envoy would also take the
+/// bare name, but only when it does not happen to parse as that message.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn grpc_service(cluster: &str) -> Vec<u8> {
+    crate::proto::Writer::new()
+        .message(1, |m| m.string(1, cluster))
+        .into_bytes()
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]

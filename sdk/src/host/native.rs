@@ -27,19 +27,24 @@ pub(crate) struct SentCallout {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub timeout: Duration,
+    /// A gRPC call's service and method.
+    pub grpc: Option<(String, String)>,
 }
 
 /// What one request leaves in the host; reset for every request.
 #[derive(Default)]
 pub(crate) struct State {
     pub maps: [Vec<(Vec<u8>, Vec<u8>)>; 8],
-    pub buffers: [Vec<u8>; 5],
+    pub buffers: [Vec<u8>; 6],
     pub properties: Vec<(String, Vec<u8>)>,
     pub logs: Vec<(u32, String)>,
     pub reply: Option<SentReply>,
     pub callouts: Vec<SentCallout>,
-    /// Calls not answered yet, oldest first.
-    pub pending: Vec<u32>,
+    /// Calls not answered yet, oldest first: token, and whether it is a gRPC call
+    /// (gRPC tokens are counted apart, as in Envoy, so the two may be equal).
+    pub pending: Vec<(u32, bool)>,
+    /// The status message of the gRPC call being closed (`proxy_get_status`).
+    pub status_message: Vec<u8>,
     pub resumed: Vec<Direction>,
     pub refuse_callouts: bool,
     /// Maps Envoy no longer shows: a direction's headers once its headers hook
@@ -60,6 +65,8 @@ pub(crate) struct Lasting {
     pub shared: HashMap<String, (Vec<u8>, u32)>,
     pub tick_period: Option<Duration>,
     pub next_token: u32,
+    /// The last gRPC call token (odd, as Envoy's).
+    pub next_grpc_token: u32,
     /// Nanoseconds since the epoch; starts at 2023-11-14T22:13:20Z.
     pub clock: u64,
     /// The lowest level written (`Level as u32`; 0, trace, by default).
@@ -326,12 +333,52 @@ pub(crate) fn http_call(
             .collect(),
         body: body.to_vec(),
         timeout,
+        grpc: None,
     };
     with(|s| {
         s.callouts.push(call);
-        s.pending.push(token);
+        s.pending.push((token, false));
     });
     Some(token)
+}
+
+pub(crate) fn grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    metadata: &[(&str, &str)],
+    message: &[u8],
+    timeout: Duration,
+) -> Option<u32> {
+    if with(|s| s.refuse_callouts) {
+        return None;
+    }
+    let token = lasting(|l| {
+        l.next_grpc_token =
+            l.next_grpc_token
+                .wrapping_add(if l.next_grpc_token == 0 { 1 } else { 2 });
+        l.next_grpc_token
+    });
+    let call = SentCallout {
+        token,
+        upstream: cluster.to_owned(),
+        headers: metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body: message.to_vec(),
+        timeout,
+        grpc: Some((service.to_owned(), method.to_owned())),
+    };
+    with(|s| {
+        s.callouts.push(call);
+        s.pending.push((token, true));
+    });
+    Some(token)
+}
+
+pub(crate) fn status_message() -> Option<Vec<u8>> {
+    Some(with(|s| s.status_message.clone()))
 }
 
 pub(crate) fn now_nanos() -> Option<u64> {

@@ -229,6 +229,73 @@ extern "C" {
     fn proxy_set_effective_context(context: u32) -> u32;
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_grpc_call(
+        service: *const u8,
+        service_size: usize,
+        service_name: *const u8,
+        service_name_size: usize,
+        method: *const u8,
+        method_size: usize,
+        metadata: *const u8,
+        metadata_size: usize,
+        message: *const u8,
+        message_size: usize,
+        timeout_millis: u32,
+        token: *mut u32,
+    ) -> u32;
+    fn proxy_get_status(code: *mut u32, message: *mut *mut u8, message_size: *mut usize) -> u32;
+}
+
+/// Dispatches a unary gRPC call; the host answers through `proxy_on_grpc_receive`
+/// (the reply) or `proxy_on_grpc_close` (a failure) with the returned token.
+pub(crate) fn grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    metadata: &[(&str, &str)],
+    message: &[u8],
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    let pairs: Vec<(&[u8], &[u8])> = metadata
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect();
+    let metadata = super::serialize_pairs(&pairs);
+    let upstream = super::grpc_service(cluster);
+    let millis = timeout.as_millis().min(u32::MAX.into()) as u32;
+    let mut token = 0;
+    unsafe {
+        (proxy_grpc_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            metadata.as_ptr(),
+            metadata.len(),
+            message.as_ptr(),
+            message.len(),
+            millis,
+            &mut token,
+        ) == OK)
+            .then_some(token)
+    }
+}
+
+/// The status message of the gRPC call being closed (`proxy_get_status`).
+pub(crate) fn status_message() -> Option<Vec<u8>> {
+    let (mut code, mut data, mut len) = (0, null_mut(), 0);
+    unsafe {
+        match proxy_get_status(&mut code, &mut data, &mut len) {
+            OK => Some(take(data, len)),
+            _ => None,
+        }
+    }
+}
+
 const CAS_MISMATCH: u32 = 8;
 
 pub(crate) fn buffer_get(buffer: Buffer, start: usize, max: usize) -> Vec<u8> {

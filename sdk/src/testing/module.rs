@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use weir_wasm_host::{HttpCall, Instance, LocalReply, Proxy, PLUGIN_CONFIGURATION};
+use weir_wasm_host::{GrpcCall, HttpCall, Instance, LocalReply, Proxy, PLUGIN_CONFIGURATION};
 
 use crate::host::native;
 use crate::host::{Buffer, Direction, Map, MetricKind, SetStatus};
@@ -137,6 +137,7 @@ fn buffer(n: u32) -> Option<Buffer> {
         Buffer::RequestBody,
         Buffer::ResponseBody,
         Buffer::HttpCallResponseBody,
+        Buffer::GrpcReceive,
     ]
     .into_iter()
     .find(|b| *b as u32 == n)
@@ -283,6 +284,32 @@ impl Proxy for NativeProxy {
         let timeout = std::time::Duration::from_millis(call.timeout_millis.into());
         native::http_call(text(&call.upstream)?, &headers?, &call.body, timeout)
     }
+    fn grpc_call(&mut self, call: GrpcCall) -> Option<u32> {
+        let metadata: Option<Vec<(&str, &str)>> = call
+            .metadata
+            .iter()
+            .map(|(k, v)| Some((text(k)?, text(v)?)))
+            .collect();
+        // The module names the cluster in a `GrpcService` message (envoy_grpc, field 1).
+        let cluster = crate::proto::fields(&call.service)
+            .flatten()
+            .find(|f| f.number == 1)
+            .and_then(|f| f.as_message()?.flatten().find(|f| f.number == 1))
+            .and_then(|f| f.as_str().map(str::to_owned))
+            .or_else(|| text(&call.service).map(str::to_owned))?;
+        let timeout = std::time::Duration::from_millis(call.timeout_millis.into());
+        native::grpc_call(
+            &cluster,
+            text(&call.service_name)?,
+            text(&call.method)?,
+            &metadata?,
+            &call.message,
+            timeout,
+        )
+    }
+    fn status(&mut self) -> Option<(u32, Vec<u8>)> {
+        native::status_message().map(|m| (0, m))
+    }
 }
 
 /// A filter's compiled module, configured, taking requests.
@@ -422,6 +449,16 @@ impl Module {
             "proxy_on_http_call_response",
             &[ROOT, token as i32, headers as i32, body as i32, 0],
         );
+    }
+
+    /// `proxy_on_grpc_receive` for `token`, with the message in the host.
+    pub(crate) fn grpc_receive(&mut self, token: u32, size: usize) {
+        self.must("proxy_on_grpc_receive", &[ROOT, token as i32, size as i32]);
+    }
+
+    /// `proxy_on_grpc_close` for `token` with `status`, its message in the host.
+    pub(crate) fn grpc_close(&mut self, token: u32, status: u32) {
+        self.must("proxy_on_grpc_close", &[ROOT, token as i32, status as i32]);
     }
 
     /// `proxy_on_log`, then the context's end (`proxy_on_done`, `proxy_on_delete`).

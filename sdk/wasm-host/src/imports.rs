@@ -122,6 +122,8 @@ const PROVIDED: &[(&str, &str)] = &[
     ("env", "proxy_resolve_shared_queue"),
     ("env", "proxy_enqueue_shared_queue"),
     ("env", "proxy_dequeue_shared_queue"),
+    ("env", "proxy_grpc_call"),
+    ("env", "proxy_get_status"),
     ("wasi_snapshot_preview1", "environ_sizes_get"),
     ("wasi_snapshot_preview1", "args_sizes_get"),
     ("wasi_snapshot_preview1", "fd_write"),
@@ -136,6 +138,7 @@ pub(crate) fn link<P: Proxy + 'static>(
     proxy_calls(linker)?;
     more_proxy_calls(linker)?;
     state_and_queue_calls(linker)?;
+    grpc_calls(linker)?;
     wasi(linker)?;
     stubs(linker, module)
 }
@@ -475,6 +478,53 @@ fn state_and_queue_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Re
         {
             Ok(bytes) => give(&mut caller, Some(bytes), out, size),
             Err(status) => Ok(status),
+        },
+    )?;
+    Ok(())
+}
+
+fn grpc_calls<P: Proxy + 'static>(linker: &mut Linker<Host<P>>) -> Result<(), Trap> {
+    linker.func_wrap(
+        "env",
+        "proxy_grpc_call",
+        |mut caller: Caller<'_, Host<P>>,
+         service: i32,
+         service_len: i32,
+         name: i32,
+         name_len: i32,
+         method: i32,
+         method_len: i32,
+         metadata: i32,
+         metadata_len: i32,
+         message: i32,
+         message_len: i32,
+         timeout: i32,
+         token_out: i32| {
+            let call = crate::GrpcCall {
+                service: read(&caller, service, service_len)?,
+                service_name: read(&caller, name, name_len)?,
+                method: read(&caller, method, method_len)?,
+                metadata: deserialize_pairs(&read(&caller, metadata, metadata_len)?),
+                message: read(&caller, message, message_len)?,
+                timeout_millis: timeout as u32,
+            };
+            match proxy(&mut caller).grpc_call(call) {
+                Some(token) => write(&mut caller, token_out, &token.to_le_bytes()).map(|()| OK),
+                None => Ok(INTERNAL_FAILURE),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_status",
+        |mut caller: Caller<'_, Host<P>>, code: i32, out: i32, size: i32| match proxy(&mut caller)
+            .status()
+        {
+            Some((status, message)) => {
+                write(&mut caller, code, &status.to_le_bytes())?;
+                give(&mut caller, Some(message), out, size)
+            }
+            None => Ok(NOT_FOUND),
         },
     )?;
     Ok(())

@@ -86,6 +86,24 @@ pub struct HttpCall {
     pub timeout_millis: u32,
 }
 
+/// A unary gRPC call the module dispatched (`proxy_grpc_call`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// The `GrpcService` argument: a serialized `envoy.config.core.v3.GrpcService`
+    /// or a bare cluster name (Envoy takes either).
+    pub service: Vec<u8>,
+    /// The service's full name, e.g. `grpc.health.v1.Health`.
+    pub service_name: Vec<u8>,
+    /// The method, e.g. `Check`.
+    pub method: Vec<u8>,
+    /// Its initial metadata.
+    pub metadata: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The request message.
+    pub message: Vec<u8>,
+    /// Its timeout in milliseconds.
+    pub timeout_millis: u32,
+}
+
 /// What the host does for each proxy-wasm call, in the ABI's own numbers
 /// (header map and buffer types, metric kinds, stream directions).
 ///
@@ -173,6 +191,14 @@ pub trait Proxy {
     }
     /// `proxy_http_call`: the call's token, `None` when refused.
     fn http_call(&mut self, call: HttpCall) -> Option<u32> {
+        None
+    }
+    /// `proxy_grpc_call`: the call's token, `None` when refused.
+    fn grpc_call(&mut self, call: GrpcCall) -> Option<u32> {
+        None
+    }
+    /// `proxy_get_status`: the code and message of the gRPC call being closed.
+    fn status(&mut self) -> Option<(u32, Vec<u8>)> {
         None
     }
     /// `proxy_set_effective_context`.
