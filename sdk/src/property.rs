@@ -211,27 +211,13 @@ pub enum LifeSpan {
 }
 
 /// `envoy.source.extensions.common.wasm.SetEnvoyFilterStateArguments` in protobuf's
-/// wire format: `path` (1) and `value` (2) as length-delimited fields, `span` (3) as
-/// a varint. Three fields do not need a protobuf library in every module.
+/// wire format: `path` (1), `value` (2), `span` (3, left out at its default).
 fn filter_state_arguments(key: &str, value: &[u8], span: LifeSpan) -> Vec<u8> {
-    fn varint(out: &mut Vec<u8>, mut n: u64) {
-        while n >= 0x80 {
-            out.push(n as u8 | 0x80);
-            n >>= 7;
-        }
-        out.push(n as u8);
-    }
-    let mut out = Vec::with_capacity(key.len() + value.len() + 24);
-    for (tag, bytes) in [(0x0a, key.as_bytes()), (0x12, value)] {
-        out.push(tag);
-        varint(&mut out, bytes.len() as u64);
-        out.extend_from_slice(bytes);
-    }
+    let mut message = crate::proto::Writer::new().string(1, key).bytes(2, value);
     if span != LifeSpan::FilterChain {
-        out.push(0x18);
-        varint(&mut out, span as u64);
+        message = message.uint(3, span as u64);
     }
-    out
+    message.into_bytes()
 }
 
 /// Why a property was not read or written.
