@@ -55,10 +55,11 @@ fn first_waits_on_while_the_hook_pauses_then_drops_the_rest() {
     let ex = f.send(TestRequest::get("/"));
     assert!(ex.forwarded());
     assert_eq!(ex.callouts().len(), 3);
-    // a failed (waits on, 2 still pending), b succeeded (resumes); c's answer came too late.
+    // a timed out (Envoy's 504: waits on, 2 still pending), b succeeded (resumes);
+    // c's answer came too late.
     assert_eq!(
         ex.upstream_header("x-seen").unwrap(),
-        "[(0, None, 2), (1, Some(200), 1)]"
+        "[(0, Some(504), 2), (1, Some(200), 1)]"
     );
 }
 

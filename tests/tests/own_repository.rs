@@ -325,6 +325,7 @@ const PUBLISHED: &[&str] = &["weir-macros", "weir-wasm-host", "weir-sdk", "weir-
 
 #[test]
 fn the_publishable_crates_package() {
+    forget_unpacked_packages();
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["package", "--allow-dirty"])
         .args(PUBLISHED.iter().flat_map(|p| ["-p", p]))
@@ -351,5 +352,60 @@ fn the_publishable_crates_package() {
                 .is_file(),
             "{crate_file} missing:\n{log}"
         );
+    }
+}
+
+/// Removes the copies of weir's own crates that an earlier `cargo package` unpacked from
+/// its temporary local registry into `$CARGO_HOME/registry/src/-<hash>/`. Cargo takes an
+/// unpacked registry crate as immutable and reuses it, so after a change to, say,
+/// weir-wasm-host (same version 0.1.0) the verifying build would compile the old copy.
+/// Only directories of local registries (named `-<hash>`, not crates.io's) are touched.
+/// Cargo also takes a registry crate's build as fresh whatever its source says, so the
+/// builds of those copies (their dep-info names a `registry/src/-<hash>` path) lose their
+/// fingerprints too, and are built again.
+fn forget_unpacked_packages() {
+    let deps = shared_target_dir().join("debug").join("deps");
+    for entry in std::fs::read_dir(&deps).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = file.strip_suffix(".d") else {
+            continue;
+        };
+        let Some((name, hash)) = stem.rsplit_once('-') else {
+            continue;
+        };
+        let ours = PUBLISHED.iter().any(|p| p.replace('-', "_") == name);
+        let from_a_local_registry = ours
+            && std::fs::read_to_string(entry.path()).is_ok_and(|d| d.contains("registry/src/-"));
+        if from_a_local_registry {
+            let fingerprint = shared_target_dir()
+                .join("debug")
+                .join(".fingerprint")
+                .join(format!("{}-{hash}", name.replace('_', "-")));
+            if fingerprint.is_dir() {
+                std::fs::remove_dir_all(&fingerprint)
+                    .unwrap_or_else(|e| panic!("remove {}: {e}", fingerprint.display()));
+            }
+        }
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cargo")));
+    let Some(sources) = home.map(|h| h.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&sources) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for name in PUBLISHED {
+            let unpacked = registry.path().join(format!("{name}-0.1.0"));
+            if unpacked.is_dir() {
+                std::fs::remove_dir_all(&unpacked)
+                    .unwrap_or_else(|e| panic!("remove {}: {e}", unpacked.display()));
+            }
+        }
     }
 }
