@@ -31,7 +31,7 @@ impl HttpFilter for Echo {
 
     fn on_request_headers(&mut self, cx: &mut Request<'_, Config>) -> weir::Result {
         let (tag, write_first) = (cx.config().tag.clone(), cx.config().write_first);
-        let mut headers = cx.headers();
+        let headers = cx.headers();
         if write_first {
             headers.set("x-pre", "1")?;
         }
