@@ -93,6 +93,36 @@ pub trait HttpFilter: Default + 'static {
     /// ```
     const BODY_MODE: BodyMode = BodyMode::Stream;
 
+    /// `true` when the request-headers hook reads the request headers with
+    /// `cx.headers().snapshot()`. A `_rules_` entry matching on the path then has
+    /// its `:path` found in one read of the whole header map, and the hook's first
+    /// snapshot is that same read: one host call per request instead of two (a
+    /// property read for the pick, the map for the hook). Left `false`, the pick
+    /// reads only `request.path`, the cheaper call for a filter that never takes
+    /// a snapshot. Either way the pick and the hook see the same path.
+    ///
+    /// ```
+    /// use weir::{Action, HttpFilter, LocalReply, Request};
+    ///
+    /// #[derive(Default)]
+    /// struct NeedsKey;
+    ///
+    /// #[weir::filter]
+    /// impl HttpFilter for NeedsKey {
+    ///     type Config = ();
+    ///     const SNAPSHOTS_REQUEST_HEADERS: bool = true;
+    ///
+    ///     fn on_request_headers(&mut self, cx: &mut Request<'_, ()>) -> weir::Result {
+    ///         let headers = cx.headers().snapshot(); // no host call after a path rule's pick
+    ///         if headers.get("x-api-key").is_none() {
+    ///             return cx.reply(LocalReply::new(401));
+    ///         }
+    ///         Ok(Action::Continue)
+    ///     }
+    /// }
+    /// ```
+    const SNAPSHOTS_REQUEST_HEADERS: bool = false;
+
     /// The configuration to use when Envoy passes none. `None` (the default)
     /// refuses an empty configuration.
     fn default_config() -> Option<Self::Config> {

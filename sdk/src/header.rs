@@ -1,6 +1,7 @@
 //! Header names, values and maps: checked before the host sees them, never trapping on what it returns.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::host::{self, Map};
 
@@ -372,6 +373,11 @@ impl Headers {
     /// # Ok(weir::Action::Continue) }
     /// ```
     pub fn snapshot(&self) -> HeaderSnapshot {
+        if self.map == Map::RequestHeaders && !WRITTEN.load(Ordering::Relaxed) {
+            if let Some(bytes) = PICKED.take() {
+                return HeaderSnapshot { bytes };
+            }
+        }
         HeaderSnapshot {
             bytes: host::map_pairs_bytes(self.map),
         }
@@ -414,8 +420,34 @@ impl Headers {
     }
 }
 
+thread_local! {
+    /// The request headers the `_rules_` pick read in this VM entry to find `:path`
+    /// (when the filter sets [`SNAPSHOTS_REQUEST_HEADERS`](crate::HttpFilter::SNAPSHOTS_REQUEST_HEADERS)),
+    /// handed to the hook's first request-headers [`Headers::snapshot`] instead of a
+    /// second host call; dropped at the end of the entry ([`take_picked`]).
+    static PICKED: std::cell::Cell<Option<Vec<u8>>> = const { std::cell::Cell::new(None) };
+}
+
+/// Set by every header write, cleared when the pick keeps a snapshot: a kept
+/// snapshot is handed over only while no header was written since it was read.
+/// (A flag, not the snapshot itself, so that a writing filter links nothing more.)
+static WRITTEN: AtomicBool = AtomicBool::new(false);
+
+/// Keeps the request headers the rules pick read, for this VM entry's first
+/// request-headers snapshot.
+pub(crate) fn keep_picked(snapshot: HeaderSnapshot) {
+    WRITTEN.store(false, Ordering::Relaxed);
+    PICKED.set(Some(snapshot.bytes));
+}
+
+/// Drops the kept request headers (the entry ended).
+pub(crate) fn take_picked() {
+    drop(PICKED.take());
+}
+
 /// `Ok` when the host took a write, else an error naming it. Allocates only on failure.
 fn refused(ok: bool, op: &'static str, name: &[u8]) -> Result<(), HeaderError> {
+    WRITTEN.store(true, Ordering::Relaxed);
     if ok {
         return Ok(());
     }

@@ -179,7 +179,10 @@ impl Properties {
 
     /// The downstream peer's address (`source.address`), when it is an IP socket.
     pub fn source_address(&self) -> Option<SocketAddr> {
-        self.get(&["source", "address"])?.to_str()?.parse().ok()
+        Value(host::property_at(b"source\0address")?)
+            .to_str()?
+            .parse()
+            .ok()
     }
 
     /// The name of the route the request matched (`xds.route_name`).

@@ -40,7 +40,8 @@ use serde::Deserialize;
 
 use crate::config::json::{self, Raw};
 use crate::config::{self, ConfigError};
-use crate::host;
+use crate::header::{keep_picked, Headers};
+use crate::host::{self, Map};
 use crate::path::{canonical_host, canonicalize, PathError};
 
 const RULES: &str = "_rules_";
@@ -273,7 +274,15 @@ impl<'de> MapAccess<'de> for Merged<'de> {
 impl<C> RuleSet<C> {
     /// Picks the configuration for the current request, reading from the host
     /// only the attributes the rules need.
-    pub(crate) fn pick(&self) -> Pick {
+    ///
+    /// With `snapshot` (the filter's
+    /// [`SNAPSHOTS_REQUEST_HEADERS`](crate::HttpFilter::SNAPSHOTS_REQUEST_HEADERS)),
+    /// `:path` comes from one read of the whole request header map, kept for the
+    /// hook's first snapshot; without it, from `request.path`.
+    /// (Inlined into its one caller, where `snapshot` is a constant: a filter
+    /// without it links none of the snapshot code.)
+    #[inline(always)]
+    pub(crate) fn pick(&self, snapshot: bool) -> Pick {
         if self.rules.is_empty() {
             return if self.global.is_some() {
                 Pick::Global
@@ -288,10 +297,21 @@ impl<C> RuleSet<C> {
         let host = need(|r| !r.domains.is_empty())
             .then(|| host::property(&["request", "host"]))
             .flatten();
-        let path = need(|r| !r.path_prefixes.is_empty())
+        let paths = need(|r| !r.path_prefixes.is_empty());
+        // `:path` is what `request.path` gives.
+        let headers = (snapshot && paths).then(|| Headers::new(Map::RequestHeaders).snapshot());
+        let property = (!snapshot && paths)
             .then(|| host::property(&["request", "path"]))
             .flatten();
-        match self.pick_for(route.as_deref(), host.as_deref(), path.as_deref()) {
+        let path = match &headers {
+            Some(h) => h.get(":path"),
+            None => property.as_deref(),
+        };
+        let pick = self.pick_for(route.as_deref(), host.as_deref(), path);
+        if let Some(headers) = headers {
+            keep_picked(headers);
+        }
+        match pick {
             // Answered here, on the request's first hook; the filter is then
             // skipped for the rest of the request (the local reply included).
             Pick::Refuse(e) => {
@@ -404,7 +424,7 @@ mod tests {
     #[test]
     fn no_rules_is_the_global_config() {
         let s = set(r#"{"v": 1}"#);
-        assert_eq!(s.pick(), Pick::Global);
+        assert_eq!(s.pick(false), Pick::Global);
         assert_eq!(s.get(Pick::Global), Some(&C { v: 1, w: 0 }));
     }
 

@@ -207,7 +207,7 @@ impl<F: HttpFilter> Stream<F> {
         };
         let flow = &mut self.flow;
         let pick = *self.pick.get_or_insert_with(|| {
-            let pick = set.pick();
+            let pick = set.pick(F::SNAPSHOTS_REQUEST_HEADERS);
             if let Pick::Rule(i) = pick {
                 flow.rule = Some(i);
             }
@@ -216,8 +216,22 @@ impl<F: HttpFilter> Stream<F> {
         pick != Pick::Skip
     }
 
-    /// Runs one hook with the request's configuration; remembers a pause.
+    /// Runs one hook with the request's configuration; remembers a pause. The
+    /// request headers the rules pick kept for the hook's snapshot do not outlive it.
     fn run(
+        &mut self,
+        direction: Direction,
+        hook: &str,
+        call: impl FnOnce(&mut F, &F::Config, &mut Flow) -> crate::Result,
+    ) -> Action {
+        let action = self.run_picked(direction, hook, call);
+        if F::SNAPSHOTS_REQUEST_HEADERS {
+            crate::header::take_picked();
+        }
+        action
+    }
+
+    fn run_picked(
         &mut self,
         direction: Direction,
         hook: &str,
@@ -340,6 +354,14 @@ impl<F: HttpFilter> Stream<F> {
     /// the direction's mode: passed to the hook at once (`Stream`), held until the
     /// end of the stream (`Buffer`), or let through (`Skip`).
     fn body(&mut self, direction: Direction, size: usize, end_of_stream: bool) -> Action {
+        let action = self.body_picked(direction, size, end_of_stream);
+        if F::SNAPSHOTS_REQUEST_HEADERS {
+            crate::header::take_picked();
+        }
+        action
+    }
+
+    fn body_picked(&mut self, direction: Direction, size: usize, end_of_stream: bool) -> Action {
         if !self.configured() {
             return Action::Continue;
         }

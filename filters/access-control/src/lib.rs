@@ -279,6 +279,8 @@ pub struct AccessControl;
 #[weir::filter]
 impl HttpFilter for AccessControl {
     type Config = Config;
+    // The `_rules_` pick's `:path` and the policy's headers: one host call.
+    const SNAPSHOTS_REQUEST_HEADERS: bool = true;
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
         if !(200..=599).contains(&config.deny_status) {

@@ -235,6 +235,11 @@ pub(crate) fn buffer_set(buffer: Buffer, start: usize, size: usize, bytes: &[u8]
     true
 }
 
+pub(crate) fn property_at(key: &'static [u8]) -> Option<Vec<u8>> {
+    let path = String::from_utf8_lossy(key);
+    property(&path.split('\0').collect::<Vec<_>>())
+}
+
 pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
     let key = path.join(".");
     with(|s| {

@@ -315,6 +315,18 @@ pub(crate) fn buffer_set(buffer: Buffer, start: usize, size: usize, bytes: &[u8]
     unsafe { proxy_set_buffer_bytes(buffer as u32, start, size, bytes.as_ptr(), bytes.len()) == OK }
 }
 
+/// A property by its ABI key, written out (`b"source\0address"`): no key built
+/// per call (an allocation costs more than the rest of the call's work in the module).
+pub(crate) fn property_at(key: &'static [u8]) -> Option<Vec<u8>> {
+    let (mut data, mut len) = (null_mut(), 0);
+    unsafe {
+        match proxy_get_property(key.as_ptr(), key.len(), &mut data, &mut len) {
+            OK => Some(take(data, len)),
+            _ => None,
+        }
+    }
+}
+
 pub(crate) fn property(path: &[&str]) -> Option<Vec<u8>> {
     let mut key = Vec::with_capacity(path.iter().map(|p| p.len() + 1).sum());
     for (i, part) in path.iter().enumerate() {
