@@ -795,15 +795,17 @@ fn machine() -> String {
     let envoy = envoy::binary()
         .ok()
         .and_then(|b| Command::new(b).arg("--version").output().ok())
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .find(|w| w.contains('/'))
-                .unwrap_or("")
-                .to_owned()
-        })
-        .unwrap_or_default();
+        .and_then(|o| envoy_version(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap_or_else(|| "of unknown version".into());
     format!("{cpu}, {cores} cores; envoy {envoy}")
+}
+
+/// The release in `envoy --version`'s line, `<binary>  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL`
+/// (the binary's path comes first, and may itself contain `/`).
+fn envoy_version(out: &str) -> Option<String> {
+    let build = out.split("version:").nth(1)?.split_whitespace().next()?;
+    let release = build.split('/').nth(1)?;
+    (!release.is_empty()).then(|| release.to_owned())
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
@@ -1395,4 +1397,18 @@ fn instructions(out: &Path) -> Result<String> {
         fmt_ratio3(ratio(FLOOR, NATIVE))
     );
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::envoy_version;
+
+    #[test]
+    fn the_machine_line_names_envoys_release_not_its_path() {
+        let out = "/root/.pyenv/versions/3.11.7/bin/envoy  version: \
+                   9e5580933739775e8bce696a57a2e1bc99368f23/1.40.0/Clean/RELEASE/BoringSSL\n";
+        assert_eq!(envoy_version(out).as_deref(), Some("1.40.0"));
+        assert_eq!(envoy_version("envoy: not found"), None);
+        assert_eq!(envoy_version("x version: abc"), None);
+    }
 }
