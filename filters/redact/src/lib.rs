@@ -65,13 +65,37 @@ pub struct Redact {
 /// assert_eq!(data, b"key=#######");
 /// ```
 pub fn mask_matches(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
+    mask_matches_before(data, patterns, mask, data.len()).0
+}
+
+/// [`mask_matches`] for the matches that start before `limit` (they may end after
+/// it); returns how many, and where the next match may start: the end of the last
+/// one, or `limit` if that is later.
+///
+/// A chunk whose last bytes may begin a secret is masked up to where they start
+/// (`limit`), and the bytes from the returned place on wait for the next chunk:
+/// scanning the chunk and its successor together then finds what scanning the
+/// whole body at once finds.
+///
+/// ```
+/// let patterns = ["abc".to_owned(), "cd".to_owned()];
+/// let mut data = b"xabc".to_vec();
+/// // `c` may begin `cd`, so nothing may start there; `abc` starts before it.
+/// assert_eq!(redact::mask_matches_before(&mut data, &patterns, b'#', 3), (1, 4));
+/// assert_eq!(data, b"x###");
+/// ```
+pub fn mask_matches_before(
+    data: &mut [u8],
+    patterns: &[String],
+    mask: u8,
+    limit: usize,
+) -> (u64, usize) {
+    let limit = limit.min(data.len());
     let Some(shortest) = patterns.iter().map(String::len).min().filter(|&m| m > 0) else {
-        return 0;
+        return (0, limit);
     };
     // Window starts run up to `ends` (excluded): the last window ends at the last byte.
-    let Some(ends) = data.len().checked_sub(shortest - 1) else {
-        return 0;
-    };
+    let ends = data.len().saturating_sub(shortest - 1).min(limit);
     let scan = Scan::new(patterns, shortest);
     let (mut found, mut from) = (0, 0);
     while let Some((at, p)) = scan.first(data, from, ends) {
@@ -80,7 +104,7 @@ pub fn mask_matches(data: &mut [u8], patterns: &[String], mask: u8) -> u64 {
         found += 1;
         from = end;
     }
-    found
+    (found, from.max(limit))
 }
 
 /// How many stretches [`mask_matches`] scans at once.
@@ -310,18 +334,23 @@ impl HttpFilter for Redact {
             joined.extend_from_slice(&data);
             data = joined;
         }
-        let found = mask_matches(&mut data, &config.patterns, config.mask as u8);
-        if found > 0 {
-            MATCHES.add(found);
-        }
+        // Bytes that may begin a secret the next chunk completes wait for it: no
+        // match starts among them now (one starting earlier may run into them).
         let hold = if cx.end_of_stream() {
             0
         } else {
             unfinished_tail(&data, &config.patterns)
         };
+        let limit = data.len() - hold;
+        let (found, resume) =
+            mask_matches_before(&mut data, &config.patterns, config.mask as u8, limit);
+        if found > 0 {
+            MATCHES.add(found);
+        }
+        let hold = data.len() - resume;
         if hold > 0 {
-            self.carry.extend_from_slice(&data[data.len() - hold..]);
-            data.truncate(data.len() - hold);
+            self.carry.extend_from_slice(&data[resume..]);
+            data.truncate(resume);
         }
         if held || found > 0 || hold > 0 {
             cx.body().replace(&data)?;
