@@ -192,3 +192,77 @@ fn a_tail_waiting_when_the_body_ends_at_trailers_is_reported() {
         ex.logs()
     );
 }
+
+#[test]
+fn a_body_cut_anywhere_comes_out_as_if_masked_whole() {
+    // Random bodies cut into random chunks (empty ones too), through the filter,
+    // against the whole body masked at once; patterns inside others, sharing
+    // starts and ends, a long one, and the example's.
+    let configs = [
+        r##"{"patterns": ["abcz", "bc"], "mask": "#"}"##,
+        r##"{"patterns": ["abc", "cd"], "mask": "#"}"##,
+        r##"{"patterns": ["aab", "ab", "baa"], "mask": "#"}"##,
+        r##"{"patterns": ["abcab", "cab", "c"], "mask": "#"}"##,
+        EXAMPLE,
+    ];
+    let mut seed: u64 = 0x853c_49e6_748f_ea9b;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut masked = 0;
+    for round in 0..400 {
+        let json = configs[round % configs.len()];
+        let patterns: Vec<String> = match json {
+            EXAMPLE => vec!["sk_live_51HxQz".into(), "hunter2".into()],
+            _ => json
+                .split('"')
+                .skip(3)
+                .step_by(2)
+                .take_while(|p| *p != "mask")
+                .map(str::to_owned)
+                .collect(),
+        };
+        // Mostly short bodies in tiny chunks, sometimes long ones (the scan's stretches).
+        let len = if round % 10 == 0 {
+            4000 + next(4000)
+        } else {
+            next(60)
+        };
+        let mut body = Vec::new();
+        while body.len() < len {
+            if next(4) == 0 {
+                let p = patterns[next(patterns.len())].as_bytes();
+                body.extend_from_slice(&p[..1 + next(p.len())]);
+            } else {
+                body.push(b"abcdz _"[next(7)]);
+            }
+        }
+        let mut chunks = Vec::new();
+        let mut rest = &body[..];
+        while !rest.is_empty() {
+            let n = next(rest.len().min(if len > 1000 { 3000 } else { 20 }) + 1);
+            chunks.push(rest[..n].to_vec());
+            rest = &rest[n..];
+        }
+        let response = chunks.iter().fold(
+            TestResponse::new(200).header("content-type", "text/plain"),
+            |r, c| r.chunk(c.clone()),
+        );
+        let mut f = TestFilter::<Redact>::configure(json).unwrap();
+        let ex = f.send(TestRequest::get("/").respond_with(response));
+        let mut whole = body.clone();
+        let n = mask_matches(&mut whole, &patterns, b'#');
+        assert_eq!(
+            String::from_utf8_lossy(ex.response_body()),
+            String::from_utf8_lossy(&whole),
+            "{json}, round {round}, in {} chunks",
+            chunks.len()
+        );
+        assert_eq!(f.metric("redact_matches"), Some(n), "{json}");
+        masked += n;
+    }
+    assert!(masked > 1000, "only {masked} matches");
+}
