@@ -23,8 +23,12 @@ const RAW: &str = "$weir::config::json::Raw";
 
 /// Why a configuration could not be read: the message, where (a byte offset
 /// into the whole input) and which field (the path from the top-level value).
+/// Boxed: every generic `Result<T, Error>` the serde glue moves around stays one word.
 #[derive(Debug)]
-pub(crate) struct Error {
+pub(crate) struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     message: String,
     offset: Option<usize>,
     path: Option<String>,
@@ -33,23 +37,30 @@ pub(crate) struct Error {
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    fn at(message: impl Into<String>, offset: usize) -> Self {
-        Error {
-            message: message.into(),
-            offset: Some(offset),
+    /// The one place an error is made (out of line: every caller is a cold path).
+    #[cold]
+    #[inline(never)]
+    fn new(message: String, offset: Option<usize>) -> Self {
+        Error(Box::new(Inner {
+            message,
+            offset,
             path: None,
-        }
+        }))
+    }
+
+    fn at(message: &str, offset: usize) -> Self {
+        Error::new(message.to_owned(), Some(offset))
     }
 
     /// The path of the field (`a.b[1]`), or `None` for the top-level value.
     pub(crate) fn path(&self) -> Option<&str> {
-        self.path.as_deref()
+        self.0.path.as_deref()
     }
 
     /// The message with ` at line L column C` (counted in `whole`) when the offset is known.
     pub(crate) fn located(&self, whole: &[u8]) -> String {
-        let Some(offset) = self.offset else {
-            return self.message.clone();
+        let Some(offset) = self.0.offset else {
+            return self.0.message.clone();
         };
         let before = whole.get(..offset).unwrap_or(whole);
         let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
@@ -58,13 +69,13 @@ impl Error {
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
-        format!("{} at line {line} column {column}", self.message)
+        format!("{} at line {line} column {column}", self.0.message)
     }
 
     /// Puts the error under `prefix` (its path, and the error's own below it).
     pub(crate) fn under(mut self, prefix: &str) -> Self {
         if !prefix.is_empty() {
-            self.path = Some(match self.path {
+            self.0.path = Some(match self.0.path.take() {
                 Some(p) if p.starts_with('[') => format!("{prefix}{p}"),
                 Some(p) => format!("{prefix}.{p}"),
                 None => prefix.to_owned(),
@@ -76,7 +87,7 @@ impl Error {
 
 impl Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
@@ -84,11 +95,7 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: Display>(msg: T) -> Self {
-        Error {
-            message: msg.to_string(),
-            offset: None,
-            path: None,
-        }
+        Error::new(msg.to_string(), None)
     }
 
     // serde's defaults format `Unexpected` with its `Display`, which links
@@ -97,14 +104,14 @@ impl de::Error for Error {
         let mut m = String::from("invalid type: ");
         unexpected(&mut m, &unexp);
         let _ = write!(m, ", expected {exp}");
-        de::Error::custom(m)
+        Error::new(m, None)
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
         let mut m = String::from("invalid value: ");
         unexpected(&mut m, &unexp);
         let _ = write!(m, ", expected {exp}");
-        de::Error::custom(m)
+        Error::new(m, None)
     }
 }
 
@@ -252,11 +259,13 @@ impl<'de> Deserializer<'de> {
     }
 
     /// Gives `e` the current offset and path, unless it already has them.
+    #[cold]
+    #[inline(never)]
     fn locate(&self, mut e: Error) -> Error {
-        if e.offset.is_none() {
-            e.offset = Some(self.index);
+        if e.0.offset.is_none() {
+            e.0.offset = Some(self.index);
         }
-        if e.path.is_none() && !self.path.is_empty() {
+        if e.0.path.is_none() && !self.path.is_empty() {
             let mut p = String::new();
             for seg in &self.path {
                 let _ = match seg {
@@ -265,7 +274,7 @@ impl<'de> Deserializer<'de> {
                     Seg::Key(k) => write!(p, ".{k}"),
                 };
             }
-            e.path = Some(p);
+            e.0.path = Some(p);
         }
         e
     }
@@ -275,9 +284,11 @@ impl<'de> Deserializer<'de> {
     }
 
     /// `e`, located at the cursor unless it already has a place.
+    #[cold]
+    #[inline(never)]
     fn here(&self, mut e: Error) -> Error {
-        if e.offset.is_none() {
-            e.offset = Some(self.index);
+        if e.0.offset.is_none() {
+            e.0.offset = Some(self.index);
         }
         e
     }
@@ -605,11 +616,15 @@ impl<'de> Deserializer<'de> {
     fn closed<T>(&mut self, r: Result<T>, end: u8) -> Result<T> {
         match r {
             Ok(v) => self.close(end).map(|()| v),
-            Err(e) => {
-                let _ = self.close(end);
-                Err(self.here(e))
-            }
+            Err(e) => Err(self.close_after(e, end)),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn close_after(&mut self, e: Error, end: u8) -> Error {
+        let _ = self.close(end);
+        self.here(e)
     }
 
     /// The error for a value that is not what `exp` wanted, located after it
@@ -642,7 +657,7 @@ impl<'de> Deserializer<'de> {
             },
         };
         let _ = write!(m, ", expected {exp}");
-        Error::at(m, offset)
+        Error::new(m, Some(offset))
     }
 
     /// An integer for an integer visitor; a float or huge number is refused by its text.
@@ -654,19 +669,24 @@ impl<'de> Deserializer<'de> {
         let r = match self.number()? {
             Number::Unsigned(n) => visitor.visit_u64(n),
             Number::Signed(n) => visitor.visit_i64(n),
-            Number::Other { text, float } => {
-                let kind = if float { "floating point" } else { "integer" };
-                let what = if float { "type" } else { "value" };
-                return Err(Error::at(
-                    format!(
-                        "invalid {what}: {kind} `{text}`, expected {}",
-                        &visitor as &dyn Expected
-                    ),
-                    self.index,
-                ));
-            }
+            Number::Other { text, float } => return Err(self.not_integer(text, float, &visitor)),
         };
         self.fix(r)
+    }
+
+    /// A fraction or an integer too large, given for an integer: refused as written.
+    #[cold]
+    #[inline(never)]
+    fn not_integer(&self, text: &str, float: bool, exp: &dyn Expected) -> Error {
+        let kind = if float {
+            "type: floating point"
+        } else {
+            "value: integer"
+        };
+        Error::new(
+            format!("invalid {kind} `{text}`, expected {exp}"),
+            Some(self.index),
+        )
     }
 
     /// A number for a float visitor (the only path that parses floating point).
@@ -696,10 +716,32 @@ impl<'de> Deserializer<'de> {
         seg: Seg<'de>,
         read: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
+        self.push(seg);
+        match read(self) {
+            Ok(v) => {
+                self.pop();
+                Ok(v)
+            }
+            Err(e) => Err(self.pop_locating(e)),
+        }
+    }
+
+    #[inline(never)]
+    fn push(&mut self, seg: Seg<'de>) {
         self.path.push(seg);
-        let r = read(self).map_err(|e| self.locate(e));
+    }
+
+    #[inline(never)]
+    fn pop(&mut self) {
         self.path.pop();
-        r
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pop_locating(&mut self, e: Error) -> Error {
+        let e = self.locate(e);
+        self.path.pop();
+        e
     }
 }
 
