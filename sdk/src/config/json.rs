@@ -18,9 +18,6 @@ use serde::de::{self, DeserializeSeed, Expected, Unexpected, Visitor};
 /// Nesting deeper than this is refused (as `serde_json` does).
 const DEPTH: u16 = 128;
 
-/// The newtype-struct name under which [`Raw`] asks for a value's text.
-const RAW: &str = "$weir::config::json::Raw";
-
 /// Why a configuration could not be read: the message, where (a byte offset
 /// into the whole input) and which field (the path from the top-level value).
 /// Boxed: every generic `Result<T, Error>` the serde glue moves around stays one word.
@@ -217,6 +214,17 @@ pub(crate) struct Deserializer<'de> {
     index: usize,
     depth: u16,
     path: Vec<Seg<'de>>,
+    /// An object made of entries found elsewhere in `input` (a rule's fields
+    /// over the global ones): the next `deserialize_map` reads it instead of `{`.
+    merged: Option<Vec<Entry<'de>>>,
+}
+
+/// One entry of an object: its key, where the key ends and where its value starts.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry<'de> {
+    pub(crate) key: Cow<'de, str>,
+    key_end: usize,
+    value: usize,
 }
 
 impl<'de> Deserializer<'de> {
@@ -227,6 +235,7 @@ impl<'de> Deserializer<'de> {
             index: start,
             depth: 0,
             path: Vec::new(),
+            merged: None,
         }
     }
 
@@ -493,6 +502,56 @@ impl<'de> Deserializer<'de> {
             }
         }
         Ok(Number::Other { text, float })
+    }
+
+    /// An object's entries, their values skipped (checked as JSON, not read).
+    fn entries(&mut self) -> Result<Vec<Entry<'de>>> {
+        if self.peek() != Some(b'{') {
+            return Err(self.invalid_type(&"a JSON object"));
+        }
+        self.enter()?;
+        let mut out = Vec::new();
+        let mut first = true;
+        while self.next_entry(&mut first)? {
+            let key = self.string()?;
+            let key_end = self.index;
+            self.colon()?;
+            self.peek();
+            let value = self.index;
+            out.push(Entry {
+                key,
+                key_end,
+                value,
+            });
+            self.skip()?;
+        }
+        self.close(b'}')?;
+        Ok(out)
+    }
+
+    /// A list's items: where each starts (skipped), or (`strings`) each as a string.
+    fn list(&mut self, strings: bool) -> Result<(Vec<usize>, Vec<String>)> {
+        if self.peek() != Some(b'[') {
+            return Err(self.invalid_type(&"a sequence"));
+        }
+        self.enter()?;
+        let (mut starts, mut texts) = (Vec::new(), Vec::new());
+        let mut first = true;
+        while self.next_item(&mut first)? {
+            self.push(Seg::Index(starts.len()));
+            starts.push(self.index);
+            if strings {
+                if self.peek() != Some(b'"') {
+                    return Err(self.invalid_type(&"a string"));
+                }
+                texts.push(self.string()?.into_owned());
+            } else {
+                self.skip()?;
+            }
+            self.pop();
+        }
+        self.close(b']')?;
+        Ok((starts, texts))
     }
 
     /// Skips one value (checked as JSON).
@@ -771,6 +830,9 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if self.merged.is_some() {
+            return self.deserialize_map(visitor);
+        }
         let r = match self.peek() {
             Some(b'"') => match self.string()? {
                 Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
@@ -897,18 +959,9 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        name: &'static str,
+        _name: &'static str,
         visitor: V,
     ) -> Result<V::Value> {
-        if name == RAW {
-            let start = match self.peek() {
-                Some(_) => self.index,
-                None => return Err(self.eof("EOF while parsing a value")),
-            };
-            self.skip()?;
-            let text = self.input.get(start..self.index).unwrap_or_default();
-            return visitor.visit_borrowed_bytes(text);
-        }
         visitor.visit_newtype_struct(self)
     }
 
@@ -939,15 +992,24 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        if self.peek() != Some(b'{') {
-            return Err(self.invalid_type(&visitor));
+        let list = self.merged.take();
+        let merged = list.is_some();
+        if !merged {
+            if self.peek() != Some(b'{') {
+                return Err(self.invalid_type(&visitor));
+            }
+            self.enter()?;
         }
-        self.enter()?;
         let r = visitor.visit_map(Map {
             de: &mut *self,
             first: true,
             key: None,
+            list: list.map(Vec::into_iter),
+            value: 0,
         });
+        if merged {
+            return r;
+        }
         self.closed(r, b'}')
     }
 
@@ -1019,20 +1081,49 @@ impl<'de> de::SeqAccess<'de> for Seq<'_, 'de> {
     }
 }
 
+/// An object being read: from the input, or (`list`) from entries found elsewhere.
 struct Map<'a, 'de> {
     de: &'a mut Deserializer<'de>,
     first: bool,
     key: Option<Cow<'de, str>>,
+    list: Option<std::vec::IntoIter<Entry<'de>>>,
+    /// Where the value of a listed entry starts.
+    value: usize,
+}
+
+impl<'de> Map<'_, 'de> {
+    /// The next key, the cursor after it.
+    fn next_key(&mut self) -> Result<Option<Cow<'de, str>>> {
+        match &mut self.list {
+            Some(list) => Ok(list.next().map(|e| {
+                self.de.index = e.key_end;
+                self.value = e.value;
+                e.key
+            })),
+            None => match self.de.next_entry(&mut self.first)? {
+                true => self.de.string().map(Some),
+                false => Ok(None),
+            },
+        }
+    }
+
+    /// The key of the value about to be read, the cursor on that value.
+    fn before_value(&mut self) -> Result<Cow<'de, str>> {
+        match self.list {
+            Some(_) => self.de.index = self.value,
+            None => self.de.colon()?,
+        }
+        Ok(self.key.take().unwrap_or(Cow::Borrowed("?")))
+    }
 }
 
 impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        if !self.de.next_entry(&mut self.first)? {
+        let Some(key) = self.next_key()? else {
             return Ok(None);
-        }
-        let key = self.de.string()?;
+        };
         match seed.deserialize(Key(key.clone())) {
             Ok(k) => {
                 self.key = Some(key);
@@ -1044,8 +1135,7 @@ impl<'de> de::MapAccess<'de> for Map<'_, 'de> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
-        self.de.colon()?;
-        let key = self.key.take().unwrap_or(Cow::Borrowed("?"));
+        let key = self.before_value()?;
         self.de
             .value_under(Seg::Key(key), |de| seed.deserialize(de))
     }
@@ -1185,33 +1275,6 @@ impl<'de> de::VariantAccess<'de> for Variant<'_, 'de> {
     }
 }
 
-/// A value's JSON text, unparsed, borrowed from the input (for `_rules_`).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Raw<'de>(pub(crate) &'de [u8]);
-
-impl<'de> Raw<'de> {
-    /// Where the text starts in `whole` (the input it was read from).
-    pub(crate) fn offset(&self, whole: &[u8]) -> usize {
-        (self.0.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Raw<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Raw<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Raw<'de>, E> {
-                Ok(Raw(v))
-            }
-        }
-        d.deserialize_newtype_struct(RAW, V)
-    }
-}
-
 /// Reads `T` from `input`; nothing but whitespace may follow it.
 pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(input: &'de [u8]) -> Result<T> {
     let mut de = Deserializer::new(input, 0);
@@ -1220,25 +1283,45 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(input: &'de [u8]) -> Resu
     Ok(value)
 }
 
-/// Reads `T` from the value at byte `start` of `input` (what follows it is not read).
-pub(crate) fn from_slice_at<'de, T: de::Deserialize<'de>>(
-    input: &'de [u8],
-    start: usize,
-) -> Result<T> {
+/// The entries of the object at byte `start` of `input` (`top`: the whole
+/// input, nothing may follow it).
+pub(crate) fn entries_at(input: &[u8], start: usize, top: bool) -> Result<Vec<Entry<'_>>> {
     let mut de = Deserializer::new(input, start);
-    T::deserialize(&mut de).map_err(|e| de.locate(e))
+    let entries = de.entries().map_err(|e| de.locate(e))?;
+    if top {
+        de.end()?;
+    }
+    Ok(entries)
 }
 
-/// Runs `seed` on the value at byte `start` of `input`, as the value of `key`:
-/// errors name `key` and the path under it.
-pub(crate) fn seed_under<'de, S: DeserializeSeed<'de>>(
-    input: &'de [u8],
+/// The list at byte `start` of `input`: where each item starts, or (`strings`)
+/// each item as a string.
+pub(crate) fn list_at(
+    input: &[u8],
     start: usize,
-    key: &'de str,
-    seed: S,
-) -> Result<S::Value> {
+    strings: bool,
+) -> Result<(Vec<usize>, Vec<String>)> {
     let mut de = Deserializer::new(input, start);
-    de.value_under(Seg::Key(Cow::Borrowed(key)), |de| seed.deserialize(de))
+    de.list(strings).map_err(|e| de.locate(e))
+}
+
+/// Reads `T` from an object made of `entries` (found anywhere in `input`).
+/// Errors in a value are located at it; an error about the object itself
+/// (a missing field) has no place.
+pub(crate) fn from_entries<'de, T: de::Deserialize<'de>>(
+    input: &'de [u8],
+    entries: Vec<Entry<'de>>,
+) -> Result<T> {
+    let mut de = Deserializer::new(input, 0);
+    de.merged = Some(entries);
+    T::deserialize(&mut de)
+}
+
+impl Entry<'_> {
+    /// Where the entry's value starts.
+    pub(crate) fn value(&self) -> usize {
+        self.value
+    }
 }
 
 #[cfg(test)]
@@ -1429,7 +1512,8 @@ mod tests {
         #[test]
         fn any_bytes_read_or_refuse(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
             let _ = from_slice::<C>(&bytes);
-            let _ = from_slice::<BTreeMap<String, Raw<'_>>>(&bytes);
+            let _ = entries_at(&bytes, 0, true);
+            let _ = list_at(&bytes, 0, true);
         }
 
         #[test]
