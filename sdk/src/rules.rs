@@ -142,11 +142,11 @@ fn split(bytes: &[u8]) -> Result<(Vec<Entry<'_>>, Vec<usize>), ConfigError> {
     let top = json::entries_at(bytes, 0, true).map_err(|e| error_under(e, bytes, ""))?;
     let (rules, global): (Vec<_>, Vec<_>) = top.into_iter().partition(|e| e.key == RULES);
     let rules = match rules.last() {
-        Some(e) => {
-            json::list_at(bytes, e.value(), false)
-                .map_err(|e| error_under(e, bytes, RULES))?
-                .0
-        }
+        Some(e) => json::list_at(bytes, e.value(), None)
+            .map_err(|e| error_under(e, bytes, RULES))?
+            .iter()
+            .map(Entry::value)
+            .collect(),
         None => Vec::new(),
     };
     Ok((global, rules))
@@ -168,9 +168,9 @@ fn rule(
             own.push(entry);
             continue;
         }
-        let here = format!("{at}.{key}");
-        let (_, list) =
-            json::list_at(bytes, entry.value(), true).map_err(|e| error_under(e, bytes, &here))?;
+        let mut list = Vec::new();
+        json::list_at(bytes, entry.value(), Some(&mut list))
+            .map_err(|e| error_under(e.under(key), bytes, &at))?;
         if key == ROUTE {
             m.routes = list;
         } else if key == DOMAIN {
@@ -183,7 +183,9 @@ fn rule(
             for (j, p) in list.iter().enumerate() {
                 match canonicalize(p.as_bytes()) {
                     Ok(c) => prefixes.push(c.into_owned()),
-                    Err(e) => return Err(ConfigError::at(format!("{here}[{j}]"), e.to_string())),
+                    Err(e) => {
+                        return Err(ConfigError::at(format!("{at}.{key}[{j}]"), e.to_string()))
+                    }
                 }
             }
             m.path_prefixes = prefixes;
@@ -192,7 +194,7 @@ fn rule(
     if m.routes.is_empty() && m.domains.is_empty() && m.path_prefixes.is_empty() {
         return Err(ConfigError::at(
             at,
-            format!("a rule needs a non-empty `{ROUTE}`, `{DOMAIN}` or `{PATH_PREFIX}`"),
+            "a rule needs a non-empty `_match_route_`, `_match_domain_` or `_match_path_prefix_`",
         ));
     }
     Ok((at, m, own))

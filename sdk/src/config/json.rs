@@ -504,80 +504,88 @@ impl<'de> Deserializer<'de> {
         Ok(Number::Other { text, float })
     }
 
-    /// An object's entries, their values skipped (checked as JSON, not read).
-    fn entries(&mut self) -> Result<Vec<Entry<'de>>> {
-        if self.peek() != Some(b'{') {
-            return Err(self.invalid_type(&"a JSON object"));
+    /// An object's entries (`object`) or a list's items (as entries without
+    /// key), their values skipped (checked as JSON, not read); or (`strings`)
+    /// a list's items as strings.
+    fn structure(
+        &mut self,
+        object: bool,
+        strings: Option<&mut Vec<String>>,
+    ) -> Result<Vec<Entry<'de>>> {
+        let (open, what) = if object {
+            (b'{', "a JSON object")
+        } else {
+            (b'[', "a sequence")
+        };
+        if self.peek() != Some(open) {
+            return Err(self.invalid_type(&what));
         }
-        self.enter()?;
         let mut out = Vec::new();
-        let mut first = true;
-        while self.next_entry(&mut first)? {
-            let key = self.string()?;
-            let key_end = self.index;
-            self.colon()?;
-            self.peek();
-            let value = self.index;
-            out.push(Entry {
-                key,
-                key_end,
-                value,
-            });
-            self.skip()?;
-        }
-        self.close(b'}')?;
+        self.walk(Record {
+            entries: Some(&mut out),
+            strings,
+        })?;
         Ok(out)
-    }
-
-    /// A list's items: where each starts (skipped), or (`strings`) each as a string.
-    fn list(&mut self, strings: bool) -> Result<(Vec<usize>, Vec<String>)> {
-        if self.peek() != Some(b'[') {
-            return Err(self.invalid_type(&"a sequence"));
-        }
-        self.enter()?;
-        let (mut starts, mut texts) = (Vec::new(), Vec::new());
-        let mut first = true;
-        while self.next_item(&mut first)? {
-            self.push(Seg::Index(starts.len()));
-            starts.push(self.index);
-            if strings {
-                if self.peek() != Some(b'"') {
-                    return Err(self.invalid_type(&"a string"));
-                }
-                texts.push(self.string()?.into_owned());
-            } else {
-                self.skip()?;
-            }
-            self.pop();
-        }
-        self.close(b']')?;
-        Ok((starts, texts))
     }
 
     /// Skips one value (checked as JSON).
     fn skip(&mut self) -> Result<()> {
-        match self.peek() {
-            Some(b'"') => self.string().map(drop),
-            Some(b'{') => {
-                self.enter()?;
-                let mut first = true;
-                while self.next_entry(&mut first)? {
-                    self.string()?;
-                    self.colon()?;
-                    self.skip()?;
-                }
-                self.close(b'}')
+        self.walk(Record {
+            entries: None,
+            strings: None,
+        })
+    }
+
+    /// Skips one value, recording an object's entries or a list's items in `record`.
+    fn walk(&mut self, mut record: Record<'_, 'de>) -> Result<()> {
+        let object = match self.peek() {
+            Some(b'"') => return self.string().map(drop),
+            Some(b'{') => true,
+            Some(b'[') => false,
+            _ => return self.scalar().map(drop),
+        };
+        self.enter()?;
+        let mut first = true;
+        let mut count = 0;
+        loop {
+            let more = if object {
+                self.next_entry(&mut first)?
+            } else {
+                self.next_item(&mut first)?
+            };
+            if !more {
+                break;
             }
-            Some(b'[') => {
-                self.enter()?;
-                let mut first = true;
-                while self.next_item(&mut first)? {
-                    self.skip()?;
-                }
-                self.close(b']')
+            let (key, key_end) = if object {
+                let key = self.string()?;
+                let end = self.index;
+                self.colon()?;
+                (key, end)
+            } else {
+                (Cow::Borrowed(""), 0)
+            };
+            self.peek();
+            if let Some(entries) = record.entries.as_deref_mut() {
+                entries.push(Entry {
+                    key,
+                    key_end,
+                    value: self.index,
+                });
             }
-            _ => self.scalar().map(drop),
+            match record.strings.as_deref_mut() {
+                Some(strings) => {
+                    self.push(Seg::Index(count));
+                    if self.peek() != Some(b'"') {
+                        return Err(self.invalid_type(&"a string"));
+                    }
+                    strings.push(self.string()?.into_owned());
+                    self.pop();
+                }
+                None => self.skip()?,
+            }
+            count += 1;
         }
+        self.close(if object { b'}' } else { b']' })
     }
 
     /// `true`, `false`, `null` or a number, as what serde_json reports for it.
@@ -802,6 +810,12 @@ impl<'de> Deserializer<'de> {
         self.path.pop();
         e
     }
+}
+
+/// What [`Deserializer::walk`] records of the object or list it skips.
+struct Record<'a, 'de> {
+    entries: Option<&'a mut Vec<Entry<'de>>>,
+    strings: Option<&'a mut Vec<String>>,
 }
 
 /// A scalar as serde_json reports it in an `invalid type` message.
@@ -1287,22 +1301,22 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(input: &'de [u8]) -> Resu
 /// input, nothing may follow it).
 pub(crate) fn entries_at(input: &[u8], start: usize, top: bool) -> Result<Vec<Entry<'_>>> {
     let mut de = Deserializer::new(input, start);
-    let entries = de.entries().map_err(|e| de.locate(e))?;
+    let entries = de.structure(true, None).map_err(|e| de.locate(e))?;
     if top {
         de.end()?;
     }
     Ok(entries)
 }
 
-/// The list at byte `start` of `input`: where each item starts, or (`strings`)
-/// each item as a string.
-pub(crate) fn list_at(
-    input: &[u8],
+/// The list at byte `start` of `input`: its items (where each starts), and
+/// (`strings`) each item as a string.
+pub(crate) fn list_at<'de>(
+    input: &'de [u8],
     start: usize,
-    strings: bool,
-) -> Result<(Vec<usize>, Vec<String>)> {
+    strings: Option<&mut Vec<String>>,
+) -> Result<Vec<Entry<'de>>> {
     let mut de = Deserializer::new(input, start);
-    de.list(strings).map_err(|e| de.locate(e))
+    de.structure(false, strings).map_err(|e| de.locate(e))
 }
 
 /// Reads `T` from an object made of `entries` (found anywhere in `input`).
@@ -1513,7 +1527,7 @@ mod tests {
         fn any_bytes_read_or_refuse(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
             let _ = from_slice::<C>(&bytes);
             let _ = entries_at(&bytes, 0, true);
-            let _ = list_at(&bytes, 0, true);
+            let _ = list_at(&bytes, 0, Some(&mut Vec::new()));
         }
 
         #[test]
