@@ -15,6 +15,9 @@ use std::fmt::{self, Display, Write as _};
 
 use serde::de::{self, DeserializeSeed, Expected, Unexpected, Visitor};
 
+/// Lowercase hex digits, as `{:x}` writes them.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Nesting deeper than this is refused (as `serde_json` does).
 const DEPTH: u16 = 128;
 
@@ -158,8 +161,15 @@ pub(crate) fn quoted(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\0' => out.push_str("\\0"),
+            // Control characters are below U+00A0: two hex digits at most.
             c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                let n = c as u32;
+                out.push_str("\\u{");
+                if n >= 16 {
+                    out.push(HEX[(n >> 4) as usize & 15] as char);
+                }
+                out.push(HEX[n as usize & 15] as char);
+                out.push('}');
             }
             c => out.push(c),
         }
@@ -497,6 +507,13 @@ impl<'de> Deserializer<'de> {
             if fits && !negative {
                 return Ok(Number::Unsigned(n));
             }
+            // serde_json reads `-0` as the float -0.0.
+            if fits && n == 0 {
+                return Ok(Number::Other {
+                    text: "-0.0",
+                    float: true,
+                });
+            }
             if fits && n <= 1 << 63 {
                 return Ok(Number::Signed((n as i64).wrapping_neg()));
             }
@@ -698,6 +715,7 @@ impl<'de> Deserializer<'de> {
     /// (before it for a list or an object, which are not read).
     fn invalid_type(&mut self, exp: &dyn Expected) -> Error {
         let mut m = String::from("invalid type: ");
+        let start = self.index;
         let offset = match self.peek() {
             Some(b'[') => {
                 m.push_str("sequence");
@@ -717,7 +735,8 @@ impl<'de> Deserializer<'de> {
             },
             _ => match self.scalar() {
                 Ok(s) => {
-                    s.describe(&mut m);
+                    let text = self.input.get(start..self.index).unwrap_or_default();
+                    s.describe(&mut m, text);
                     self.index
                 }
                 Err(e) => return e,
@@ -826,17 +845,20 @@ enum Scalar<'de> {
 }
 
 impl Scalar<'_> {
-    fn describe(&self, out: &mut String) {
-        let _ = match self {
-            Scalar::Bool(b) => write!(out, "boolean `{b}`"),
-            Scalar::Null => write!(out, "null"),
-            Scalar::Number(Number::Unsigned(n)) => write!(out, "integer `{n}`"),
-            Scalar::Number(Number::Signed(n)) => write!(out, "integer `{n}`"),
-            Scalar::Number(Number::Other { text, float: true }) => {
-                write!(out, "floating point `{text}`")
-            }
-            Scalar::Number(Number::Other { text, .. }) => write!(out, "integer `{text}`"),
+    /// Its description; `written` is its text in the input (JSON writes an
+    /// integer as its `Display` does: no `+`, no leading zero; `-0` is a float).
+    fn describe(&self, out: &mut String, written: &[u8]) {
+        let (kind, text) = match self {
+            Scalar::Bool(true) => ("boolean", "true"),
+            Scalar::Bool(false) => ("boolean", "false"),
+            Scalar::Null => return out.push_str("null"),
+            Scalar::Number(Number::Other { text, float: true }) => ("floating point", *text),
+            Scalar::Number(_) => ("integer", std::str::from_utf8(written).unwrap_or_default()),
         };
+        out.push_str(kind);
+        out.push_str(" `");
+        out.push_str(text);
+        out.push('`');
     }
 }
 
@@ -1447,6 +1469,11 @@ mod tests {
             r#"{"name": "a", "n": 1.}"#,
             r#"{"name": "a", "n": -}"#,
             r#"{"name": "a", "n": 4294967296}"#,
+            r#"{"name": -0}"#,
+            r#"{"name": -12}"#,
+            r#"{"name": 18446744073709551615}"#,
+            r#"{"name": -9223372036854775808}"#,
+            r#"{"name": "a", "n": -0}"#,
             "{\"name\": \"a\u{1}\"}",
             r#"{"name": "\x"}"#,
             r#"{"name": "\ud800"}"#,
@@ -1505,6 +1532,7 @@ mod tests {
             "a\"b\\c",
             "tab\tnl\ncr\r",
             "nul\0 bell\x07 del\x7f",
+            "esc\x1b c1\u{80}\u{9f}",
             "é😀",
         ] {
             let mut out = String::new();
