@@ -61,13 +61,18 @@ struct Rule<C> {
     config: C,
 }
 
-/// What a rule matches: route names, canonical hosts, canonical path prefixes.
+/// What a rule matches, by kind ([`MATCHES`]' order): route names, canonical
+/// hosts, canonical path prefixes. An empty list matches everything.
 #[derive(Debug, Default)]
 struct Matcher {
-    routes: Vec<String>,
-    domains: Vec<Vec<u8>>,
-    path_prefixes: Vec<Vec<u8>>,
+    lists: [Vec<Vec<u8>>; 3],
 }
+
+/// The matcher keys, in [`Matcher::lists`]' order.
+const MATCHES: [&str; 3] = [ROUTE, DOMAIN, PATH_PREFIX];
+const BY_ROUTE: usize = 0;
+const BY_DOMAIN: usize = 1;
+const BY_PATH: usize = 2;
 
 /// Which configuration a request uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,34 +169,28 @@ fn rule(
     let mut own = Vec::with_capacity(fields.len());
     for entry in fields {
         let key: &str = &entry.key;
-        if ![ROUTE, DOMAIN, PATH_PREFIX].contains(&key) {
+        let Some(kind) = MATCHES.iter().position(|&k| k == key) else {
             own.push(entry);
             continue;
-        }
+        };
         let mut list = Vec::new();
         json::list_at(bytes, entry.value(), Some(&mut list))
             .map_err(|e| error_under(e.under(key), bytes, &at))?;
-        if key == ROUTE {
-            m.routes = list;
-        } else if key == DOMAIN {
-            m.domains = list
-                .iter()
-                .map(|d| canonical_host(d.as_bytes()).into_owned())
-                .collect();
-        } else {
-            let mut prefixes = Vec::with_capacity(list.len());
-            for (j, p) in list.iter().enumerate() {
-                match canonicalize(p.as_bytes()) {
-                    Ok(c) => prefixes.push(c.into_owned()),
+        for (j, item) in list.iter_mut().enumerate() {
+            if kind == BY_DOMAIN {
+                *item = canonical_host(item).into_owned();
+            } else if kind == BY_PATH {
+                match canonicalize(item) {
+                    Ok(c) => *item = c.into_owned(),
                     Err(e) => {
                         return Err(ConfigError::at(format!("{at}.{key}[{j}]"), e.to_string()))
                     }
                 }
             }
-            m.path_prefixes = prefixes;
         }
+        m.lists[kind] = list;
     }
-    if m.routes.is_empty() && m.domains.is_empty() && m.path_prefixes.is_empty() {
+    if m.lists.iter().all(Vec::is_empty) {
         return Err(ConfigError::at(
             at,
             "a rule needs a non-empty `_match_route_`, `_match_domain_` or `_match_path_prefix_`",
@@ -240,14 +239,15 @@ impl<C> RuleSet<C> {
                 Pick::Skip
             };
         }
-        let need = |f: fn(&Matcher) -> bool| self.rules.iter().any(|r| f(&r.matcher));
-        let route = need(|r| !r.routes.is_empty())
+        let route = self
+            .need(BY_ROUTE)
             .then(|| host::property(&["xds", "route_name"]))
             .flatten();
-        let host = need(|r| !r.domains.is_empty())
+        let host = self
+            .need(BY_DOMAIN)
             .then(|| host::property(&["request", "host"]))
             .flatten();
-        let paths = need(|r| !r.path_prefixes.is_empty());
+        let paths = self.need(BY_PATH);
         // `:path` is what `request.path` gives.
         let headers = (snapshot && paths).then(|| Headers::new(Map::RequestHeaders).snapshot());
         let property = (!snapshot && paths)
@@ -281,30 +281,17 @@ impl<C> RuleSet<C> {
     ) -> Pick {
         let host = host.map(canonical_host);
         let path = match path.map(canonicalize) {
-            Some(Err(e))
-                if self
-                    .rules
-                    .iter()
-                    .any(|r| !r.matcher.path_prefixes.is_empty()) =>
-            {
-                return Pick::Refuse(e)
-            }
+            Some(Err(e)) if self.need(BY_PATH) => return Pick::Refuse(e),
             Some(Ok(p)) => Some(p),
             _ => None,
         };
+        let attributes = [route, host.as_deref(), path.as_deref()];
         for (i, rule) in self.rules.iter().enumerate() {
-            let rule = &rule.matcher;
-            let route_ok = rule.routes.is_empty()
-                || route.is_some_and(|r| rule.routes.iter().any(|x| x.as_bytes() == r));
-            let domain_ok = rule.domains.is_empty()
-                || host
-                    .as_ref()
-                    .is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
-            let path_ok = rule.path_prefixes.is_empty()
-                || path
-                    .as_ref()
-                    .is_some_and(|p| rule.path_prefixes.iter().any(|x| p.starts_with(x)));
-            if route_ok && domain_ok && path_ok {
+            let matches = rule.matcher.lists.iter().enumerate().all(|(kind, list)| {
+                list.is_empty()
+                    || attributes[kind].is_some_and(|a| list.iter().any(|x| matches(kind, x, a)))
+            });
+            if matches {
                 return Pick::Rule(i);
             }
         }
@@ -313,6 +300,11 @@ impl<C> RuleSet<C> {
         } else {
             Pick::Skip
         }
+    }
+
+    /// Whether some rule matches on this kind of attribute.
+    fn need(&self, kind: usize) -> bool {
+        self.rules.iter().any(|r| !r.matcher.lists[kind].is_empty())
     }
 
     /// The configuration `pick` chose.
@@ -345,6 +337,15 @@ fn refuse(e: PathError) {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether `pattern`, a rule's matcher of `kind`, matches the request's attribute.
+fn matches(kind: usize, pattern: &[u8], attribute: &[u8]) -> bool {
+    match kind {
+        BY_ROUTE => pattern == attribute,
+        BY_DOMAIN => domain_matches(pattern, attribute),
+        _ => attribute.starts_with(pattern),
+    }
 }
 
 /// `pattern` is lowercase: exact, `*` (any host) or `*.suffix` (any subdomain).

@@ -527,7 +527,7 @@ impl<'de> Deserializer<'de> {
     fn structure(
         &mut self,
         object: bool,
-        strings: Option<&mut Vec<String>>,
+        strings: Option<&mut Vec<Vec<u8>>>,
     ) -> Result<Vec<Entry<'de>>> {
         let (open, what) = if object {
             (b'{', "a JSON object")
@@ -595,7 +595,7 @@ impl<'de> Deserializer<'de> {
                     if self.peek() != Some(b'"') {
                         return Err(self.invalid_type(&"a string"));
                     }
-                    strings.push(self.string()?.into_owned());
+                    strings.push(self.string()?.into_owned().into_bytes());
                     self.pop();
                 }
                 None => self.skip()?,
@@ -834,7 +834,7 @@ impl<'de> Deserializer<'de> {
 /// What [`Deserializer::walk`] records of the object or list it skips.
 struct Record<'a, 'de> {
     entries: Option<&'a mut Vec<Entry<'de>>>,
-    strings: Option<&'a mut Vec<String>>,
+    strings: Option<&'a mut Vec<Vec<u8>>>,
 }
 
 /// A scalar as serde_json reports it in an `invalid type` message.
@@ -1335,7 +1335,7 @@ pub(crate) fn entries_at(input: &[u8], start: usize, top: bool) -> Result<Vec<En
 pub(crate) fn list_at<'de>(
     input: &'de [u8],
     start: usize,
-    strings: Option<&mut Vec<String>>,
+    strings: Option<&mut Vec<Vec<u8>>>,
 ) -> Result<Vec<Entry<'de>>> {
     let mut de = Deserializer::new(input, start);
     de.structure(false, strings).map_err(|e| de.locate(e))
