@@ -628,19 +628,35 @@ impl<'de> Deserializer<'de> {
 
     /// Before an object's key: `true` when one follows (after `{` or `,`), `false` at `}`.
     fn next_entry(&mut self, first: &mut bool) -> Result<bool> {
+        self.next(first, true)
+    }
+
+    /// Before a list's item: `true` when one follows, `false` at `]`.
+    fn next_item(&mut self, first: &mut bool) -> Result<bool> {
+        self.next(first, false)
+    }
+
+    /// `next_entry` (`object`) or `next_item`: one function for both.
+    #[inline(never)]
+    fn next(&mut self, first: &mut bool, object: bool) -> Result<bool> {
+        let close = if object { b'}' } else { b']' };
         match self.peek() {
-            Some(b'}') => return Ok(false),
+            Some(b) if b == close => return Ok(false),
             Some(b',') if !*first => {
                 self.index += 1;
-                if self.peek() == Some(b'}') {
+                if self.peek() == Some(close) {
                     return Err(self.syntax("trailing comma"));
                 }
             }
             Some(_) if *first => {}
-            Some(_) => return Err(self.syntax("expected `,` or `}`")),
-            None => return Err(self.eof("EOF while parsing an object")),
+            Some(_) if object => return Err(self.syntax("expected `,` or `}`")),
+            Some(_) => return Err(self.syntax("expected `,` or `]`")),
+            None => return Err(self.eof(Self::unclosed(close))),
         }
         *first = false;
+        if !object {
+            return Ok(true);
+        }
         match self.peek() {
             Some(b'"') => Ok(true),
             Some(_) => Err(self.syntax("key must be a string")),
@@ -648,22 +664,13 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    /// Before a list's item: `true` when one follows, `false` at `]`.
-    fn next_item(&mut self, first: &mut bool) -> Result<bool> {
-        match self.peek() {
-            Some(b']') => return Ok(false),
-            Some(b',') if !*first => {
-                self.index += 1;
-                if self.peek() == Some(b']') {
-                    return Err(self.syntax("trailing comma"));
-                }
-            }
-            Some(_) if *first => {}
-            Some(_) => return Err(self.syntax("expected `,` or `]`")),
-            None => return Err(self.eof("EOF while parsing a list")),
+    /// The end-of-input message inside an object (`close` is `}`) or a list.
+    fn unclosed(close: u8) -> &'static str {
+        if close == b'}' {
+            "EOF while parsing an object"
+        } else {
+            "EOF while parsing a list"
         }
-        *first = false;
-        Ok(true)
     }
 
     fn colon(&mut self) -> Result<()> {
@@ -687,11 +694,7 @@ impl<'de> Deserializer<'de> {
             }
             Some(b',') => Err(self.syntax("trailing comma")),
             Some(_) => Err(self.syntax("trailing characters")),
-            None => Err(self.eof(if end == b'}' {
-                "EOF while parsing an object"
-            } else {
-                "EOF while parsing a list"
-            })),
+            None => Err(self.eof(Self::unclosed(end))),
         }
     }
 
