@@ -107,12 +107,59 @@ impl de::Error for Error {
         Error::new(m, None)
     }
 
+    // serde's defaults format the names with `OneOf`'s `Display`; same text, by hand.
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        unknown("field", field, expected)
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        unknown("variant", variant, expected)
+    }
+
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
         let mut m = String::from("invalid value: ");
         unexpected(&mut m, &unexp);
         let _ = write!(m, ", expected {exp}");
         Error::new(m, None)
     }
+}
+
+/// `unknown field `x`, expected one of `a`, `b``, worded as serde words it.
+#[cold]
+#[inline(never)]
+fn unknown(what: &str, name: &str, expected: &[&str]) -> Error {
+    let mut m = format!("unknown {what} `{name}`, ");
+    match expected {
+        [] => {
+            m.push_str("there are no ");
+            m.push_str(what);
+            m.push('s');
+        }
+        [one] => {
+            m.push_str("expected `");
+            m.push_str(one);
+            m.push('`');
+        }
+        [a, b] => {
+            m.push_str("expected `");
+            m.push_str(a);
+            m.push_str("` or `");
+            m.push_str(b);
+            m.push('`');
+        }
+        names => {
+            m.push_str("expected one of ");
+            for (i, n) in names.iter().enumerate() {
+                if i > 0 {
+                    m.push_str(", ");
+                }
+                m.push('`');
+                m.push_str(n);
+                m.push('`');
+            }
+        }
+    }
+    Error::new(m, None)
 }
 
 /// `Unexpected`'s text as serde_json words it, floats without core's float formatting.
@@ -1512,6 +1559,19 @@ mod tests {
             err(r#"["a"]"#),
             "invalid type: sequence, expected struct C at line 1 column 0"
         );
+    }
+
+    #[test]
+    fn unknown_names_are_worded_as_serde_words_them() {
+        use serde::de::Error as _;
+        for names in [&[][..], &["a"], &["a", "b"], &["a", "b", "c"]] {
+            let ours = Error::unknown_field("x", names).to_string();
+            let theirs = serde_json::Error::unknown_field("x", names).to_string();
+            assert_eq!(ours, theirs);
+            let ours = Error::unknown_variant("x", names).to_string();
+            let theirs = serde_json::Error::unknown_variant("x", names).to_string();
+            assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
