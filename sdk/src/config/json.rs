@@ -164,35 +164,69 @@ fn unknown(what: &str, name: &str, expected: &[&str]) -> Error {
 
 /// `Unexpected`'s text as serde_json words it, floats without core's float formatting.
 fn unexpected(out: &mut String, u: &Unexpected<'_>) {
-    let _ = match *u {
-        Unexpected::Bool(b) => write!(out, "boolean `{b}`"),
-        Unexpected::Unsigned(n) => write!(out, "integer `{n}`"),
-        Unexpected::Signed(n) => write!(out, "integer `{n}`"),
+    let (what, text) = match *u {
+        Unexpected::Bool(b) => ("boolean `", if b { "true" } else { "false" }),
+        Unexpected::Unsigned(n) => {
+            out.push_str("integer `");
+            decimal(out, n);
+            ("", "`")
+        }
+        Unexpected::Signed(n) => {
+            out.push_str(if n < 0 { "integer `-" } else { "integer `" });
+            decimal(out, n.unsigned_abs());
+            ("", "`")
+        }
         Unexpected::Float(f) => {
             out.push_str("floating point `");
             float(out, f);
-            out.push('`');
-            Ok(())
+            ("", "`")
         }
-        Unexpected::Char(c) => write!(out, "character `{c}`"),
+        Unexpected::Char(c) => {
+            out.push_str("character `");
+            out.push(c);
+            ("", "`")
+        }
         Unexpected::Str(s) => {
             out.push_str("string ");
             quoted(out, s);
-            Ok(())
+            return;
         }
-        Unexpected::Bytes(_) => write!(out, "byte array"),
-        Unexpected::Unit => write!(out, "null"),
-        Unexpected::Option => write!(out, "Option value"),
-        Unexpected::NewtypeStruct => write!(out, "newtype struct"),
-        Unexpected::Seq => write!(out, "sequence"),
-        Unexpected::Map => write!(out, "map"),
-        Unexpected::Enum => write!(out, "enum"),
-        Unexpected::UnitVariant => write!(out, "unit variant"),
-        Unexpected::NewtypeVariant => write!(out, "newtype variant"),
-        Unexpected::TupleVariant => write!(out, "tuple variant"),
-        Unexpected::StructVariant => write!(out, "struct variant"),
-        Unexpected::Other(s) => write!(out, "{s}"),
+        Unexpected::Other(s) => ("", s),
+        Unexpected::Bytes(_) => ("byte array", ""),
+        Unexpected::Unit => ("null", ""),
+        Unexpected::Option => ("Option value", ""),
+        Unexpected::NewtypeStruct => ("newtype struct", ""),
+        Unexpected::Seq => ("sequence", ""),
+        Unexpected::Map => ("map", ""),
+        Unexpected::Enum => ("enum", ""),
+        Unexpected::UnitVariant => ("unit variant", ""),
+        Unexpected::NewtypeVariant => ("newtype variant", ""),
+        Unexpected::TupleVariant => ("tuple variant", ""),
+        Unexpected::StructVariant => ("struct variant", ""),
     };
+    out.push_str(what);
+    out.push_str(text);
+    if what.ends_with('`') {
+        out.push('`');
+    }
+}
+
+/// `n` in decimal, without core's integer formatting (`u64`'s and `i64`'s
+/// `Display` are otherwise linked for this alone).
+fn decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 /// `s` in double quotes as `{:?}` writes it for printable text, without core's
@@ -241,11 +275,13 @@ fn float(out: &mut String, f: f64) {
         out.push('-');
     }
     let n = scaled.unsigned_abs();
-    let mut frac = format!("{:06}", n % 1_000_000);
-    while frac.len() > 1 && frac.ends_with('0') {
-        frac.pop();
-    }
-    let _ = write!(out, "{}.{frac}", n / 1_000_000);
+    decimal(out, n / 1_000_000);
+    out.push('.');
+    // Six digits, trailing zeros dropped but one.
+    let mut frac = String::new();
+    decimal(&mut frac, 1_000_000 + n % 1_000_000);
+    let frac = frac.get(1..).unwrap_or_default().trim_end_matches('0');
+    out.push_str(if frac.is_empty() { "0" } else { frac });
 }
 
 /// One step of the path to the value being read.
@@ -1586,6 +1622,46 @@ mod tests {
         assert_eq!(f(0.125), "0.125");
         assert_eq!(f(-0.0), "-0.0");
         assert_eq!(f(1e300), "a number out of range");
+        assert_eq!(f(0.000001), "0.000001");
+        assert_eq!(f(-12.25), "-12.25");
+        assert_eq!(f(1e-7), "0.0");
+    }
+
+    #[test]
+    fn unexpected_reads_as_serde_words_it() {
+        for u in [
+            Unexpected::Bool(true),
+            Unexpected::Bool(false),
+            Unexpected::Unsigned(0),
+            Unexpected::Unsigned(u64::MAX),
+            Unexpected::Signed(-7),
+            Unexpected::Signed(i64::MIN),
+            Unexpected::Signed(3),
+            Unexpected::Float(-1.5),
+            Unexpected::Char('x'),
+            Unexpected::Str("a\"b"),
+            Unexpected::Bytes(b"x"),
+            Unexpected::Unit,
+            Unexpected::Option,
+            Unexpected::NewtypeStruct,
+            Unexpected::Seq,
+            Unexpected::Map,
+            Unexpected::Enum,
+            Unexpected::UnitVariant,
+            Unexpected::NewtypeVariant,
+            Unexpected::TupleVariant,
+            Unexpected::StructVariant,
+            Unexpected::Other("something else"),
+        ] {
+            let mut ours = String::new();
+            unexpected(&mut ours, &u);
+            // serde says `unit value`; serde_json, whose messages these are, says `null`.
+            let theirs = match u {
+                Unexpected::Unit => "null".to_owned(),
+                u => u.to_string(),
+            };
+            assert_eq!(ours, theirs);
+        }
     }
 
     #[test]
