@@ -542,30 +542,16 @@ impl<'de> Deserializer<'de> {
     fn number(&mut self) -> Result<Number<'de>> {
         let start = self.index;
         let negative = self.input.get(start) == Some(&b'-');
-        if negative {
-            self.index += 1;
-        }
-        let digits = |d: &mut Self| -> Result<usize> {
-            let from = d.index;
-            while d.input.get(d.index).is_some_and(u8::is_ascii_digit) {
-                d.index += 1;
-            }
-            if d.index == from {
-                return Err(match d.input.get(d.index) {
-                    Some(_) => d.syntax("invalid number"),
-                    None => d.eof("EOF while parsing a value"),
-                });
-            }
-            Ok(d.index - from)
-        };
-        let int_len = digits(self)?;
-        if int_len > 1 && self.input.get(self.index - int_len) == Some(&b'0') {
-            return Err(Error::at("invalid number", self.index - int_len + 2));
+        self.index += usize::from(negative);
+        let int = self.index;
+        let value = self.digits()?;
+        if self.index - int > 1 && self.input.get(int) == Some(&b'0') {
+            return Err(Error::at("invalid number", int + 2));
         }
         let mut float = false;
         if self.input.get(self.index) == Some(&b'.') {
             self.index += 1;
-            digits(self)?;
+            self.digits()?;
             float = true;
         }
         if matches!(self.input.get(self.index), Some(b'e' | b'E')) {
@@ -573,35 +559,42 @@ impl<'de> Deserializer<'de> {
             if matches!(self.input.get(self.index), Some(b'+' | b'-')) {
                 self.index += 1;
             }
-            digits(self)?;
+            self.digits()?;
             float = true;
         }
-        let text = self.utf8(start, self.index)?;
-        if !float {
-            let mut n: u64 = 0;
-            let fits = text
-                .bytes()
-                .filter(u8::is_ascii_digit)
-                .try_for_each(|d| {
-                    n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-                    Some(())
-                })
-                .is_some();
-            if fits && !negative {
-                return Ok(Number::Unsigned(n));
-            }
+        // ASCII only: the sign, digits, `.` and exponent just read.
+        let text = self.input.get(start..self.index).unwrap_or_default();
+        let text = std::str::from_utf8(text).unwrap_or_default();
+        Ok(match value.filter(|_| !float) {
+            Some(n) if !negative => Number::Unsigned(n),
             // serde_json reads `-0` as the float -0.0.
-            if fits && n == 0 {
-                return Ok(Number::Other {
-                    text: "-0.0",
-                    float: true,
-                });
+            Some(0) => Number::Other {
+                text: "-0.0",
+                float: true,
+            },
+            Some(n) if n <= 1 << 63 => Number::Signed((n as i64).wrapping_neg()),
+            _ => Number::Other { text, float },
+        })
+    }
+
+    /// One or more digits, and their value when it fits in 64 bits.
+    fn digits(&mut self) -> Result<Option<u64>> {
+        let from = self.index;
+        let mut value = Some(0u64);
+        while let Some(&b) = self.input.get(self.index) {
+            if !b.is_ascii_digit() {
+                break;
             }
-            if fits && n <= 1 << 63 {
-                return Ok(Number::Signed((n as i64).wrapping_neg()));
-            }
+            value = value.and_then(|n| n.checked_mul(10)?.checked_add(u64::from(b - b'0')));
+            self.index += 1;
         }
-        Ok(Number::Other { text, float })
+        if self.index == from {
+            return Err(match self.input.get(self.index) {
+                Some(_) => self.syntax("invalid number"),
+                None => self.eof("EOF while parsing a value"),
+            });
+        }
+        Ok(value)
     }
 
     /// An object's entries (`object`) or a list's items (as entries without
