@@ -1401,12 +1401,7 @@ pub(crate) fn from_slice<'de, T: de::Deserialize<'de>>(input: &'de [u8]) -> Resu
 /// The entries of the object at byte `start` of `input` (`top`: the whole
 /// input, nothing may follow it).
 pub(crate) fn entries_at(input: &[u8], start: usize, top: bool) -> Result<Vec<Entry<'_>>> {
-    let mut de = Deserializer::new(input, start);
-    let entries = de.structure(true, None).map_err(|e| de.locate(e))?;
-    if top {
-        de.end()?;
-    }
-    Ok(entries)
+    structure_at(input, start, true, top, None)
 }
 
 /// The list at byte `start` of `input`: its items (where each starts), and
@@ -1416,8 +1411,23 @@ pub(crate) fn list_at<'de>(
     start: usize,
     strings: Option<&mut Vec<Vec<u8>>>,
 ) -> Result<Vec<Entry<'de>>> {
+    structure_at(input, start, false, false, strings)
+}
+
+/// [`Deserializer::structure`] at byte `start` of `input` (`top`: nothing may follow).
+fn structure_at<'de>(
+    input: &'de [u8],
+    start: usize,
+    object: bool,
+    top: bool,
+    strings: Option<&mut Vec<Vec<u8>>>,
+) -> Result<Vec<Entry<'de>>> {
     let mut de = Deserializer::new(input, start);
-    de.structure(false, strings).map_err(|e| de.locate(e))
+    let entries = de.structure(object, strings).map_err(|e| de.locate(e))?;
+    if top {
+        de.end()?;
+    }
+    Ok(entries)
 }
 
 /// Reads `T` from an object made of `entries` (found anywhere in `input`).
