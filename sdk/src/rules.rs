@@ -32,8 +32,9 @@
 //! - The rule is picked once per request, on its first hook, reading only the
 //!   attributes some rule needs; a configuration without `_rules_` costs nothing.
 //!
-//! Errors inside `_rules_` name the field (`_rules_[1].deny_header`); line and
-//! column are given for errors outside it.
+//! Errors inside `_rules_` name the field (`_rules_[1].deny_header`) and, when
+//! the problem is at one place (a value, an unknown key), its line and column; a
+//! field missing from a rule's merged object has no place and is named alone.
 
 use serde::de::DeserializeOwned;
 
@@ -365,6 +366,7 @@ mod tests {
     use super::*;
 
     #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
     struct C {
         v: u32,
         #[serde(default)]
@@ -441,7 +443,19 @@ mod tests {
             err("{\"v\": 1,\n \"_rules_\": [\n  {\"_match_route_\": [\"a\"], \"v\": true}]}"),
             "field `_rules_[0].v`: invalid type: boolean `true`, expected u32 at line 3 column 36"
         );
+        assert_eq!(
+            err(r#"{"_rules_": [{"_match_route_": ["a"]}]}"#),
+            "field `_rules_[0]`: missing field `v`"
+        );
+        assert_eq!(
+            err(r#"{"v": 1, "_rules_": [{"_match_route_": ["a", 5]}]}"#),
+            "field `_rules_[0]._match_route_[1]`: invalid type: integer `5`, expected a string at line 1 column 46"
+        );
         assert!(err(r#"{"v": 1, "_rules_": {}}"#).starts_with("field `_rules_`"));
+        assert_eq!(
+            err("{\"v\": 1, \"_rules_\": [\n {\"_match_route_\": [\"a\"], \"x\": 1}]}"),
+            "field `_rules_[0].x`: unknown field `x`, expected `v` or `w` at line 2 column 29"
+        );
         assert!(err(r#"{"_rules_": [], "v": "1"}"#).starts_with("field `v`"));
         let checked = RuleSet::<C>::parse(
             br#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": 0}]}"#,
