@@ -89,16 +89,6 @@ pub(crate) fn parse_borrowed<'de, C: serde::Deserialize<'de>>(
     json::from_slice(bytes).map_err(|e| ConfigError::from_json(e, bytes))
 }
 
-/// Reads `C` from the JSON value at byte `start` of `whole`, its errors located
-/// in `whole` and their field put under `at` (a rule's path, or `""`).
-pub(crate) fn parse_at<'de, C: serde::Deserialize<'de>>(
-    whole: &'de [u8],
-    start: usize,
-    at: &str,
-) -> Result<C, ConfigError> {
-    json::from_slice_at(whole, start).map_err(|e| ConfigError::from_json(e.under(at), whole))
-}
-
 impl ConfigError {
     /// A reader's error as a configuration error: its path, and its message with
     /// the line and column in `whole`.

@@ -151,7 +151,8 @@ impl fmt::Debug for HeaderValue {
 impl<'de> serde::Deserialize<'de> for HeaderName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        check_name(s.as_bytes()).map_err(serde::de::Error::custom)?;
+        // As `fmt::Arguments`: the one `custom` instance serde's own errors use.
+        check_name(s.as_bytes()).map_err(|e| serde::de::Error::custom(format_args!("{e}")))?;
         Ok(HeaderName(s.into()))
     }
 }
@@ -159,7 +160,7 @@ impl<'de> serde::Deserialize<'de> for HeaderName {
 impl<'de> serde::Deserialize<'de> for HeaderValue {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        check_value(s.as_bytes()).map_err(serde::de::Error::custom)?;
+        check_value(s.as_bytes()).map_err(|e| serde::de::Error::custom(format_args!("{e}")))?;
         Ok(HeaderValue(s.into_bytes().into()))
     }
 }

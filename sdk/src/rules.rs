@@ -32,13 +32,13 @@
 //! - The rule is picked once per request, on its first hook, reading only the
 //!   attributes some rule needs; a configuration without `_rules_` costs nothing.
 //!
-//! Errors inside `_rules_` name the field (`_rules_[1].deny_header`); line and
-//! column are given for errors outside it.
+//! Errors inside `_rules_` name the field (`_rules_[1].deny_header`) and, when
+//! the problem is at one place (a value, an unknown key), its line and column; a
+//! field missing from a rule's merged object has no place and is named alone.
 
-use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
-use crate::config::json::{self, Raw};
+use crate::config::json::{self, Entry};
 use crate::config::{self, ConfigError};
 use crate::header::{keep_picked, Headers};
 use crate::host::{self, Map};
@@ -58,11 +58,22 @@ pub(crate) struct RuleSet<C> {
 
 #[derive(Debug)]
 struct Rule<C> {
-    routes: Vec<String>,
-    domains: Vec<String>,
-    path_prefixes: Vec<String>,
+    matcher: Matcher,
     config: C,
 }
+
+/// What a rule matches, by kind ([`MATCHES`]' order): route names, canonical
+/// hosts, canonical path prefixes. An empty list matches everything.
+#[derive(Debug, Default)]
+struct Matcher {
+    lists: [Vec<Vec<u8>>; 3],
+}
+
+/// The matcher keys, in [`Matcher::lists`]' order.
+const MATCHES: [&str; 3] = [ROUTE, DOMAIN, PATH_PREFIX];
+const BY_ROUTE: usize = 0;
+const BY_DOMAIN: usize = 1;
+const BY_PATH: usize = 2;
 
 /// Which configuration a request uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,9 +99,11 @@ impl<C: DeserializeOwned> RuleSet<C> {
     /// Parses `bytes`; `check` validates each configuration (global and per rule).
     ///
     /// Without `_rules_` this is one pass of the configuration reader into `C`.
-    /// With it, the objects are split into raw JSON slices (no JSON value tree),
-    /// and each configuration is deserialized from its merged slices, errors
-    /// located in the original text.
+    /// With it, the objects are split into their entries (keys and where their
+    /// values start, no JSON value tree), and each configuration is deserialized
+    /// from its merged entries, errors located in the original text. Only that
+    /// last step is generic: the splitting and the matchers are read by
+    /// non-generic code.
     pub(crate) fn parse(
         bytes: &[u8],
         rules: bool,
@@ -101,68 +114,20 @@ impl<C: DeserializeOwned> RuleSet<C> {
             check(&config)?;
             return Ok(Self::global(config));
         }
-        let top: Entries = config::parse_borrowed(bytes)?;
-        let (rules, global): (Vec<_>, Vec<_>) = top.0.into_iter().partition(|(k, _)| k == RULES);
-        let rules: Vec<Raw> = match rules.last() {
-            Some((_, raw)) => parse_at(bytes, raw, RULES)?,
-            None => Vec::new(),
-        };
+        let (global, rules) = split(bytes)?;
         let global_config = if global.is_empty() {
             None
         } else {
-            let config = merged::<C>(bytes, &global, &[], "")?;
+            let config = merged::<C>(bytes, &global, Vec::new(), "")?;
             check(&config)?;
             Some(config)
         };
         let mut parsed = Vec::with_capacity(rules.len());
-        for (i, raw) in rules.into_iter().enumerate() {
-            let at = format!("{RULES}[{i}]");
-            let Entries(fields) = parse_at(bytes, &raw, &at)?;
-            let (mut routes, mut domains, mut path_prefixes) = (Vec::new(), Vec::new(), Vec::new());
-            let mut own = Vec::with_capacity(fields.len());
-            for (key, value) in fields {
-                let list = match key.as_str() {
-                    ROUTE => &mut routes,
-                    DOMAIN => &mut domains,
-                    PATH_PREFIX => &mut path_prefixes,
-                    _ => {
-                        own.push((key, value));
-                        continue;
-                    }
-                };
-                *list = parse_at(bytes, &value, &format!("{at}.{key}"))?;
-            }
-            if routes.is_empty() && domains.is_empty() && path_prefixes.is_empty() {
-                return Err(ConfigError::at(
-                    at,
-                    format!("a rule needs a non-empty `{ROUTE}`, `{DOMAIN}` or `{PATH_PREFIX}`"),
-                ));
-            }
-            let config = merged::<C>(bytes, &global, &own, &at)?;
+        for (i, start) in rules.into_iter().enumerate() {
+            let (at, matcher, own) = rule(bytes, i, start)?;
+            let config = merged::<C>(bytes, &global, own, &at)?;
             check(&config).map_err(|e| e.under(&at))?;
-            let domains = domains
-                .into_iter()
-                .map(|d: String| {
-                    String::from_utf8_lossy(&canonical_host(d.as_bytes())).into_owned()
-                })
-                .collect();
-            let path_prefixes = path_prefixes
-                .into_iter()
-                .enumerate()
-                .map(|(j, p): (usize, String)| match canonicalize(p.as_bytes()) {
-                    Ok(c) => Ok(String::from_utf8_lossy(&c).into_owned()),
-                    Err(e) => Err(ConfigError::at(
-                        format!("{at}.{PATH_PREFIX}[{j}]"),
-                        e.to_string(),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            parsed.push(Rule {
-                routes,
-                domains,
-                path_prefixes,
-                config,
-            });
+            parsed.push(Rule { matcher, config });
         }
         Ok(RuleSet {
             global: global_config,
@@ -171,104 +136,89 @@ impl<C: DeserializeOwned> RuleSet<C> {
     }
 }
 
-/// A JSON object as its keys and raw value slices, in order.
-struct Entries<'a>(Vec<(String, Raw<'a>)>);
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries<'de>, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Raw<'de>>()? {
-                    out.push(entry);
-                }
-                Ok(Entries(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
+/// A reader's error as a configuration error under `at`, located in `whole`.
+#[cold]
+#[inline(never)]
+fn error_under(e: json::Error, whole: &[u8], at: &str) -> ConfigError {
+    ConfigError::from_json(e.under(at), whole)
 }
 
-/// Deserializes one raw slice of `whole`, naming `at` and the line and column in `whole`.
-fn parse_at<'de, T: Deserialize<'de>>(
-    whole: &'de [u8],
-    raw: &Raw<'de>,
-    at: &str,
-) -> Result<T, ConfigError> {
-    config::parse_at(whole, raw.offset(whole), at)
+/// The top-level object's own entries, and where each rule of `_rules_` starts.
+fn split(bytes: &[u8]) -> Result<(Vec<Entry<'_>>, Vec<usize>), ConfigError> {
+    let top = json::entries_at(bytes, 0, true).map_err(|e| error_under(e, bytes, ""))?;
+    let (rules, global): (Vec<_>, Vec<_>) = top.into_iter().partition(|e| e.key == RULES);
+    let rules = match rules.last() {
+        Some(e) => json::list_at(bytes, e.value(), None)
+            .map_err(|e| error_under(e, bytes, RULES))?
+            .iter()
+            .map(Entry::value)
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok((global, rules))
+}
+
+/// Rule `i` (its object at `start`): its path, what it matches, its own fields.
+fn rule(
+    bytes: &[u8],
+    i: usize,
+    start: usize,
+) -> Result<(String, Matcher, Vec<Entry<'_>>), ConfigError> {
+    let at = format!("{RULES}[{i}]");
+    let fields = json::entries_at(bytes, start, false).map_err(|e| error_under(e, bytes, &at))?;
+    let mut m = Matcher::default();
+    let mut own = Vec::with_capacity(fields.len());
+    for entry in fields {
+        let key: &str = &entry.key;
+        let Some(kind) = MATCHES.iter().position(|&k| k == key) else {
+            own.push(entry);
+            continue;
+        };
+        let mut list = Vec::new();
+        json::list_at(bytes, entry.value(), Some(&mut list))
+            .map_err(|e| error_under(e.under(key), bytes, &at))?;
+        for (j, item) in list.iter_mut().enumerate() {
+            if kind == BY_DOMAIN {
+                *item = canonical_host(item).into_owned();
+            } else if kind == BY_PATH {
+                match canonicalize(item) {
+                    Ok(c) => *item = c.into_owned(),
+                    Err(e) => {
+                        return Err(ConfigError::at(format!("{at}.{key}[{j}]"), e.to_string()))
+                    }
+                }
+            }
+        }
+        m.lists[kind] = list;
+    }
+    if m.lists.iter().all(Vec::is_empty) {
+        return Err(ConfigError::at(
+            at,
+            "a rule needs a non-empty `_match_route_`, `_match_domain_` or `_match_path_prefix_`",
+        ));
+    }
+    Ok((at, m, own))
 }
 
 /// Deserializes `C` from the object made of `base` with `over` put over it.
-fn merged<'de, C: DeserializeOwned>(
-    whole: &'de [u8],
-    base: &'de [(String, Raw<'de>)],
-    over: &'de [(String, Raw<'de>)],
+fn merged<C: DeserializeOwned>(
+    whole: &[u8],
+    base: &[Entry<'_>],
+    over: Vec<Entry<'_>>,
     at: &str,
 ) -> Result<C, ConfigError> {
-    let mut entries: Vec<(&str, Raw)> = base
+    json::from_entries(whole, merge(base, over)).map_err(|e| error_under(e, whole, at))
+}
+
+/// `base`'s entries not in `over`, then `over`'s.
+fn merge<'de>(base: &[Entry<'de>], over: Vec<Entry<'de>>) -> Vec<Entry<'de>> {
+    let mut entries: Vec<Entry<'de>> = base
         .iter()
-        .filter(|(k, _)| !over.iter().any(|(o, _)| o == k))
-        .map(|(k, v)| (k.as_str(), *v))
+        .filter(|b| !over.iter().any(|o| o.key == b.key))
+        .cloned()
         .collect();
-    entries.extend(over.iter().map(|(k, v)| (k.as_str(), *v)));
-    let map = Merged {
-        whole,
-        entries: entries.into_iter(),
-        value: None,
-    };
-    C::deserialize(map).map_err(|e| ConfigError::from_json(e.under(at), whole))
-}
-
-/// A merged object as a serde map whose values are raw JSON slices of `whole`.
-struct Merged<'de> {
-    whole: &'de [u8],
-    entries: std::vec::IntoIter<(&'de str, Raw<'de>)>,
-    value: Option<(&'de str, Raw<'de>)>,
-}
-
-impl<'de> de::Deserializer<'de> for Merged<'de> {
-    type Error = json::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_map(self)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct newtype_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-impl<'de> MapAccess<'de> for Merged<'de> {
-    type Error = json::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Self::Error> {
-        let Some((key, value)) = self.entries.next() else {
-            return Ok(None);
-        };
-        self.value = Some((key, value));
-        seed.deserialize(key.into_deserializer()).map(Some)
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(
-        &mut self,
-        seed: V,
-    ) -> Result<V::Value, Self::Error> {
-        let (key, raw) = self
-            .value
-            .take()
-            .ok_or_else(|| de::Error::custom("a value without a key"))?;
-        json::seed_under(self.whole, raw.offset(self.whole), key, seed)
-    }
+    entries.extend(over);
+    entries
 }
 
 impl<C> RuleSet<C> {
@@ -290,14 +240,15 @@ impl<C> RuleSet<C> {
                 Pick::Skip
             };
         }
-        let need = |f: fn(&Rule<C>) -> bool| self.rules.iter().any(f);
-        let route = need(|r| !r.routes.is_empty())
+        let route = self
+            .need(BY_ROUTE)
             .then(|| host::property(&["xds", "route_name"]))
             .flatten();
-        let host = need(|r| !r.domains.is_empty())
+        let host = self
+            .need(BY_DOMAIN)
             .then(|| host::property(&["request", "host"]))
             .flatten();
-        let paths = need(|r| !r.path_prefixes.is_empty());
+        let paths = self.need(BY_PATH);
         // `:path` is what `request.path` gives.
         let headers = (snapshot && paths).then(|| Headers::new(Map::RequestHeaders).snapshot());
         let property = (!snapshot && paths)
@@ -331,26 +282,17 @@ impl<C> RuleSet<C> {
     ) -> Pick {
         let host = host.map(canonical_host);
         let path = match path.map(canonicalize) {
-            Some(Err(e)) if self.rules.iter().any(|r| !r.path_prefixes.is_empty()) => {
-                return Pick::Refuse(e)
-            }
+            Some(Err(e)) if self.need(BY_PATH) => return Pick::Refuse(e),
             Some(Ok(p)) => Some(p),
             _ => None,
         };
+        let attributes = [route, host.as_deref(), path.as_deref()];
         for (i, rule) in self.rules.iter().enumerate() {
-            let route_ok = rule.routes.is_empty()
-                || route.is_some_and(|r| rule.routes.iter().any(|x| x.as_bytes() == r));
-            let domain_ok = rule.domains.is_empty()
-                || host
-                    .as_ref()
-                    .is_some_and(|h| rule.domains.iter().any(|d| domain_matches(d, h)));
-            let path_ok = rule.path_prefixes.is_empty()
-                || path.as_ref().is_some_and(|p| {
-                    rule.path_prefixes
-                        .iter()
-                        .any(|x| p.starts_with(x.as_bytes()))
-                });
-            if route_ok && domain_ok && path_ok {
+            let matches = rule.matcher.lists.iter().enumerate().all(|(kind, list)| {
+                list.is_empty()
+                    || attributes[kind].is_some_and(|a| list.iter().any(|x| matches(kind, x, a)))
+            });
+            if matches {
                 return Pick::Rule(i);
             }
         }
@@ -359,6 +301,11 @@ impl<C> RuleSet<C> {
         } else {
             Pick::Skip
         }
+    }
+
+    /// Whether some rule matches on this kind of attribute.
+    fn need(&self, kind: usize) -> bool {
+        self.rules.iter().any(|r| !r.matcher.lists[kind].is_empty())
     }
 
     /// The configuration `pick` chose.
@@ -393,9 +340,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Whether `pattern`, a rule's matcher of `kind`, matches the request's attribute.
+fn matches(kind: usize, pattern: &[u8], attribute: &[u8]) -> bool {
+    match kind {
+        BY_ROUTE => pattern == attribute,
+        BY_DOMAIN => domain_matches(pattern, attribute),
+        _ => attribute.starts_with(pattern),
+    }
+}
+
 /// `pattern` is lowercase: exact, `*` (any host) or `*.suffix` (any subdomain).
-fn domain_matches(pattern: &str, host: &[u8]) -> bool {
-    let pattern = pattern.as_bytes();
+fn domain_matches(pattern: &[u8], host: &[u8]) -> bool {
     match pattern {
         b"*" => true,
         [b'*', suffix @ ..] => {
@@ -411,6 +366,7 @@ mod tests {
     use super::*;
 
     #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
     struct C {
         v: u32,
         #[serde(default)]
@@ -487,7 +443,19 @@ mod tests {
             err("{\"v\": 1,\n \"_rules_\": [\n  {\"_match_route_\": [\"a\"], \"v\": true}]}"),
             "field `_rules_[0].v`: invalid type: boolean `true`, expected u32 at line 3 column 36"
         );
+        assert_eq!(
+            err(r#"{"_rules_": [{"_match_route_": ["a"]}]}"#),
+            "field `_rules_[0]`: missing field `v`"
+        );
+        assert_eq!(
+            err(r#"{"v": 1, "_rules_": [{"_match_route_": ["a", 5]}]}"#),
+            "field `_rules_[0]._match_route_[1]`: invalid type: integer `5`, expected a string at line 1 column 46"
+        );
         assert!(err(r#"{"v": 1, "_rules_": {}}"#).starts_with("field `_rules_`"));
+        assert_eq!(
+            err("{\"v\": 1, \"_rules_\": [\n {\"_match_route_\": [\"a\"], \"x\": 1}]}"),
+            "field `_rules_[0].x`: unknown field `x`, expected `v` or `w` at line 2 column 29"
+        );
         assert!(err(r#"{"_rules_": [], "v": "1"}"#).starts_with("field `v`"));
         let checked = RuleSet::<C>::parse(
             br#"{"v": 1, "_rules_": [{"_match_route_": ["a"], "v": 0}]}"#,
