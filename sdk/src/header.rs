@@ -548,6 +548,11 @@ pub struct HeaderSnapshot {
 }
 
 impl HeaderSnapshot {
+    /// A snapshot over `bytes`, a map as the ABI serializes it.
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        HeaderSnapshot { bytes }
+    }
+
     /// Every header in the host's order, names as the host gives them (lowercase in Envoy).
     pub fn iter(&self) -> SnapshotIter<'_> {
         let count = u32_at(&self.bytes, 0).unwrap_or(0);
@@ -580,6 +585,17 @@ impl HeaderSnapshot {
     /// True when `name` is present.
     pub fn contains(&self, name: impl AsHeaderName) -> bool {
         self.get(name).is_some()
+    }
+}
+
+/// The pairs of `bytes`, a map as the ABI serializes it, read in place.
+pub(crate) fn pairs_in(bytes: &[u8]) -> SnapshotIter<'_> {
+    let count = u32_at(bytes, 0).unwrap_or(0);
+    SnapshotIter {
+        bytes,
+        index: 0,
+        count,
+        data: count.saturating_mul(8).saturating_add(4),
     }
 }
 
