@@ -55,6 +55,8 @@ pub struct Options {
     /// Wasm floor ([`twins`]): req/s over `rounds`, then instructions under callgrind
     /// unless `quick`.
     pub twins: bool,
+    /// With `twins`: only this group (and the no-filter baseline), e.g. `"ext-authz"`.
+    pub only: Option<String>,
     /// Instead of the comparison: bytes per second through redact against no filter,
     /// 1 MiB and 100 MiB responses ([`streaming`]).
     pub streaming: bool,
@@ -701,6 +703,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
                 seconds,
                 connections: this.connections,
                 instructions: !this.quick,
+                only: this.only.clone(),
             };
             let (_, markdown) = twins::run(&options, &out)?;
             return Ok(Outcome::Twins { markdown });

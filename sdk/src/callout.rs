@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::header::{AsHeaderName, AsHeaderValue, Value};
+use crate::header::{AsHeaderName, AsHeaderValue, HeaderSnapshot, Value};
 use crate::host::{self, Buffer, Map};
 use crate::outcome::Error;
 
@@ -22,15 +22,38 @@ use crate::outcome::Error;
 ///     .timeout(Duration::from_millis(200));
 /// # let _ = check;
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Callout {
-    upstream: String,
-    headers: Vec<(String, String)>,
+    /// The cluster's name, then (gRPC) the service and method, then the headers
+    /// as the ABI serializes them (a count, each pair's sizes, then each name and
+    /// value with a NUL): one allocation for the whole call, handed to the proxy
+    /// as it is.
+    buf: Vec<u8>,
+    /// Where the headers start in `buf`.
+    head: usize,
+    /// The cluster name's length.
+    upstream: usize,
+    /// A gRPC call: the service's and the method's lengths (the body is the request message).
+    grpc: Option<(usize, usize)>,
     body: Vec<u8>,
     timeout: Duration,
     invalid: Option<String>,
-    /// A gRPC call: the service and method (the body is the request message).
-    grpc: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Callout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let headers: Vec<(String, String)> =
+            self.pairs().map(|(k, v)| (text(k), text(v))).collect();
+        f.debug_struct("Callout")
+            .field("upstream", &text(self.upstream()))
+            .field("grpc", &self.grpc_names().map(|(s, m)| (text(s), text(m))))
+            .field("headers", &headers)
+            .field("body", &self.body)
+            .field("timeout", &self.timeout)
+            .field("invalid", &self.invalid)
+            .finish()
+    }
 }
 
 /// How a request paused on several callouts resumes (see
@@ -58,18 +81,86 @@ impl Callout {
     /// A request with `method` to `path` on the cluster `upstream`; its
     /// `:authority` is the cluster's name until [`authority`](Self::authority) sets it.
     pub fn new(method: &str, upstream: &str, path: &str) -> Self {
+        // Room for these and a few more headers without growing.
+        let room = upstream.len() * 2 + method.len() + path.len() + 256;
+        let mut c = Callout::empty(upstream, None, room);
+        c.push_pair(b":method", method.as_bytes());
+        c.push_pair(b":path", path.as_bytes());
+        c.push_pair(b":authority", upstream.as_bytes());
+        c
+    }
+
+    /// A call to `upstream` (with gRPC's service and method) with no header yet.
+    fn empty(upstream: &str, grpc: Option<(&str, &str)>, room: usize) -> Self {
+        let mut buf = Vec::with_capacity(room);
+        buf.extend_from_slice(upstream.as_bytes());
+        if let Some((service, method)) = grpc {
+            buf.extend_from_slice(service.as_bytes());
+            buf.extend_from_slice(method.as_bytes());
+        }
+        let head = buf.len();
+        buf.extend_from_slice(&0u32.to_le_bytes());
         Callout {
-            upstream: upstream.to_owned(),
-            headers: vec![
-                (":method".into(), method.into()),
-                (":path".into(), path.into()),
-                (":authority".into(), upstream.into()),
-            ],
+            buf,
+            head,
+            upstream: upstream.len(),
+            grpc: grpc.map(|(s, m)| (s.len(), m.len())),
             body: Vec::new(),
             timeout: Duration::from_secs(1),
             invalid: None,
-            grpc: None,
         }
+    }
+
+    /// The number of headers so far.
+    fn count(&self) -> usize {
+        let b = &self.buf[self.head..self.head + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    }
+
+    /// Appends one header pair in the ABI's layout: its sizes after the others',
+    /// its bytes at the end.
+    fn push_pair(&mut self, name: &[u8], value: &[u8]) {
+        let count = self.count();
+        let at = self.head + 4 + count * 8;
+        let mut sizes = [0u8; 8];
+        sizes[..4].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        sizes[4..].copy_from_slice(&(value.len() as u32).to_le_bytes());
+        self.buf.reserve(8 + name.len() + value.len() + 2);
+        let end = self.buf.len();
+        self.buf.extend_from_slice(&sizes);
+        self.buf.copy_within(at..end, at + 8);
+        self.buf[at..at + 8].copy_from_slice(&sizes);
+        self.buf.extend_from_slice(name);
+        self.buf.push(0);
+        self.buf.extend_from_slice(value);
+        self.buf.push(0);
+        let count = (count as u32 + 1).to_le_bytes();
+        self.buf[self.head..self.head + 4].copy_from_slice(&count);
+    }
+
+    /// The headers, as the ABI serializes them.
+    fn serialized(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
+    /// Each header pair.
+    fn pairs(&self) -> crate::header::SnapshotIter<'_> {
+        crate::header::pairs_in(self.serialized())
+    }
+
+    /// The cluster's name.
+    fn upstream(&self) -> &[u8] {
+        &self.buf[..self.upstream]
+    }
+
+    /// A gRPC call's service and method.
+    fn grpc_names(&self) -> Option<(&[u8], &[u8])> {
+        let (service, method) = self.grpc?;
+        let at = self.upstream;
+        Some((
+            &self.buf[at..at + service],
+            &self.buf[at + service..at + service + method],
+        ))
     }
 
     /// A unary gRPC call of `service`'s `method` (e.g.
@@ -92,14 +183,10 @@ impl Callout {
     /// # let _ = check;
     /// ```
     pub fn grpc(upstream: &str, service: &str, method: &str, message: impl Into<Vec<u8>>) -> Self {
-        Callout {
-            upstream: upstream.to_owned(),
-            headers: Vec::new(),
-            body: message.into(),
-            timeout: Duration::from_secs(1),
-            invalid: None,
-            grpc: Some((service.to_owned(), method.to_owned())),
-        }
+        let room = upstream.len() + service.len() + method.len() + 64;
+        let mut c = Callout::empty(upstream, Some((service, method)), room);
+        c.body = message.into();
+        c
     }
 
     /// A request with `method` to `path` on an Istio service: the cluster Istio
@@ -144,13 +231,13 @@ impl Callout {
     pub fn header(mut self, name: impl AsHeaderName, value: impl AsHeaderValue) -> Self {
         let checked = match (name.header_name(), value.header_value()) {
             (Ok(n), Ok(v)) => match (std::str::from_utf8(n), std::str::from_utf8(v)) {
-                (Ok(n), Ok(v)) => Ok((n.to_owned(), v.to_owned())),
+                (Ok(_), Ok(_)) => Ok((n, v)),
                 _ => Err("callout header values must be UTF-8".to_owned()),
             },
             (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
         };
         match checked {
-            Ok(pair) => self.headers.push(pair),
+            Ok((n, v)) => self.push_pair(n, v),
             Err(e) => self.invalid = self.invalid.take().or(Some(e)),
         }
         self
@@ -158,8 +245,21 @@ impl Callout {
 
     /// Sets `:authority` (the `Host` the cluster sees).
     pub fn authority(mut self, authority: &str) -> Self {
-        if let Some(h) = self.headers.iter_mut().find(|(k, _)| k == ":authority") {
-            h.1 = authority.to_owned();
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = self
+            .pairs()
+            .map(|(k, v)| {
+                let v = if k == b":authority" {
+                    authority.as_bytes()
+                } else {
+                    v
+                };
+                (k.to_vec(), v.to_vec())
+            })
+            .collect();
+        self.buf.truncate(self.head);
+        self.buf.extend_from_slice(&0u32.to_le_bytes());
+        for (k, v) in &pairs {
+            self.push_pair(k, v);
         }
         self
     }
@@ -176,24 +276,27 @@ impl Callout {
         if let Some(e) = self.invalid {
             return Err(Error::from(e));
         }
-        let headers: Vec<(&str, &str)> =
-            self.headers.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-        let token = match &self.grpc {
-            Some((service, method)) => host::grpc_call(
-                &self.upstream,
+        let token = match self.grpc_names() {
+            Some((service, method)) => host::grpc_call_serialized(
+                self.upstream(),
                 service,
                 method,
-                &headers,
+                self.serialized(),
                 &self.body,
                 self.timeout,
             ),
-            None => host::http_call(&self.upstream, &headers, &self.body, self.timeout),
+            None => host::http_call_serialized(
+                self.upstream(),
+                self.serialized(),
+                &self.body,
+                self.timeout,
+            ),
         };
         let grpc = self.grpc.is_some();
         token.map(|token| Sent { token, grpc }).ok_or_else(|| {
             Error::new(format_args!(
                 "the proxy refused a callout to cluster `{}` (is it configured?)",
-                self.upstream
+                String::from_utf8_lossy(self.upstream())
             ))
         })
     }
@@ -202,7 +305,8 @@ impl Callout {
 /// The answer to a [`Callout`].
 #[derive(Clone, Debug, Default)]
 pub struct CalloutResponse {
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The headers as the proxy serialized them, read in place.
+    headers: HeaderSnapshot,
     body: Vec<u8>,
     /// The callout's position among those its request (or the plugin) sent.
     pub(crate) index: usize,
@@ -214,7 +318,9 @@ impl CalloutResponse {
     /// Reads the answer the host holds for the current HTTP callback.
     pub(crate) fn read(body_size: usize, body_limit: usize) -> Self {
         CalloutResponse {
-            headers: host::map_pairs(Map::HttpCallResponseHeaders),
+            headers: HeaderSnapshot::from_bytes(host::map_pairs_bytes(
+                Map::HttpCallResponseHeaders,
+            )),
             body: host::buffer_get(Buffer::HttpCallResponseBody, 0, body_size.min(body_limit)),
             ..Default::default()
         }
@@ -275,11 +381,7 @@ impl CalloutResponse {
     /// # let _ = raw; }
     /// ```
     pub fn header_bytes(&self, name: impl AsHeaderName) -> Option<&[u8]> {
-        let name = name.name_bytes();
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
+        self.headers.get(name)
     }
 
     /// The first value of header `name` as text; `None` when absent or not UTF-8
@@ -294,28 +396,81 @@ impl CalloutResponse {
         self.headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
+            .map(|(_, v)| v)
             .collect()
     }
 
     /// The first value of header `name` (a [`HeaderName`](crate::HeaderName) or
     /// text, as in [`Headers::get`](crate::Headers::get)), compared case-insensitively.
     pub fn header(&self, name: impl AsHeaderName) -> Option<Value> {
-        let name = name.name_bytes();
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| Value(v.clone()))
+        self.headers.get(name).map(|v| Value(v.to_vec()))
     }
 
     /// Every header, in order, as bytes.
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.iter().map(|(k, v)| (&k[..], &v[..]))
+        self.headers.iter()
     }
 
     /// The body (up to [`HttpFilter::BODY_LIMIT`](crate::HttpFilter::BODY_LIMIT) bytes);
     /// for a gRPC call, the reply message (without gRPC's 5-byte frame header).
     pub fn body(&self) -> &[u8] {
         &self.body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(c: &Callout) -> Vec<(String, String)> {
+        c.pairs()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn headers_are_kept_in_the_abi_layout_in_order() {
+        let c = Callout::new("POST", "authz", "/check")
+            .header("x-a", "1")
+            .header("x-b", b"two".as_slice())
+            .authority("authz.example");
+        let want = [
+            (":method", "POST"),
+            (":path", "/check"),
+            (":authority", "authz.example"),
+            ("x-a", "1"),
+            ("x-b", "two"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(pairs(&c), want);
+        assert_eq!(c.upstream(), b"authz");
+        assert_eq!(c.grpc_names(), None);
+        // The proxy is handed the ABI's bytes as they are.
+        let abi: Vec<(&[u8], &[u8])> = want
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+            .collect();
+        assert_eq!(c.serialized(), crate::host::serialize_pairs(&abi));
+    }
+
+    #[test]
+    fn grpc_calls_keep_service_method_and_metadata_apart() {
+        let c = Callout::grpc("authz", "pkg.Service", "Check", b"msg".to_vec()).header("x-m", "v");
+        assert_eq!(c.upstream(), b"authz");
+        assert_eq!(c.grpc_names(), Some((&b"pkg.Service"[..], &b"Check"[..])));
+        assert_eq!(pairs(&c), [("x-m".to_owned(), "v".to_owned())]);
+        assert_eq!(c.body, b"msg");
+    }
+
+    #[test]
+    fn a_header_that_is_not_text_makes_the_call_invalid() {
+        let c = Callout::get("a", "/").header("x", b"\xff".as_slice());
+        assert!(c.invalid.is_some());
+        assert_eq!(pairs(&c).len(), 3);
     }
 }

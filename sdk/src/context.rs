@@ -68,11 +68,66 @@ impl BodyFlow {
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
     /// Each call waiting for its answer, with its index.
-    pub(crate) calls: Vec<(Sent, usize)>,
+    pub(crate) calls: Calls,
     /// When the paused request resumes.
     pub(crate) wait: Wait,
     /// How many callouts were sent so far (the next one's index).
     pub(crate) sent: usize,
+}
+
+/// The calls waiting for their answers, each with its index: the first inline (a
+/// request usually sends one callout, which then allocates nothing here), the rest
+/// in a `Vec`. `rest` holds calls only while `first` does.
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    first: Option<(Sent, usize)>,
+    rest: Vec<(Sent, usize)>,
+}
+
+impl Calls {
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+    }
+
+    fn push(&mut self, call: (Sent, usize)) {
+        match self.first {
+            None => self.first = Some(call),
+            Some(_) => self.rest.push(call),
+        }
+    }
+
+    /// Keeps the first `len` calls.
+    fn truncate(&mut self, len: usize) {
+        match len {
+            0 => self.clear(),
+            _ => self.rest.truncate(len - 1),
+        }
+    }
+
+    /// Takes the call `sent` out: its index.
+    fn take(&mut self, sent: Sent) -> Option<usize> {
+        if let Some((first, index)) = self.first {
+            if first == sent {
+                self.first = (!self.rest.is_empty()).then(|| self.rest.remove(0));
+                return Some(index);
+            }
+        }
+        let at = self.rest.iter().position(|(s, _)| *s == sent)?;
+        Some(self.rest.remove(at).1)
+    }
+
+    fn contains(&self, sent: Sent) -> bool {
+        self.first.iter().chain(&self.rest).any(|(s, _)| *s == sent)
+    }
 }
 
 impl Waiting {
@@ -106,13 +161,12 @@ impl Waiting {
 
     /// Takes the call `sent` out of those waiting: its index.
     pub(crate) fn answered(&mut self, sent: Sent) -> Option<usize> {
-        let at = self.calls.iter().position(|(s, _)| *s == sent)?;
-        Some(self.calls.remove(at).1)
+        self.calls.take(sent)
     }
 
     /// True when `sent` is waiting for its answer.
     pub(crate) fn waits_for(&self, sent: Sent) -> bool {
-        self.calls.iter().any(|(s, _)| *s == sent)
+        self.calls.contains(sent)
     }
 }
 
@@ -533,5 +587,39 @@ impl<'a, C> Tick<'a, C> {
                 "a tick's callout needs an `on_tick_callout_response` hook: implement it in the #[weir::filter] impl",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod calls_tests {
+    use super::*;
+
+    fn sent(token: u32) -> Sent {
+        Sent { token, grpc: false }
+    }
+
+    #[test]
+    fn calls_answer_in_any_order_and_truncate_from_the_end() {
+        let mut calls = Calls::default();
+        assert!(calls.is_empty());
+        for (i, t) in [7, 8, 9].into_iter().enumerate() {
+            calls.push((sent(t), i));
+        }
+        assert_eq!(calls.len(), 3);
+        assert!(calls.contains(sent(8)));
+        assert_eq!(calls.take(sent(7)), Some(0));
+        assert_eq!(calls.take(sent(7)), None);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls.take(sent(9)), Some(2));
+        assert_eq!(calls.take(sent(8)), Some(1));
+        assert!(calls.is_empty());
+        for (i, t) in [1, 2, 3].into_iter().enumerate() {
+            calls.push((sent(t), i));
+        }
+        calls.truncate(1);
+        assert_eq!(calls.len(), 1);
+        assert!(calls.contains(sent(1)) && !calls.contains(sent(2)));
+        calls.truncate(0);
+        assert!(calls.is_empty());
     }
 }

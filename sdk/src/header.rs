@@ -1,6 +1,7 @@
 //! Header names, values and maps: checked before the host sees them, never trapping on what it returns.
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::host::{self, Map};
@@ -549,6 +550,11 @@ pub struct HeaderSnapshot {
 }
 
 impl HeaderSnapshot {
+    /// A snapshot over `bytes`, a map as the ABI serializes it.
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        HeaderSnapshot { bytes }
+    }
+
     /// Every header in the host's order, names as the host gives them (lowercase in Envoy).
     pub fn iter(&self) -> SnapshotIter<'_> {
         let count = u32_at(&self.bytes, 0).unwrap_or(0);
@@ -562,10 +568,7 @@ impl HeaderSnapshot {
 
     /// The first value of `name`, or `None`.
     pub fn get(&self, name: impl AsHeaderName) -> Option<&[u8]> {
-        let name = name.name_bytes();
-        self.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.iter().next_named(name.name_bytes())
     }
 
     /// Every value of `name`, in order.
@@ -573,14 +576,24 @@ impl HeaderSnapshot {
         &'a self,
         name: impl AsHeaderName + 'a,
     ) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name.name_bytes()))
-            .map(|(_, v)| v)
+        let mut pairs = self.iter();
+        std::iter::from_fn(move || pairs.next_named(name.name_bytes()))
     }
 
     /// True when `name` is present.
     pub fn contains(&self, name: impl AsHeaderName) -> bool {
         self.get(name).is_some()
+    }
+}
+
+/// The pairs of `bytes`, a map as the ABI serializes it, read in place.
+pub(crate) fn pairs_in(bytes: &[u8]) -> SnapshotIter<'_> {
+    let count = u32_at(bytes, 0).unwrap_or(0);
+    SnapshotIter {
+        bytes,
+        index: 0,
+        count,
+        data: count.saturating_mul(8).saturating_add(4),
     }
 }
 
@@ -598,34 +611,60 @@ pub struct SnapshotIter<'a> {
     data: usize,
 }
 
+impl<'a> SnapshotIter<'a> {
+    /// Steps over the next pair: where its name and value are in `bytes`. The pair's
+    /// two sizes, then its name and value (each followed by a NUL); anything out of
+    /// bounds ends the iteration. Few checks: every request looks its headers up here.
+    fn advance(&mut self) -> Option<(Range<usize>, Range<usize>)> {
+        if self.index >= self.count {
+            return None;
+        }
+        let sizes = self.index.wrapping_mul(8).wrapping_add(4);
+        let pair = match self.bytes.get(sizes..).and_then(|b| b.get(..8)) {
+            Some(&[a, b, c, d, e, f, g, h]) => {
+                let klen = u32::from_le_bytes([a, b, c, d]) as usize;
+                let vlen = u32::from_le_bytes([e, f, g, h]) as usize;
+                let key_end = self.data.checked_add(klen);
+                let value_at = key_end.and_then(|k| k.checked_add(1));
+                let value_end = value_at.and_then(|v| v.checked_add(vlen));
+                match (key_end, value_at, value_end) {
+                    (Some(key_end), Some(value_at), Some(value_end))
+                        if value_end <= self.bytes.len() =>
+                    {
+                        Some((self.data..key_end, value_at..value_end))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let Some((key, value)) = pair else {
+            self.index = self.count;
+            return None;
+        };
+        self.data = value.end.saturating_add(1);
+        self.index += 1;
+        Some((key, value))
+    }
+
+    /// The value of the next pair named `name` (compared case-insensitively, and
+    /// only when the lengths agree).
+    fn next_named(&mut self, name: &[u8]) -> Option<&'a [u8]> {
+        while let Some((key, value)) = self.advance() {
+            if key.len() == name.len() && self.bytes[key].eq_ignore_ascii_case(name) {
+                return Some(&self.bytes[value]);
+            }
+        }
+        None
+    }
+}
+
 impl<'a> Iterator for SnapshotIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.index >= self.count {
-            return None;
-        }
-        let sizes = self.index.checked_mul(8)?.checked_add(4)?;
-        let (Some(klen), Some(vlen)) = (u32_at(self.bytes, sizes), u32_at(self.bytes, sizes + 4))
-        else {
-            self.index = self.count;
-            return None;
-        };
-        let key = self
-            .data
-            .checked_add(klen)
-            .and_then(|end| self.bytes.get(self.data..end));
-        let value_at = self.data.saturating_add(klen).saturating_add(1);
-        let value = value_at
-            .checked_add(vlen)
-            .and_then(|end| self.bytes.get(value_at..end));
-        let (Some(key), Some(value)) = (key, value) else {
-            self.index = self.count;
-            return None;
-        };
-        self.data = value_at.saturating_add(vlen).saturating_add(1);
-        self.index += 1;
-        Some((key, value))
+        let (key, value) = self.advance()?;
+        Some((&self.bytes[key], &self.bytes[value]))
     }
 }
 

@@ -75,12 +75,12 @@ impl PathError {
     }
 }
 
-fn unreserved(b: u8) -> bool {
+const fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 /// Bytes allowed raw in a canonical path (RFC 3986 `pchar` and `/`), except `%` and `;`.
-fn plain(b: u8) -> bool {
+const fn plain(b: u8) -> bool {
     unreserved(b)
         || matches!(
             b,
@@ -118,15 +118,38 @@ fn path_part(raw: &[u8]) -> &[u8] {
     }
 }
 
-/// True when `path` (no query) is its own canonical form.
+/// [`plain`] for every byte: one look-up per byte in the canonical check.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = plain(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// True when `path` (no query) is its own canonical form: only plain bytes and kept
+/// escapes (uppercase), and no empty, `.` or `..` segment (the last may be empty).
+/// One pass (every request with a path rule or check runs it).
 fn is_canonical(path: &[u8]) -> bool {
     if path.first() != Some(&b'/') {
         return false;
     }
-    // Only plain bytes and kept escapes (uppercase), and no empty, `.` or `..` segment.
-    let mut i = 0;
+    let dots = |s: &[u8]| s == b"." || s == b"..";
+    // Where the current segment starts.
+    let mut segment = 1;
+    let mut i = 1;
     while i < path.len() {
         match path[i] {
+            b'/' => {
+                let s = &path[segment..i];
+                if s.is_empty() || dots(s) {
+                    return false;
+                }
+                i += 1;
+                segment = i;
+            }
             b'%' => match (path.get(i + 1), path.get(i + 2)) {
                 (
                     Some(&h @ (b'0'..=b'9' | b'A'..=b'F')),
@@ -140,14 +163,11 @@ fn is_canonical(path: &[u8]) -> bool {
                 }
                 _ => return false,
             },
-            b if plain(b) => i += 1,
+            b if PLAIN[usize::from(b)] => i += 1,
             _ => return false,
         }
     }
-    let mut segments = path[1..].split(|&b| b == b'/');
-    let last = segments.next_back();
-    segments.all(|s| !s.is_empty() && s != b"." && s != b"..")
-        && last.is_none_or(|s| s != b"." && s != b"..")
+    !dots(&path[segment..])
 }
 
 /// The canonical form of the request path `raw` (`:path`, query allowed).
@@ -379,7 +399,47 @@ mod tests {
         assert_eq!(strip_port(b"::1"), b"::1");
     }
 
+    /// The canonical check as it was written before its one-pass form.
+    fn is_canonical_reference(path: &[u8]) -> bool {
+        if path.first() != Some(&b'/') {
+            return false;
+        }
+        let mut i = 0;
+        while i < path.len() {
+            match path[i] {
+                b'%' => match (path.get(i + 1), path.get(i + 2)) {
+                    (
+                        Some(&h @ (b'0'..=b'9' | b'A'..=b'F')),
+                        Some(&l @ (b'0'..=b'9' | b'A'..=b'F')),
+                    ) => {
+                        let c = (hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0);
+                        if unreserved(c) || matches!(c, 0 | b'/' | b'\\') {
+                            return false;
+                        }
+                        i += 3;
+                    }
+                    _ => return false,
+                },
+                b if plain(b) => i += 1,
+                _ => return false,
+            }
+        }
+        let mut segments = path[1..].split(|&b| b == b'/');
+        let last = segments.next_back();
+        segments.all(|s| !s.is_empty() && s != b"." && s != b"..")
+            && last.is_none_or(|s| s != b"." && s != b"..")
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_one_pass_check_agrees_with_the_reference(raw in proptest::collection::vec(
+            proptest::sample::select(b"/.%2eEfF5cC;a?\\\x00 \xc3~".to_vec()), 0..24)) {
+            proptest::prop_assert_eq!(is_canonical(&raw), is_canonical_reference(&raw));
+            let mut rooted = raw.clone();
+            rooted.insert(0, b'/');
+            proptest::prop_assert_eq!(is_canonical(&rooted), is_canonical_reference(&rooted));
+        }
+
         #[test]
         fn canonicalizing_is_idempotent(raw in proptest::collection::vec(
             proptest::sample::select(b"/.%2eEfF5cC;a?\\\x00 \xc3".to_vec()), 0..24)) {

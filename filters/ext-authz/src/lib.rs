@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use weir::proto::{fields, Field, Writer};
 use weir::{
-    Action, Callback, Callout, CalloutResponse, ConfigError, HeaderName, Headers, HttpFilter,
-    LocalReply, Request,
+    Action, Callback, Callout, CalloutResponse, ConfigError, HeaderName, HeaderSnapshot, Headers,
+    HttpFilter, LocalReply, Request,
 };
 
 weir::metrics! {
@@ -159,7 +159,12 @@ impl HttpFilter for ExtAuthz {
             .iter()
             .position(|&b| b == b'?')
             .map_or(&b""[..], |i| &raw[i..]);
-        let target = format!("{}{}", escape_path(&path), escape_path(query));
+        // The check's path as text, in one string: `path_prefix` (HTTP only:
+        // `validate` refuses it with gRPC), the canonical path, the query.
+        let mut target = String::with_capacity(config.path_prefix.len() + path.len() + query.len());
+        target.push_str(&config.path_prefix);
+        push_escaped(&mut target, &path);
+        push_escaped(&mut target, query);
         let host = match headers.get(":authority") {
             Some(host) => match std::str::from_utf8(host) {
                 Ok(host) => Some(host),
@@ -167,45 +172,35 @@ impl HttpFilter for ExtAuthz {
             },
             None => None,
         };
-        let mut forwarded: Vec<(&HeaderName, Vec<&str>)> = Vec::new();
+        // Every forwarded copy is checked before anything is sent; then read
+        // again in place where the check is written (nothing copied).
         for name in &config.forward_headers {
             if config.repeated_headers == Repeated::Deny && headers.get_all(name).nth(1).is_some() {
                 return refuse(cx, "repeated header\n", "ext_authz_header_repeated");
             }
-            let mut texts = Vec::new();
-            for value in headers.get_all(name) {
-                match std::str::from_utf8(value) {
-                    Ok(text) => texts.push(text),
-                    Err(_) => {
-                        return refuse(
-                            cx,
-                            "header value is not text\n",
-                            "ext_authz_header_not_text",
-                        )
-                    }
-                }
-            }
-            if !texts.is_empty() {
-                forwarded.push((name, texts));
+            if headers
+                .get_all(name)
+                .any(|value| std::str::from_utf8(value).is_err())
+            {
+                return refuse(
+                    cx,
+                    "header value is not text\n",
+                    "ext_authz_header_not_text",
+                );
             }
         }
         let timeout = Duration::from_millis(config.timeout_ms);
         let check = if config.grpc {
-            let request = check_request(method, &target, host, &forwarded);
+            let request = check_request(method, &target, host, &headers, &config.forward_headers);
             Callout::grpc(&config.cluster, AUTHORIZATION, "Check", request).timeout(timeout)
         } else {
-            let mut check = Callout::new(
-                method,
-                &config.cluster,
-                &format!("{}{target}", config.path_prefix),
-            )
-            .timeout(timeout);
+            let mut check = Callout::new(method, &config.cluster, &target).timeout(timeout);
             if let Some(host) = host {
                 check = check.header("x-forwarded-host", host);
             }
-            for (name, copies) in &forwarded {
-                for value in copies {
-                    check = check.header(*name, *value);
+            for name in &config.forward_headers {
+                for value in headers.get_all(name) {
+                    check = check.header(name, value);
                 }
             }
             check
@@ -236,11 +231,8 @@ impl HttpFilter for ExtAuthz {
             Verdict::Allow(answer) => {
                 ALLOWED.inc();
                 for name in &config.upstream_headers {
-                    let value = answer
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(name.as_str().as_bytes()));
-                    let written = match value {
-                        Some((_, value)) => cx.request_headers().set(name, value.as_slice()),
+                    let written = match answer.header(name) {
+                        Some(value) => cx.request_headers().set(name, value),
                         None => cx.request_headers().remove(name),
                     };
                     // Unwritten, the upstream could see what the client sent
@@ -268,30 +260,55 @@ impl HttpFilter for ExtAuthz {
     }
 }
 
-/// What the service said.
-enum Verdict {
-    /// Allowed, with the answer's headers (name, value).
-    Allow(Vec<(Vec<u8>, Vec<u8>)>),
+/// What the service said, read in place in its answer.
+enum Verdict<'a> {
+    /// Allowed, with the answer's headers.
+    Allow(Answer<'a>),
     /// Denied: the status it asked for (else `deny_status`) and the body.
-    Deny(Option<u16>, Vec<u8>),
+    Deny(Option<u16>, &'a [u8]),
     /// It could not decide.
     Fail,
 }
 
+/// Where an allowing answer's headers are.
+enum Answer<'a> {
+    /// The HTTP answer's own headers.
+    Http(&'a CalloutResponse),
+    /// A `CheckResponse.ok_response` (`OkHttpResponse`): its `HeaderValueOption`s.
+    Grpc(&'a [u8]),
+}
+
+impl Answer<'_> {
+    /// The first value of header `name` in the answer.
+    fn header(&self, name: &HeaderName) -> Option<&[u8]> {
+        match self {
+            Answer::Http(response) => response.header_bytes(name),
+            // HeaderValueOption: header 1 (HeaderValue: key 1, value 2, raw_value 3).
+            Answer::Grpc(ok) => fields(ok)
+                .flatten()
+                .filter(|f| f.number == 2)
+                .find_map(|option| {
+                    let header = field(option.as_bytes()?, 1)?.as_bytes()?;
+                    let key = field(header, 1)?.as_bytes()?;
+                    if !key.eq_ignore_ascii_case(name.as_str().as_bytes()) {
+                        return None;
+                    }
+                    let value = field(header, 3).or_else(|| field(header, 2));
+                    Some(value.and_then(|v| v.as_bytes()).unwrap_or(b""))
+                }),
+        }
+    }
+}
+
 /// An HTTP answer: 2xx allows, 5xx or none fails, anything else denies.
-fn http_verdict(response: &CalloutResponse, _config: &Config) -> Verdict {
+fn http_verdict<'a>(response: &'a CalloutResponse, _config: &Config) -> Verdict<'a> {
     match response.status() {
-        Some(200..=299) => Verdict::Allow(
-            response
-                .headers()
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                .collect(),
-        ),
+        Some(200..=299) => Verdict::Allow(Answer::Http(response)),
         // Like Envoy's ext_authz: a 5xx is the service failing, not deciding.
         // Envoy itself answers a callout that timed out or could not
         // connect with 504/503, so this also covers those.
         Some(500..=599) | None => Verdict::Fail,
-        Some(_) => Verdict::Deny(None, response.body().to_vec()),
+        Some(_) => Verdict::Deny(None, response.body()),
     }
 }
 
@@ -305,7 +322,8 @@ fn check_request(
     method: &str,
     target: &str,
     host: Option<&str>,
-    forwarded: &[(&HeaderName, Vec<&str>)],
+    headers: &HeaderSnapshot,
+    forward: &[HeaderName],
 ) -> Vec<u8> {
     let http = |mut m: Writer| {
         m = m.string(2, method);
@@ -315,8 +333,18 @@ fn check_request(
         m = m
             .message(3, |e| e.string(1, ":method").string(2, method))
             .message(3, |e| e.string(1, ":path").string(2, target));
-        for (name, copies) in forwarded {
-            let joined = copies.join(",");
+        for name in forward {
+            if headers.get_all(name).next().is_none() {
+                continue;
+            }
+            // Repeated copies joined with `,`, as Envoy does (checked to be text before).
+            let mut joined = String::new();
+            for (i, value) in headers.get_all(name).enumerate() {
+                if i > 0 {
+                    joined.push(',');
+                }
+                joined.push_str(std::str::from_utf8(value).unwrap_or_default());
+            }
             m = m.message(3, |e| e.string(1, name.as_str()).string(2, &joined));
         }
         m = m.string(4, target);
@@ -339,7 +367,7 @@ fn field<'a>(message: &'a [u8], number: u32) -> Option<Field<'a>> {
 /// A gRPC answer: a `CheckResponse` whose `status.code` (a `google.rpc.Status`) is 0
 /// allows with `ok_response.headers`; another code denies with `denied_response`;
 /// a failed call (or an unreadable answer) fails.
-fn grpc_verdict(response: &CalloutResponse) -> Verdict {
+fn grpc_verdict(response: &CalloutResponse) -> Verdict<'_> {
     if response.grpc_status() != Some(0) {
         let message = response.grpc_message().unwrap_or_default();
         weir::warn!(
@@ -359,25 +387,9 @@ fn grpc_verdict(response: &CalloutResponse) -> Verdict {
         .and_then(|s| field(s.as_bytes()?, 1))
         .and_then(|c| c.as_u64())
         .unwrap_or(0);
-    // HeaderValueOption: header 1 (HeaderValue: key 1, value 2, raw_value 3).
-    let headers = |message: &[u8]| -> Vec<(Vec<u8>, Vec<u8>)> {
-        fields(message)
-            .flatten()
-            .filter(|f| f.number == 2)
-            .filter_map(|option| {
-                let header = field(option.as_bytes()?, 1)?.as_bytes()?;
-                let key = field(header, 1)?.as_bytes()?.to_vec();
-                let value = field(header, 3).or_else(|| field(header, 2));
-                Some((
-                    key,
-                    value.and_then(|v| v.as_bytes()).unwrap_or(b"").to_vec(),
-                ))
-            })
-            .collect()
-    };
     if code == 0 {
         let ok = field(answer, 3).and_then(|f| f.as_bytes()).unwrap_or(b"");
-        return Verdict::Allow(headers(ok));
+        return Verdict::Allow(Answer::Grpc(ok));
     }
     // DeniedHttpResponse: status 1 (HttpStatus: code 1), headers 2, body 3.
     let denied = field(answer, 2).and_then(|f| f.as_bytes()).unwrap_or(b"");
@@ -387,7 +399,7 @@ fn grpc_verdict(response: &CalloutResponse) -> Verdict {
         .and_then(|c| u16::try_from(c).ok())
         .filter(|c| (200..=599).contains(c));
     let body = field(denied, 3).and_then(|f| f.as_bytes()).unwrap_or(b"");
-    Verdict::Deny(status, body.to_vec())
+    Verdict::Deny(status, body)
 }
 
 /// Answers 400 without asking the service: the request cannot be shown to it as the upstream will see it.
@@ -396,13 +408,14 @@ fn refuse(cx: &mut Request<'_, Config>, body: &str, details: &str) -> weir::Resu
     cx.reply(LocalReply::new(400).body(body).details(details))
 }
 
-/// The path as callout text: UTF-8 as it is, other bytes percent-encoded, so
-/// the service sees every byte the upstream will.
-fn escape_path(path: &[u8]) -> String {
+/// Appends the path as callout text: UTF-8 as it is, other bytes
+/// percent-encoded, so the service sees every byte the upstream will.
+fn push_escaped(out: &mut String, path: &[u8]) {
     if let Ok(text) = std::str::from_utf8(path) {
-        return text.to_owned();
+        out.push_str(text);
+        return;
     }
-    let mut out = String::with_capacity(path.len() * 3);
+    out.reserve(path.len() * 3);
     for &b in path {
         if b.is_ascii() {
             out.push(b as char);
@@ -412,7 +425,6 @@ fn escape_path(path: &[u8]) -> String {
             out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
         }
     }
-    out
 }
 
 /// The service could not answer: the reply denying with `failure_status`, or

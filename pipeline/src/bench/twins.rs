@@ -533,12 +533,29 @@ pub struct Options {
     pub connections: u32,
     /// Count instructions under callgrind.
     pub instructions: bool,
+    /// Only this group (and the no-filter baseline): `access-control`, `rate-limit`
+    /// or `ext-authz`.
+    pub only: Option<String>,
 }
+
+/// The groups, each a weir filter with its twin and floor.
+pub const GROUPS: [&str; 3] = ["access-control", "rate-limit", "ext-authz"];
 
 /// Measures every twin; writes `twins.json`, `twins.md` and `twins.svg` under `out`.
 pub fn run(options: &Options, out: &Path) -> Result<(Report, String)> {
+    if let Some(only) = &options.only {
+        if !GROUPS.contains(&only.as_str()) {
+            bail!(
+                "--only {only}: no such twins group; choose one of {}",
+                GROUPS.join(", ")
+            );
+        }
+    }
     let authz = authz_service()?;
-    let twins = twins(&authz)?;
+    let mut twins = twins(&authz)?;
+    if let Some(only) = &options.only {
+        twins.retain(|t| t.role == Role::Baseline || t.group == only.as_str());
+    }
     // Each pair enforces one policy: checked before anything is measured.
     for t in &twins {
         let envoy = Envoy::start_on(&bootstrap(t, &authz)?, Some(0))
@@ -873,56 +890,83 @@ impl weir_wasm_host::Proxy for TwinHost {
 /// Per-request work inside a module for the twins' request: (host calls, wasm
 /// instructions), over 10,000 requests after 1,000 warm-up ones.
 pub fn request_work(wasm: &[u8], configuration: &str) -> Result<(f64, f64)> {
+    request_work_by_hook(wasm, configuration).map(|(calls, instructions, _)| (calls, instructions))
+}
+
+/// [`request_work`], and the wasm instructions per request of each export it entered.
+pub fn request_work_by_hook(
+    wasm: &[u8],
+    configuration: &str,
+) -> Result<(f64, f64, Vec<(&'static str, f64)>)> {
+    type Hooks = Vec<(&'static str, u64)>;
+    fn call(
+        m: &mut weir_wasm_host::Instance<TwinHost>,
+        hooks: &mut Hooks,
+        name: &'static str,
+        args: &[i32],
+    ) -> Result<()> {
+        if m.exports(name) {
+            let before = m.instructions();
+            m.call(name, args)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let spent = m.instructions() - before;
+            match hooks.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, total)) => *total += spent,
+                None => hooks.push((name, spent)),
+            }
+        }
+        Ok(())
+    }
+    fn one(m: &mut weir_wasm_host::Instance<TwinHost>, hooks: &mut Hooks, id: i32) -> Result<()> {
+        call(m, hooks, "proxy_on_context_create", &[id, 1])?;
+        let before = m.proxy().calls;
+        call(m, hooks, "proxy_on_request_headers", &[id, 8, 1])?;
+        let token = m.proxy().calls;
+        if token != before {
+            call(
+                m,
+                hooks,
+                "proxy_on_http_call_response",
+                &[1, token as i32, 3, 0, 0],
+            )?;
+        }
+        call(m, hooks, "proxy_on_response_headers", &[id, 3, 1])?;
+        call(m, hooks, "proxy_on_log", &[id])?;
+        call(m, hooks, "proxy_on_delete", &[id])
+    }
     let host = TwinHost {
         configuration: configuration.as_bytes().to_vec(),
         shared: Default::default(),
         calls: 0,
     };
-    let run = move || -> Result<(f64, f64)> {
+    let run = move || -> Result<(f64, f64, Vec<(&'static str, f64)>)> {
         let mut m =
             weir_wasm_host::Instance::new(wasm, host).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let call =
-            |m: &mut weir_wasm_host::Instance<TwinHost>, name: &str, args: &[i32]| -> Result<()> {
-                if m.exports(name) {
-                    m.call(name, args)
-                        .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-                }
-                Ok(())
-            };
-        call(&mut m, "_initialize", &[])?;
-        call(&mut m, "proxy_on_context_create", &[1, 0])?;
-        call(&mut m, "proxy_on_vm_start", &[1, 0])?;
+        let mut hooks = Hooks::new();
+        call(&mut m, &mut hooks, "_initialize", &[])?;
+        call(&mut m, &mut hooks, "proxy_on_context_create", &[1, 0])?;
+        call(&mut m, &mut hooks, "proxy_on_vm_start", &[1, 0])?;
         call(
             &mut m,
+            &mut hooks,
             "proxy_on_configure",
             &[1, configuration.len() as i32],
         )?;
-        let one = |m: &mut weir_wasm_host::Instance<TwinHost>, id: i32| -> Result<()> {
-            call(m, "proxy_on_context_create", &[id, 1])?;
-            let before = m.proxy().calls;
-            call(m, "proxy_on_request_headers", &[id, 8, 1])?;
-            let token = m.proxy().calls;
-            if token != before {
-                call(
-                    m,
-                    "proxy_on_http_call_response",
-                    &[1, token as i32, 3, 0, 0],
-                )?;
-            }
-            call(m, "proxy_on_response_headers", &[id, 3, 1])?;
-            call(m, "proxy_on_log", &[id])?;
-            call(m, "proxy_on_delete", &[id])
-        };
         for id in 0..1_000 {
-            one(&mut m, 2 + id)?;
+            one(&mut m, &mut hooks, 2 + id)?;
         }
         let (calls, instructions) = (m.host_calls(), m.instructions());
+        hooks.clear();
         for id in 0..10_000 {
-            one(&mut m, 1_002 + id)?;
+            one(&mut m, &mut hooks, 1_002 + id)?;
         }
         Ok((
             (m.host_calls() - calls) as f64 / 10_000.0,
             (m.instructions() - instructions) as f64 / 10_000.0,
+            hooks
+                .into_iter()
+                .map(|(name, total)| (name, total as f64 / 10_000.0))
+                .collect(),
         ))
     };
     std::thread::scope(|scope| {
@@ -1023,10 +1067,13 @@ mod tests {
             let (module, config) = item.split_once('=').expect("module=config-file");
             let wasm = std::fs::read(module).unwrap();
             let config = std::fs::read_to_string(config).unwrap();
-            let (calls, instructions) = request_work(&wasm, &config).unwrap();
+            let (calls, instructions, hooks) = request_work_by_hook(&wasm, &config).unwrap();
             println!(
                 "{module}: {calls:.1} host calls, {instructions:.0} wasm instructions per request"
             );
+            for (hook, instructions) in hooks {
+                println!("  {hook:<32} {instructions:>8.0}");
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench --instructions     Envoy's instructions per request under callgrind (deterministic)
   cargo xtask bench --twins            each filter vs its native twin and Wasm floor (callgrind, req/s)
   cargo xtask bench --twins --quick    one 2 s round, no callgrind: checks each pair agrees
+  cargo xtask bench --twins --only ext-authz   one group and the no-filter row alone (~7 min)
   cargo xtask bench --streaming        MiB/s through redact vs no filter, 1 MiB and 100 MiB bodies
   cargo xtask bench --streaming --rounds 3 --seconds 5
   cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
@@ -77,6 +78,10 @@ pub struct Args {
     /// per request under callgrind (skipped with --quick).
     #[arg(long, conflicts_with_all = ["load", "work", "sizes", "instructions"])]
     pub twins: bool,
+    /// With --twins: measure only this group (access-control, rate-limit or ext-authz),
+    /// beside Envoy with no filter.
+    #[arg(long, requires = "twins", value_name = "GROUP")]
+    pub only: Option<String>,
     /// Instead of the comparison: bytes per second through redact (a streaming body
     /// filter) against no filter and a Wasm floor, for 1 MiB and 100 MiB responses.
     #[arg(long, conflicts_with_all = ["load", "work", "sizes", "instructions", "twins"])]
@@ -100,6 +105,7 @@ impl Args {
             config: self.config,
             out: self.out,
             twins: self.twins,
+            only: self.only,
             streaming: self.streaming,
         };
         let out = bench::out_dir(&options);

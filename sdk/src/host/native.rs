@@ -347,6 +347,49 @@ pub(crate) fn http_call(
     Some(token)
 }
 
+/// The header pairs of `serialized` (the ABI's layout) as text.
+fn text_pairs(serialized: &[u8]) -> Vec<(String, String)> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    super::deserialize_pairs(serialized)
+        .iter()
+        .map(|(k, v)| (text(k), text(v)))
+        .collect()
+}
+
+/// [`http_call`] with the headers serialized as the ABI wants them.
+pub(crate) fn http_call_serialized(
+    upstream: &[u8],
+    headers: &[u8],
+    body: &[u8],
+    timeout: Duration,
+) -> Option<u32> {
+    let pairs = text_pairs(headers);
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    http_call(&String::from_utf8_lossy(upstream), &pairs, body, timeout)
+}
+
+/// [`grpc_call`] with the metadata serialized as the ABI wants it.
+pub(crate) fn grpc_call_serialized(
+    cluster: &[u8],
+    service: &[u8],
+    method: &[u8],
+    metadata: &[u8],
+    message: &[u8],
+    timeout: Duration,
+) -> Option<u32> {
+    let pairs = text_pairs(metadata);
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    grpc_call(
+        &text(cluster),
+        &text(service),
+        &text(method),
+        &pairs,
+        message,
+        timeout,
+    )
+}
+
 pub(crate) fn grpc_call(
     cluster: &str,
     service: &str,

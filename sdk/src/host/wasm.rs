@@ -248,43 +248,6 @@ extern "C" {
     fn proxy_get_status(code: *mut u32, message: *mut *mut u8, message_size: *mut usize) -> u32;
 }
 
-/// Dispatches a unary gRPC call; the host answers through `proxy_on_grpc_receive`
-/// (the reply) or `proxy_on_grpc_close` (a failure) with the returned token.
-pub(crate) fn grpc_call(
-    cluster: &str,
-    service: &str,
-    method: &str,
-    metadata: &[(&str, &str)],
-    message: &[u8],
-    timeout: std::time::Duration,
-) -> Option<u32> {
-    let pairs: Vec<(&[u8], &[u8])> = metadata
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect();
-    let metadata = super::serialize_pairs(&pairs);
-    let upstream = super::grpc_service(cluster);
-    let millis = timeout.as_millis().min(u32::MAX.into()) as u32;
-    let mut token = 0;
-    unsafe {
-        (proxy_grpc_call(
-            upstream.as_ptr(),
-            upstream.len(),
-            service.as_ptr(),
-            service.len(),
-            method.as_ptr(),
-            method.len(),
-            metadata.as_ptr(),
-            metadata.len(),
-            message.as_ptr(),
-            message.len(),
-            millis,
-            &mut token,
-        ) == OK)
-            .then_some(token)
-    }
-}
-
 /// The status message of the gRPC call being closed (`proxy_get_status`).
 pub(crate) fn status_message() -> Option<Vec<u8>> {
     let (mut code, mut data, mut len) = (0, null_mut(), 0);
@@ -387,20 +350,15 @@ pub(crate) fn resume(direction: Direction) -> bool {
     unsafe { proxy_continue_stream(direction as u32) == OK }
 }
 
-/// Dispatches an HTTP call; the host answers through `proxy_on_http_call_response`
-/// with the returned token, which the runtime routes to the calling request.
-pub(crate) fn http_call(
-    upstream: &str,
-    headers: &[(&str, &str)],
+/// Dispatches an HTTP callout, the headers serialized as the ABI wants them (no
+/// copy made); the host answers through `proxy_on_http_call_response`.
+pub(crate) fn http_call_serialized(
+    upstream: &[u8],
+    headers: &[u8],
     body: &[u8],
     timeout: std::time::Duration,
 ) -> Option<u32> {
-    let pairs: Vec<(&[u8], &[u8])> = headers
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect();
-    let headers = super::serialize_pairs(&pairs);
-    let trailers = super::serialize_pairs(&[]);
+    const NO_TRAILERS: [u8; 4] = [0; 4];
     let millis = timeout.as_millis().min(u32::MAX.into()) as u32;
     let mut token = 0;
     unsafe {
@@ -411,8 +369,41 @@ pub(crate) fn http_call(
             headers.len(),
             body.as_ptr(),
             body.len(),
-            trailers.as_ptr(),
-            trailers.len(),
+            NO_TRAILERS.as_ptr(),
+            NO_TRAILERS.len(),
+            millis,
+            &mut token,
+        ) == OK)
+            .then_some(token)
+    }
+}
+
+/// Dispatches a unary gRPC call, the metadata serialized as the ABI wants it; the
+/// host answers through `proxy_on_grpc_receive` (the reply) or `proxy_on_grpc_close`
+/// (a failure) with the returned token.
+pub(crate) fn grpc_call_serialized(
+    cluster: &[u8],
+    service: &[u8],
+    method: &[u8],
+    metadata: &[u8],
+    message: &[u8],
+    timeout: std::time::Duration,
+) -> Option<u32> {
+    let upstream = super::grpc_service(std::str::from_utf8(cluster).unwrap_or_default());
+    let millis = timeout.as_millis().min(u32::MAX.into()) as u32;
+    let mut token = 0;
+    unsafe {
+        (proxy_grpc_call(
+            upstream.as_ptr(),
+            upstream.len(),
+            service.as_ptr(),
+            service.len(),
+            method.as_ptr(),
+            method.len(),
+            metadata.as_ptr(),
+            metadata.len(),
+            message.as_ptr(),
+            message.len(),
             millis,
             &mut token,
         ) == OK)
