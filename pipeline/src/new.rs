@@ -330,11 +330,10 @@ mod tests {
         let verdict = crate::validate::verdict(&module);
         assert!(verdict.ok, "{}", crate::validate::render(&verdict));
         let bytes = std::fs::read(&module).unwrap();
-        // The section's name (length-prefixed), then its bits: request headers only
-        // (and so no `proxy_on_delete`).
+        // The section's name (length-prefixed), then its bits: request headers only.
         let mut section = vec![weir::hooks::SECTION.len() as u8];
         section.extend(weir::hooks::SECTION.as_bytes());
-        section.extend((weir::hooks::REQUEST_HEADERS | weir::hooks::NO_DELETE).to_le_bytes());
+        section.extend(weir::hooks::REQUEST_HEADERS.to_le_bytes());
         assert!(
             bytes
                 .windows(section.len())

@@ -41,8 +41,6 @@ pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
         .filter(|(bit, _)| mask & bit == 0)
         .map(|(_, name)| *name)
         .chain(NEVER_NEEDED.iter().copied())
-        // A filter that forgets each request in its request-headers hook.
-        .chain((mask & weir::hooks::NO_DELETE != 0).then_some("proxy_on_delete"))
         .collect();
     let doomed: Vec<_> = module
         .exports

@@ -35,29 +35,6 @@ pub const TICK_CALLOUT_RESPONSE: u32 = 1 << 10;
 /// `proxy_on_grpc_receive` and `proxy_on_grpc_close`, the answers to gRPC callouts:
 /// kept with either callout hook ([`exported`]).
 pub const GRPC_RESPONSE: u32 = 1 << 11;
-/// Not an export but one fewer: set for a filter whose only per-request hook is
-/// [`on_request_headers`](crate::HttpFilter::on_request_headers) ([`request_headers_only`]).
-/// Envoy enters that hook right after creating the request's context, so weir forgets
-/// the request when the hook returns, and `cargo xtask build` removes
-/// `proxy_on_delete`: Envoy calls only what a module exports, and that call was a VM
-/// entry per request for nothing. A plugin context is then never forgotten (Envoy
-/// replaces one only when its configuration changes).
-pub const NO_DELETE: u32 = 1 << 12;
-/// The hooks Envoy calls for a request.
-const PER_REQUEST: u32 = REQUEST_HEADERS
-    | REQUEST_BODY
-    | REQUEST_TRAILERS
-    | RESPONSE_HEADERS
-    | RESPONSE_BODY
-    | RESPONSE_TRAILERS
-    | LOG
-    | HTTP_CALL_RESPONSE;
-
-/// True when `hooks`' only per-request hook is the request-headers hook (see [`NO_DELETE`]).
-pub const fn request_headers_only(hooks: u32) -> bool {
-    hooks & PER_REQUEST == REQUEST_HEADERS
-}
-
 /// Every export bit: what a module without the section is treated as.
 pub const ALL: u32 = ((1 << 10) - 1) | GRPC_RESPONSE;
 
@@ -96,9 +73,6 @@ pub const fn exported(hooks: u32) -> u32 {
     if hooks & RESPONSE_BODY != 0 {
         out |= RESPONSE_TRAILERS;
     }
-    if request_headers_only(out) {
-        out |= NO_DELETE;
-    }
     out
 }
 
@@ -114,16 +88,7 @@ mod tests {
 
     #[test]
     fn body_hooks_keep_their_trailers() {
-        assert_eq!(exported(REQUEST_HEADERS), REQUEST_HEADERS | NO_DELETE);
-        assert_eq!(
-            exported(REQUEST_HEADERS | TICK),
-            REQUEST_HEADERS | TICK | NO_DELETE
-        );
-        assert_eq!(exported(RESPONSE_HEADERS), RESPONSE_HEADERS);
-        assert_eq!(
-            exported(REQUEST_HEADERS | HTTP_CALL_RESPONSE),
-            REQUEST_HEADERS | HTTP_CALL_RESPONSE | GRPC_RESPONSE
-        );
+        assert_eq!(exported(REQUEST_HEADERS), REQUEST_HEADERS);
         assert_eq!(exported(REQUEST_BODY), REQUEST_BODY | REQUEST_TRAILERS);
         assert_eq!(
             exported(RESPONSE_BODY | LOG),
@@ -152,6 +117,5 @@ mod tests {
         }
         assert_eq!(seen, ALL);
         assert_eq!(ALL & TICK_CALLOUT_RESPONSE, 0);
-        assert_eq!(ALL & NO_DELETE, 0);
     }
 }

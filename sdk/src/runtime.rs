@@ -190,13 +190,6 @@ pub const fn exported_hooks<F: HttpFilter>() -> u32 {
     hooks::exported(F::HOOKS | watch)
 }
 
-/// True when `F`'s module has no `proxy_on_delete` ([`hooks::NO_DELETE`]): each request
-/// is forgotten when its request-headers hook returns.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-const fn forgets_at_request_headers<F: HttpFilter>() -> bool {
-    exported_hooks::<F>() & hooks::NO_DELETE != 0
-}
-
 /// True when the headers in `map` announce a stream by `content-type`: Server-Sent
 /// Events or gRPC.
 fn streaming_type(map: Map) -> bool {
@@ -705,12 +698,6 @@ pub mod wasm {
                     s.roots.push((id, Plugin::new(self.name)));
                 } else if let Some((_, root)) = s.roots.iter().find(|(i, _)| *i == parent) {
                     let stream = root.stream();
-                    if super::forgets_at_request_headers::<F>() && s.streams.slots.len() >= 1024 {
-                        // Envoy enters the request-headers hook right after creating a
-                        // context; requests that never got there (reset first) go here.
-                        s.streams.slots.clear();
-                        s.streams.holes = 0;
-                    }
                     s.streams.insert(id, stream);
                 }
             })
@@ -741,23 +728,9 @@ pub mod wasm {
             });
         }
 
-        /// `proxy_on_request_headers`. A filter with no other per-request hook
-        /// ([`super::forgets_at_request_headers`]) forgets the request here and reports
-        /// its memory, as `delete` does for the others.
+        /// `proxy_on_request_headers`.
         pub fn request_headers(&self, id: u32, end_of_stream: bool) -> u32 {
-            if !super::forgets_at_request_headers::<F>() {
-                return self.stream(id, CONTINUE, |s| s.request_headers(end_of_stream));
-            }
-            let result = self.with(CONTINUE, |s| {
-                let result = match s.streams.get(id) {
-                    Some(stream) => action(stream.request_headers(end_of_stream)),
-                    None => CONTINUE,
-                };
-                s.streams.remove(id);
-                result
-            });
-            self.note_memory();
-            result
+            self.stream(id, CONTINUE, |s| s.request_headers(end_of_stream))
         }
 
         /// `proxy_on_request_body`.
