@@ -25,9 +25,23 @@ const NEVER_NEEDED: &[&str] = &[
     "proxy_on_response_metadata",
 ];
 
+/// C allocation functions the SDK defines on `wasm32-wasip1` so that wasi-libc links
+/// no allocator of its own (`weir`'s `heap.rs`); rustc exports them, nothing calls
+/// them from outside. `malloc` is the host's allocation export on
+/// `wasm32-unknown-unknown`: it goes only where `proxy_on_memory_allocate` is there.
+const LIBC_ALLOCATOR: &[&str] = &[
+    "calloc",
+    "realloc",
+    "free",
+    "aligned_alloc",
+    "posix_memalign",
+    "malloc_usable_size",
+];
+
 /// Removes the exports of hooks the module's `weir.hooks` section says are unused,
 /// and the section itself. Returns the removed export names; a module without
 /// the section (not built on weir, or an SDK that does not know its hooks) is left whole.
+/// Also removes, unreported, the C allocator exports of a weir module ([`LIBC_ALLOCATOR`]).
 pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
     let Some(section) = module.customs.remove_raw(HOOKS_SECTION) else {
         return Vec::new();
@@ -50,6 +64,19 @@ pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
         .collect();
     for (id, _) in &doomed {
         module.exports.delete(*id);
+    }
+    let allocates = module
+        .exports
+        .iter()
+        .any(|e| e.name == "proxy_on_memory_allocate");
+    let libc: Vec<_> = module
+        .exports
+        .iter()
+        .filter(|e| LIBC_ALLOCATOR.contains(&e.name.as_str()) || (allocates && e.name == "malloc"))
+        .map(|e| e.id())
+        .collect();
+    for id in libc {
+        module.exports.delete(id);
     }
     doomed.into_iter().map(|(_, name)| name).collect()
 }

@@ -17,3 +17,141 @@
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 #[global_allocator]
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+/// C's allocation functions over the same allocator, for wasi-libc.
+///
+/// On `wasm32-wasip1`, std's default panic hook (linked whether or not a hook is
+/// set) reads `RUST_BACKTRACE` with libc's `getenv`, and wasi-libc allocates the
+/// environment with `malloc`; std's `System` allocator names the others. Defining
+/// every function wasi-libc's dlmalloc object defines keeps it (7.5 KB) out of the
+/// module. The exports rustc gives them are removed by `cargo xtask build` (the
+/// host allocates with `proxy_on_memory_allocate`).
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+mod libc {
+    use std::alloc::{alloc, dealloc, Layout};
+    use std::ptr::null_mut;
+
+    /// C's `max_align_t` on wasm32: what `malloc` aligns to.
+    const MIN_ALIGN: usize = 16;
+
+    /// A block of `size` bytes aligned to `align`, after a header as long as
+    /// `align` whose last 8 bytes hold `size` and `align` for `free`.
+    unsafe fn allocate(size: usize, align: usize) -> *mut u8 {
+        let align = align.max(MIN_ALIGN);
+        let Some(layout) = size
+            .checked_add(align)
+            .and_then(|total| Layout::from_size_align(total, align).ok())
+        else {
+            return null_mut();
+        };
+        // SAFETY: `layout` is not zero-sized; the header is at least 16 bytes.
+        unsafe {
+            let block = alloc(layout);
+            if block.is_null() {
+                return block;
+            }
+            let ptr = block.add(align);
+            ptr.cast::<usize>().sub(2).write(size);
+            ptr.cast::<usize>().sub(1).write(align);
+            ptr
+        }
+    }
+
+    /// The size `allocate` wrote before `ptr`.
+    unsafe fn size_of(ptr: *mut u8) -> usize {
+        // SAFETY: `ptr` came from `allocate`.
+        unsafe { ptr.cast::<usize>().sub(2).read() }
+    }
+
+    #[no_mangle]
+    unsafe extern "C" fn malloc(size: usize) -> *mut u8 {
+        unsafe { allocate(size, MIN_ALIGN) }
+    }
+
+    #[no_mangle]
+    unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut u8 {
+        let Some(total) = count.checked_mul(size) else {
+            return null_mut();
+        };
+        // SAFETY: a fresh block of `total` bytes.
+        unsafe {
+            let ptr = allocate(total, MIN_ALIGN);
+            if !ptr.is_null() {
+                ptr.write_bytes(0, total);
+            }
+            ptr
+        }
+    }
+
+    #[no_mangle]
+    unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+        if !align.is_power_of_two() {
+            return null_mut();
+        }
+        unsafe { allocate(size, align) }
+    }
+
+    #[no_mangle]
+    unsafe extern "C" fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
+        const EINVAL: i32 = 28;
+        const ENOMEM: i32 = 48;
+        if !align.is_power_of_two() || align % size_of_ptr() != 0 {
+            return EINVAL;
+        }
+        // SAFETY: `out` is the caller's pointer to write the block to.
+        unsafe {
+            let ptr = allocate(size, align);
+            if ptr.is_null() {
+                return ENOMEM;
+            }
+            out.write(ptr);
+        }
+        0
+    }
+
+    const fn size_of_ptr() -> usize {
+        std::mem::size_of::<*mut u8>()
+    }
+
+    #[no_mangle]
+    unsafe extern "C" fn malloc_usable_size(ptr: *mut u8) -> usize {
+        if ptr.is_null() {
+            return 0;
+        }
+        unsafe { size_of(ptr) }
+    }
+
+    #[no_mangle]
+    unsafe extern "C" fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
+        if ptr.is_null() {
+            return unsafe { malloc(size) };
+        }
+        // SAFETY: `ptr` came from `allocate`; the new block holds `min(old, size)` bytes.
+        unsafe {
+            let align = ptr.cast::<usize>().sub(1).read();
+            let new = allocate(size, align);
+            if !new.is_null() {
+                new.copy_from_nonoverlapping(ptr, size_of(ptr).min(size));
+                free(ptr);
+            }
+            new
+        }
+    }
+
+    #[no_mangle]
+    unsafe extern "C" fn free(ptr: *mut u8) {
+        if ptr.is_null() {
+            return;
+        }
+        // SAFETY: `ptr` came from `allocate`, which wrote its size and alignment before it.
+        unsafe {
+            let size = size_of(ptr);
+            let align = ptr.cast::<usize>().sub(1).read();
+            let block = ptr.sub(align);
+            dealloc(
+                block,
+                Layout::from_size_align_unchecked(size + align, align),
+            );
+        }
+    }
+}
