@@ -374,7 +374,7 @@ impl Headers {
     /// ```
     pub fn snapshot(&self) -> HeaderSnapshot {
         if self.map == Map::RequestHeaders && !WRITTEN.load(Ordering::Relaxed) {
-            if let Some(bytes) = PICKED.take() {
+            if let Some(bytes) = PICKED.try_with(std::cell::Cell::take).ok().flatten() {
                 return HeaderSnapshot { bytes };
             }
         }
@@ -437,12 +437,12 @@ static WRITTEN: AtomicBool = AtomicBool::new(false);
 /// request-headers snapshot.
 pub(crate) fn keep_picked(snapshot: HeaderSnapshot) {
     WRITTEN.store(false, Ordering::Relaxed);
-    PICKED.set(Some(snapshot.bytes));
+    let _ = PICKED.try_with(|p| p.set(Some(snapshot.bytes)));
 }
 
 /// Drops the kept request headers (the entry ended).
 pub(crate) fn take_picked() {
-    drop(PICKED.take());
+    drop(PICKED.try_with(std::cell::Cell::take));
 }
 
 /// `Ok` when the host took a write, else an error naming it. Allocates only on failure.
