@@ -50,17 +50,27 @@ impl fmt::Display for InvalidHeader {
             ),
             InvalidHeader::NameByte { byte, at } => write!(
                 f,
-                "header name has byte 0x{byte:02x} at byte {at}, which is not allowed in an HTTP token"
+                "header name has byte 0x{}{} at byte {at}, which is not allowed in an HTTP token",
+                hex(byte >> 4),
+                hex(byte & 15)
             ),
             InvalidHeader::ValueByte { byte, at } => write!(
                 f,
-                "header value has byte 0x{byte:02x} at byte {at}: NUL, CR and LF are not allowed"
+                "header value has byte 0x{}{} at byte {at}: NUL, CR and LF are not allowed",
+                hex(byte >> 4),
+                hex(byte & 15)
             ),
         }
     }
 }
 
 impl std::error::Error for InvalidHeader {}
+
+/// The lowercase hex digit of `nibble` (0–15): `{:02x}` without core's padded
+/// integer formatting.
+fn hex(nibble: u8) -> char {
+    char::from(b"0123456789abcdef"[usize::from(nibble & 15)])
+}
 
 /// RFC 9110 `tchar`, restricted to lowercase letters.
 fn is_name_byte(b: u8) -> bool {
@@ -501,6 +511,26 @@ impl From<InvalidHeader> for HeaderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_errors_print_the_byte_as_two_hex_digits() {
+        for byte in 0..=255u8 {
+            let e = InvalidHeader::ValueByte { byte, at: 7 };
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "header value has byte 0x{byte:02x} at byte 7: NUL, CR and LF are not allowed"
+                )
+            );
+            let e = InvalidHeader::NameByte {
+                byte: byte | 0x80,
+                at: 0,
+            };
+            assert!(e
+                .to_string()
+                .contains(&format!("0x{:02x} at byte 0", byte | 0x80)));
+        }
+    }
 
     #[test]
     fn names_follow_the_token_rule() {
