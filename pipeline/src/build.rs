@@ -98,6 +98,9 @@ pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
         cargo
             .env("CARGO_PROFILE_RELEASE_STRIP", "none")
             .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    } else {
+        // Function names, for `optimize::stub_default_panic_hook`; wasm-opt strips them.
+        cargo.env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     }
     let status = cargo.status().context("cannot run cargo")?;
     if !status.success() {
@@ -190,6 +193,23 @@ pub fn validate_and_optimize(
     let report = abi::check_module(&module);
     if !report.is_ok() {
         return Err(refuse(name, "as compiled", &report));
+    }
+    if module
+        .customs
+        .iter()
+        .any(|(_, c)| c.name() == optimize::HOOKS_SECTION)
+    {
+        optimize::stub_default_panic_hook(&mut module);
+    }
+    if !debug {
+        // The names were only for the step above, and with `strip = "debuginfo"` rustc
+        // also writes these sections, which `strip = true` leaves out and wasm-opt keeps.
+        for func in module.funcs.iter_mut() {
+            func.name = None;
+        }
+        for section in ["producers", "target_features"] {
+            module.customs.remove_raw(section);
+        }
     }
     let removed = optimize::strip_unused_hooks(&mut module);
     let stripped = module.emit_wasm();

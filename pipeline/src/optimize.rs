@@ -81,6 +81,45 @@ pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
     doomed.into_iter().map(|(_, name)| name).collect()
 }
 
+/// std functions that only std's default panic hook reaches, by their mangled
+/// (v0) names: reading `RUST_BACKTRACE` (`getenv`, and on wasip1 the
+/// environment's allocation) and the hook's writing closure (the thread's name,
+/// stderr, backtrace printing, `getcwd`). A weir module installs its own hook
+/// in `_initialize`, before any of its code runs, so the default hook never
+/// runs; `stub_default_panic_hook` makes these bodies `unreachable` and
+/// wasm-opt drops what only they called.
+const DEFAULT_PANIC_HOOK: &[&str] = &[
+    "3std5panic19get_backtrace_style",
+    "3std9panicking12default_hook0",
+];
+
+/// Replaces the bodies of [`DEFAULT_PANIC_HOOK`]'s functions with `unreachable`
+/// in a weir module (one with a `weir.hooks` section, checked by the caller
+/// before the section is removed); needs the name section. Returns how many.
+pub fn stub_default_panic_hook(module: &mut walrus::Module) -> usize {
+    use walrus::ir::{Instr, Unreachable};
+    let mut stubbed = 0;
+    for func in module.funcs.iter_mut() {
+        let Some(name) = func.name.as_deref() else {
+            continue;
+        };
+        if !DEFAULT_PANIC_HOOK.iter().any(|n| name.contains(n)) {
+            continue;
+        }
+        let walrus::FunctionKind::Local(local) = &mut func.kind else {
+            continue;
+        };
+        let entry = local.entry_block();
+        let block = local.block_mut(entry);
+        block.instrs.clear();
+        block
+            .instrs
+            .push((Instr::Unreachable(Unreachable {}), Default::default()));
+        stubbed += 1;
+    }
+    stubbed
+}
+
 /// The Binaryen options weir uses: `-Oz` with the features rustc emits enabled.
 pub fn options(debug: bool) -> OptimizationOptions {
     let mut opts = OptimizationOptions::new_optimize_for_size_aggressively();
@@ -108,4 +147,47 @@ pub fn run(input: &Path, output: &Path, debug: bool) -> Result<()> {
     options(debug)
         .run(input, output)
         .with_context(|| format!("wasm-opt failed on {}", input.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walrus::{FunctionBuilder, Module, ValType};
+
+    fn body(module: &Module, name: &str) -> Vec<String> {
+        let func = module.funcs.by_name(name).expect("function");
+        let walrus::FunctionKind::Local(local) = &module.funcs.get(func).kind else {
+            panic!("not local");
+        };
+        let block = local.block(local.entry_block());
+        block.instrs.iter().map(|(i, _)| format!("{i:?}")).collect()
+    }
+
+    #[test]
+    fn the_default_panic_hooks_helpers_become_unreachable_and_nothing_else() {
+        let mut module = Module::default();
+        let names = [
+            "_RNvNtCset5xJoy1xWQ_3std5panic19get_backtrace_style",
+            "_RNCNvNtCset5xJoy1xWQ_3std9panicking12default_hook0B5_",
+            "_RNvNtCset5xJoy1xWQ_3std9panicking15panic_with_hook",
+        ];
+        for name in names {
+            let mut f = FunctionBuilder::new(&mut module.types, &[], &[ValType::I32]);
+            f.name(name.to_string()).func_body().i32_const(7);
+            let id = f.finish(vec![], &mut module.funcs);
+            module.exports.add(name, id);
+        }
+        assert_eq!(stub_default_panic_hook(&mut module), 2);
+        for name in &names[..2] {
+            let instrs = body(&module, name);
+            assert_eq!(instrs.len(), 1, "{name}: {instrs:?}");
+            assert!(instrs[0].starts_with("Unreachable"), "{name}: {instrs:?}");
+        }
+        assert!(matches!(
+            body(&module, names[2]).as_slice(),
+            [i] if i.starts_with("Const")
+        ));
+        // A body of `unreachable` is valid for any signature.
+        crate::abi::parse(&module.emit_wasm()).expect("a valid module");
+    }
 }
