@@ -87,6 +87,11 @@ pub fn module_for(name: &str) -> Result<PathBuf> {
     Ok(build(&filter, &Options::default())?.path)
 }
 
+/// Part of the optimized module's cache key beside the raw module's digest: bump
+/// it when `validate_and_optimize` changes what it makes of the same raw module,
+/// or a module optimized by the previous pipeline is reused.
+const OPTIMIZE_REVISION: &str = "opt2";
+
 /// Compiles, validates, optimizes and writes one filter.
 pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     let start = Instant::now();
@@ -129,7 +134,8 @@ pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     // Optimizing takes seconds: skip it when cargo's output is what we optimized last time.
     let stamp = path.with_extension("wasm.stamp");
     let raw_sha = format!(
-        "{} {}",
+        "{} {} {}",
+        OPTIMIZE_REVISION,
         if options.debug { "debug" } else { "release" },
         project::sha256_hex(&raw)
     );
