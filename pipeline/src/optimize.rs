@@ -134,6 +134,11 @@ pub fn options(debug: bool) -> OptimizationOptions {
         opts.enable_feature(f);
     }
     opts.debug_info(debug);
+    // `-lmu`: folds `load(p + C)` into `load offset=C (p)` for C < 1 KiB. The two differ
+    // only when `p + C` wraps past 4 GiB to an address below 1 KiB; rustc links the
+    // stack first (it grows down from 1 MiB towards 0), so a valid access there is a
+    // stack one (`sp + C`, no wrap). Emscripten sets it for the same layout.
+    opts.low_memory_unused(true);
     if !debug {
         opts.add_pass(Pass::StripDebug)
             .add_pass(Pass::StripDwarf)
