@@ -26,7 +26,10 @@ static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocato
 /// every function wasi-libc's dlmalloc object defines keeps it (7.5 KB) out of the
 /// module. The exports rustc gives them are removed by `cargo xtask build` (the
 /// host allocates with `proxy_on_memory_allocate`).
-#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+///
+/// Natively the functions are ordinary ones (no `no_mangle`: the system's `malloc`
+/// stays), so the unit test below checks them.
+#[cfg(any(test, all(target_arch = "wasm32", target_os = "wasi")))]
 mod libc {
     use std::alloc::{alloc, dealloc, Layout};
     use std::ptr::null_mut;
@@ -63,13 +66,13 @@ mod libc {
         unsafe { ptr.cast::<usize>().sub(2).read() }
     }
 
-    #[no_mangle]
-    unsafe extern "C" fn malloc(size: usize) -> *mut u8 {
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
+    pub(super) unsafe extern "C" fn malloc(size: usize) -> *mut u8 {
         unsafe { allocate(size, MIN_ALIGN) }
     }
 
-    #[no_mangle]
-    unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut u8 {
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
+    pub(super) unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut u8 {
         let Some(total) = count.checked_mul(size) else {
             return null_mut();
         };
@@ -83,16 +86,20 @@ mod libc {
         }
     }
 
-    #[no_mangle]
-    unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
+    pub(super) unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
         if !align.is_power_of_two() {
             return null_mut();
         }
         unsafe { allocate(size, align) }
     }
 
-    #[no_mangle]
-    unsafe extern "C" fn posix_memalign(out: *mut *mut u8, align: usize, size: usize) -> i32 {
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
+    pub(super) unsafe extern "C" fn posix_memalign(
+        out: *mut *mut u8,
+        align: usize,
+        size: usize,
+    ) -> i32 {
         const EINVAL: i32 = 28;
         const ENOMEM: i32 = 48;
         if !align.is_power_of_two() || align % size_of_ptr() != 0 {
@@ -113,16 +120,16 @@ mod libc {
         std::mem::size_of::<*mut u8>()
     }
 
-    #[no_mangle]
-    unsafe extern "C" fn malloc_usable_size(ptr: *mut u8) -> usize {
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
+    pub(super) unsafe extern "C" fn malloc_usable_size(ptr: *mut u8) -> usize {
         if ptr.is_null() {
             return 0;
         }
         unsafe { size_of(ptr) }
     }
 
-    #[no_mangle]
-    unsafe extern "C" fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
+    pub(super) unsafe extern "C" fn realloc(ptr: *mut u8, size: usize) -> *mut u8 {
         if ptr.is_null() {
             return unsafe { malloc(size) };
         }
@@ -138,8 +145,8 @@ mod libc {
         }
     }
 
-    #[no_mangle]
-    unsafe extern "C" fn free(ptr: *mut u8) {
+    #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
+    pub(super) unsafe extern "C" fn free(ptr: *mut u8) {
         if ptr.is_null() {
             return;
         }
@@ -152,6 +159,52 @@ mod libc {
                 block,
                 Layout::from_size_align_unchecked(size + align, align),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::libc::*;
+
+    #[test]
+    fn the_c_allocator_keeps_sizes_alignments_and_contents() {
+        unsafe {
+            let a = malloc(5);
+            assert_eq!(a as usize % 16, 0);
+            assert_eq!(malloc_usable_size(a), 5);
+            a.copy_from_nonoverlapping(b"hello".as_ptr(), 5);
+            let a = realloc(a, 4096);
+            assert_eq!(std::slice::from_raw_parts(a, 5), b"hello");
+            assert_eq!(malloc_usable_size(a), 4096);
+            let a = realloc(a, 2);
+            assert_eq!(std::slice::from_raw_parts(a, 2), b"he");
+            free(a);
+
+            let z = calloc(100, 3);
+            assert!(std::slice::from_raw_parts(z, 300).iter().all(|&b| b == 0));
+            free(z);
+            assert!(calloc(usize::MAX, 2).is_null());
+            assert!(malloc(usize::MAX - 8).is_null());
+
+            let big = aligned_alloc(256, 10);
+            assert_eq!(big as usize % 256, 0);
+            assert!(aligned_alloc(24, 10).is_null());
+            let big = realloc(big, 1000);
+            assert_eq!(big as usize % 256, 0, "realloc keeps the alignment");
+            free(big);
+
+            let mut out = std::ptr::null_mut();
+            assert_eq!(posix_memalign(&mut out, 64, 7), 0);
+            assert_eq!(out as usize % 64, 0);
+            free(out);
+            assert_ne!(posix_memalign(&mut out, 3, 7), 0);
+
+            free(std::ptr::null_mut());
+            assert_eq!(malloc_usable_size(std::ptr::null_mut()), 0);
+            let p = realloc(std::ptr::null_mut(), 8);
+            assert!(!p.is_null());
+            free(p);
         }
     }
 }
