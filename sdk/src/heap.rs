@@ -102,7 +102,7 @@ mod libc {
     ) -> i32 {
         const EINVAL: i32 = 28;
         const ENOMEM: i32 = 48;
-        if !align.is_power_of_two() || align % size_of_ptr() != 0 {
+        if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<usize>()) {
             return EINVAL;
         }
         // SAFETY: `out` is the caller's pointer to write the block to.
@@ -114,10 +114,6 @@ mod libc {
             out.write(ptr);
         }
         0
-    }
-
-    const fn size_of_ptr() -> usize {
-        std::mem::size_of::<*mut u8>()
     }
 
     #[cfg_attr(all(target_arch = "wasm32", target_os = "wasi"), no_mangle)]
