@@ -461,10 +461,19 @@ fn refused(ok: bool, op: &'static str, name: &[u8]) -> Result<(), HeaderError> {
     if ok {
         return Ok(());
     }
-    Err(HeaderError::Refused {
-        op,
-        name: String::from_utf8_lossy(name).into(),
-    })
+    // Not `String::from_utf8_lossy` (1 KB of code for this one error): a name that is
+    // not UTF-8 (`remove` takes any bytes) shows each byte past ASCII as U+FFFD.
+    let name = match std::str::from_utf8(name) {
+        Ok(name) => name.into(),
+        Err(_) => name
+            .iter()
+            .map(|&b| match b.is_ascii() {
+                true => char::from(b),
+                false => char::REPLACEMENT_CHARACTER,
+            })
+            .collect(),
+    };
+    Err(HeaderError::Refused { op, name })
 }
 
 /// Why a header write failed: the name or value is illegal, or the proxy
@@ -511,6 +520,17 @@ impl From<InvalidHeader> for HeaderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_write_names_its_header_lossily_only_when_it_is_not_utf8() {
+        assert_eq!(refused(true, "set", b"x-a"), Ok(()));
+        let named = |name: &[u8]| match refused(false, "remove", name) {
+            Err(HeaderError::Refused { op: "remove", name }) => name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&*named("x-é".as_bytes()), "x-é");
+        assert_eq!(&*named(b"x-\xff\xfea"), "x-\u{FFFD}\u{FFFD}a");
+    }
 
     #[test]
     fn byte_errors_print_the_byte_as_two_hex_digits() {
