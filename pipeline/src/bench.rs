@@ -997,6 +997,8 @@ fn lever_builds(
             let status = toolchain
                 .cargo_build(target, root)
                 .args(["--package", &f.name])
+                // Names for `optimize::stub_default_panic_hook`, as `build::build` keeps them.
+                .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
                 .status()
                 .context("cannot run cargo")?;
             if !status.success() {

@@ -87,6 +87,11 @@ pub fn module_for(name: &str) -> Result<PathBuf> {
     Ok(build(&filter, &Options::default())?.path)
 }
 
+/// Part of the optimized module's cache key beside the raw module's digest: bump
+/// it when `validate_and_optimize` changes what it makes of the same raw module,
+/// or a module optimized by the previous pipeline is reused.
+const OPTIMIZE_REVISION: &str = "opt3";
+
 /// Compiles, validates, optimizes and writes one filter.
 pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     let start = Instant::now();
@@ -98,6 +103,9 @@ pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
         cargo
             .env("CARGO_PROFILE_RELEASE_STRIP", "none")
             .env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
+    } else {
+        // Function names, for `optimize::stub_default_panic_hook`; wasm-opt strips them.
+        cargo.env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
     }
     let status = cargo.status().context("cannot run cargo")?;
     if !status.success() {
@@ -126,7 +134,8 @@ pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
     // Optimizing takes seconds: skip it when cargo's output is what we optimized last time.
     let stamp = path.with_extension("wasm.stamp");
     let raw_sha = format!(
-        "{} {}",
+        "{} {} {}",
+        OPTIMIZE_REVISION,
         if options.debug { "debug" } else { "release" },
         project::sha256_hex(&raw)
     );
@@ -190,6 +199,23 @@ pub fn validate_and_optimize(
     let report = abi::check_module(&module);
     if !report.is_ok() {
         return Err(refuse(name, "as compiled", &report));
+    }
+    if module
+        .customs
+        .iter()
+        .any(|(_, c)| c.name() == optimize::HOOKS_SECTION)
+    {
+        optimize::stub_default_panic_hook(&mut module);
+    }
+    if !debug {
+        // The names were only for the step above, and with `strip = "debuginfo"` rustc
+        // also writes these sections, which `strip = true` leaves out and wasm-opt keeps.
+        for func in module.funcs.iter_mut() {
+            func.name = None;
+        }
+        for section in ["producers", "target_features"] {
+            module.customs.remove_raw(section);
+        }
     }
     let removed = optimize::strip_unused_hooks(&mut module);
     let stripped = module.emit_wasm();

@@ -25,9 +25,23 @@ const NEVER_NEEDED: &[&str] = &[
     "proxy_on_response_metadata",
 ];
 
+/// C allocation functions the SDK defines on `wasm32-wasip1` so that wasi-libc links
+/// no allocator of its own (`weir`'s `heap.rs`); rustc exports them, nothing calls
+/// them from outside. `malloc` is the host's allocation export on
+/// `wasm32-unknown-unknown`: it goes only where `proxy_on_memory_allocate` is there.
+const LIBC_ALLOCATOR: &[&str] = &[
+    "calloc",
+    "realloc",
+    "free",
+    "aligned_alloc",
+    "posix_memalign",
+    "malloc_usable_size",
+];
+
 /// Removes the exports of hooks the module's `weir.hooks` section says are unused,
 /// and the section itself. Returns the removed export names; a module without
 /// the section (not built on weir, or an SDK that does not know its hooks) is left whole.
+/// Also removes, unreported, the C allocator exports of a weir module ([`LIBC_ALLOCATOR`]).
 pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
     let Some(section) = module.customs.remove_raw(HOOKS_SECTION) else {
         return Vec::new();
@@ -51,7 +65,59 @@ pub fn strip_unused_hooks(module: &mut walrus::Module) -> Vec<String> {
     for (id, _) in &doomed {
         module.exports.delete(*id);
     }
+    let allocates = module
+        .exports
+        .iter()
+        .any(|e| e.name == "proxy_on_memory_allocate");
+    let libc: Vec<_> = module
+        .exports
+        .iter()
+        .filter(|e| LIBC_ALLOCATOR.contains(&e.name.as_str()) || (allocates && e.name == "malloc"))
+        .map(|e| e.id())
+        .collect();
+    for id in libc {
+        module.exports.delete(id);
+    }
     doomed.into_iter().map(|(_, name)| name).collect()
+}
+
+/// std functions that only std's default panic hook reaches, by their mangled
+/// (v0) names: reading `RUST_BACKTRACE` (`getenv`, and on wasip1 the
+/// environment's allocation) and the hook's writing closure (the thread's name,
+/// stderr, backtrace printing, `getcwd`). A weir module installs its own hook
+/// in `_initialize`, before any of its code runs, so the default hook never
+/// runs; `stub_default_panic_hook` makes these bodies `unreachable` and
+/// wasm-opt drops what only they called.
+const DEFAULT_PANIC_HOOK: &[&str] = &[
+    "3std5panic19get_backtrace_style",
+    "3std9panicking12default_hook0",
+];
+
+/// Replaces the bodies of [`DEFAULT_PANIC_HOOK`]'s functions with `unreachable`
+/// in a weir module (one with a `weir.hooks` section, checked by the caller
+/// before the section is removed); needs the name section. Returns how many.
+pub fn stub_default_panic_hook(module: &mut walrus::Module) -> usize {
+    use walrus::ir::{Instr, Unreachable};
+    let mut stubbed = 0;
+    for func in module.funcs.iter_mut() {
+        let Some(name) = func.name.as_deref() else {
+            continue;
+        };
+        if !DEFAULT_PANIC_HOOK.iter().any(|n| name.contains(n)) {
+            continue;
+        }
+        let walrus::FunctionKind::Local(local) = &mut func.kind else {
+            continue;
+        };
+        let entry = local.entry_block();
+        let block = local.block_mut(entry);
+        block.instrs.clear();
+        block
+            .instrs
+            .push((Instr::Unreachable(Unreachable {}), Default::default()));
+        stubbed += 1;
+    }
+    stubbed
 }
 
 /// The Binaryen options weir uses: `-Oz` with the features rustc emits enabled.
@@ -68,6 +134,11 @@ pub fn options(debug: bool) -> OptimizationOptions {
         opts.enable_feature(f);
     }
     opts.debug_info(debug);
+    // `-lmu`: folds `load(p + C)` into `load offset=C (p)` for C < 1 KiB. The two differ
+    // only when `p + C` wraps past 4 GiB to an address below 1 KiB; rustc links the
+    // stack first (it grows down from 1 MiB towards 0), so a valid access there is a
+    // stack one (`sp + C`, no wrap). Emscripten sets it for the same layout.
+    opts.low_memory_unused(true);
     if !debug {
         opts.add_pass(Pass::StripDebug)
             .add_pass(Pass::StripDwarf)
@@ -81,4 +152,47 @@ pub fn run(input: &Path, output: &Path, debug: bool) -> Result<()> {
     options(debug)
         .run(input, output)
         .with_context(|| format!("wasm-opt failed on {}", input.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use walrus::{FunctionBuilder, Module, ValType};
+
+    fn body(module: &Module, name: &str) -> Vec<String> {
+        let func = module.funcs.by_name(name).expect("function");
+        let walrus::FunctionKind::Local(local) = &module.funcs.get(func).kind else {
+            panic!("not local");
+        };
+        let block = local.block(local.entry_block());
+        block.instrs.iter().map(|(i, _)| format!("{i:?}")).collect()
+    }
+
+    #[test]
+    fn the_default_panic_hooks_helpers_become_unreachable_and_nothing_else() {
+        let mut module = Module::default();
+        let names = [
+            "_RNvNtCset5xJoy1xWQ_3std5panic19get_backtrace_style",
+            "_RNCNvNtCset5xJoy1xWQ_3std9panicking12default_hook0B5_",
+            "_RNvNtCset5xJoy1xWQ_3std9panicking15panic_with_hook",
+        ];
+        for name in names {
+            let mut f = FunctionBuilder::new(&mut module.types, &[], &[ValType::I32]);
+            f.name(name.to_string()).func_body().i32_const(7);
+            let id = f.finish(vec![], &mut module.funcs);
+            module.exports.add(name, id);
+        }
+        assert_eq!(stub_default_panic_hook(&mut module), 2);
+        for name in &names[..2] {
+            let instrs = body(&module, name);
+            assert_eq!(instrs.len(), 1, "{name}: {instrs:?}");
+            assert!(instrs[0].starts_with("Unreachable"), "{name}: {instrs:?}");
+        }
+        assert!(matches!(
+            body(&module, names[2]).as_slice(),
+            [i] if i.starts_with("Const")
+        ));
+        // A body of `unreachable` is valid for any signature.
+        crate::abi::parse(&module.emit_wasm()).expect("a valid module");
+    }
 }

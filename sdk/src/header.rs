@@ -51,17 +51,27 @@ impl fmt::Display for InvalidHeader {
             ),
             InvalidHeader::NameByte { byte, at } => write!(
                 f,
-                "header name has byte 0x{byte:02x} at byte {at}, which is not allowed in an HTTP token"
+                "header name has byte 0x{}{} at byte {at}, which is not allowed in an HTTP token",
+                hex(byte >> 4),
+                hex(byte & 15)
             ),
             InvalidHeader::ValueByte { byte, at } => write!(
                 f,
-                "header value has byte 0x{byte:02x} at byte {at}: NUL, CR and LF are not allowed"
+                "header value has byte 0x{}{} at byte {at}: NUL, CR and LF are not allowed",
+                hex(byte >> 4),
+                hex(byte & 15)
             ),
         }
     }
 }
 
 impl std::error::Error for InvalidHeader {}
+
+/// The lowercase hex digit of `nibble` (0–15): `{:02x}` without core's padded
+/// integer formatting.
+fn hex(nibble: u8) -> char {
+    char::from(b"0123456789abcdef"[usize::from(nibble & 15)])
+}
 
 /// RFC 9110 `tchar`, restricted to lowercase letters.
 fn is_name_byte(b: u8) -> bool {
@@ -376,7 +386,7 @@ impl Headers {
     /// ```
     pub fn snapshot(&self) -> HeaderSnapshot {
         if self.map == Map::RequestHeaders && !WRITTEN.load(Ordering::Relaxed) {
-            if let Some(bytes) = PICKED.take() {
+            if let Some(bytes) = PICKED.try_with(std::cell::Cell::take).ok().flatten() {
                 return HeaderSnapshot { bytes };
             }
         }
@@ -439,12 +449,12 @@ static WRITTEN: AtomicBool = AtomicBool::new(false);
 /// request-headers snapshot.
 pub(crate) fn keep_picked(snapshot: HeaderSnapshot) {
     WRITTEN.store(false, Ordering::Relaxed);
-    PICKED.set(Some(snapshot.bytes));
+    let _ = PICKED.try_with(|p| p.set(Some(snapshot.bytes)));
 }
 
 /// Drops the kept request headers (the entry ended).
 pub(crate) fn take_picked() {
-    drop(PICKED.take());
+    drop(PICKED.try_with(std::cell::Cell::take));
 }
 
 /// `Ok` when the host took a write, else an error naming it. Allocates only on failure.
@@ -453,10 +463,19 @@ fn refused(ok: bool, op: &'static str, name: &[u8]) -> Result<(), HeaderError> {
     if ok {
         return Ok(());
     }
-    Err(HeaderError::Refused {
-        op,
-        name: String::from_utf8_lossy(name).into(),
-    })
+    // Not `String::from_utf8_lossy` (1 KB of code for this one error): a name that is
+    // not UTF-8 (`remove` takes any bytes) shows each byte past ASCII as U+FFFD.
+    let name = match std::str::from_utf8(name) {
+        Ok(name) => name.into(),
+        Err(_) => name
+            .iter()
+            .map(|&b| match b.is_ascii() {
+                true => char::from(b),
+                false => char::REPLACEMENT_CHARACTER,
+            })
+            .collect(),
+    };
+    Err(HeaderError::Refused { op, name })
 }
 
 /// Why a header write failed: the name or value is illegal, or the proxy
@@ -503,6 +522,37 @@ impl From<InvalidHeader> for HeaderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_write_names_its_header_lossily_only_when_it_is_not_utf8() {
+        assert_eq!(refused(true, "set", b"x-a"), Ok(()));
+        let named = |name: &[u8]| match refused(false, "remove", name) {
+            Err(HeaderError::Refused { op: "remove", name }) => name,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(&*named("x-é".as_bytes()), "x-é");
+        assert_eq!(&*named(b"x-\xff\xfea"), "x-\u{FFFD}\u{FFFD}a");
+    }
+
+    #[test]
+    fn byte_errors_print_the_byte_as_two_hex_digits() {
+        for byte in 0..=255u8 {
+            let e = InvalidHeader::ValueByte { byte, at: 7 };
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "header value has byte 0x{byte:02x} at byte 7: NUL, CR and LF are not allowed"
+                )
+            );
+            let e = InvalidHeader::NameByte {
+                byte: byte | 0x80,
+                at: 0,
+            };
+            assert!(e
+                .to_string()
+                .contains(&format!("0x{:02x} at byte 0", byte | 0x80)));
+        }
+    }
 
     #[test]
     fn names_follow_the_token_rule() {

@@ -60,6 +60,7 @@ pub mod config;
 mod context;
 mod filter;
 pub mod header;
+mod heap;
 pub mod hooks;
 mod host;
 mod identity;

@@ -41,7 +41,7 @@ thread_local! {
 
 /// Records the filter's name for the lines written from here on.
 pub(crate) fn set_filter_name(name: &'static str) {
-    FILTER.with(|f| f.set(name));
+    let _ = FILTER.try_with(|f| f.set(name));
 }
 
 /// The filter's name, as its log lines carry it (empty before the VM started).
@@ -51,7 +51,7 @@ pub(crate) fn set_filter_name(name: &'static str) {
 /// # let _ = name;
 /// ```
 pub fn filter_name() -> &'static str {
-    FILTER.with(Cell::get)
+    FILTER.try_with(Cell::get).unwrap_or("")
 }
 
 /// True when the proxy writes lines at `level` (one host call; true when the host cannot say).
