@@ -893,11 +893,12 @@ pub fn request_work(wasm: &[u8], configuration: &str) -> Result<(f64, f64)> {
     request_work_by_hook(wasm, configuration).map(|(calls, instructions, _)| (calls, instructions))
 }
 
+/// Host calls and wasm instructions per request, and the wasm instructions per
+/// request of each export entered.
+pub type WorkByHook = (f64, f64, Vec<(&'static str, f64)>);
+
 /// [`request_work`], and the wasm instructions per request of each export it entered.
-pub fn request_work_by_hook(
-    wasm: &[u8],
-    configuration: &str,
-) -> Result<(f64, f64, Vec<(&'static str, f64)>)> {
+pub fn request_work_by_hook(wasm: &[u8], configuration: &str) -> Result<WorkByHook> {
     type Hooks = Vec<(&'static str, u64)>;
     fn call(
         m: &mut weir_wasm_host::Instance<TwinHost>,
@@ -939,7 +940,7 @@ pub fn request_work_by_hook(
         shared: Default::default(),
         calls: 0,
     };
-    let run = move || -> Result<(f64, f64, Vec<(&'static str, f64)>)> {
+    let run = move || -> Result<WorkByHook> {
         let mut m =
             weir_wasm_host::Instance::new(wasm, host).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut hooks = Hooks::new();
