@@ -325,13 +325,12 @@ impl<C> RuleSet<C> {
 #[cold]
 #[inline(never)]
 fn refuse(e: PathError) {
-    let reply = crate::LocalReply::new(400)
-        .body("invalid path\n")
-        .details(e.details());
-    if let Err(err) = reply.send() {
+    // The host call itself, not a `LocalReply`: its builder, header list and
+    // formatted error are code this one fixed reply does not need.
+    if !host::send_local_reply(400, e.details(), b"invalid path\n", &[], None) {
         crate::log::log(
             crate::log::Level::Warn,
-            &format!("cannot refuse a path the rules cannot judge: {err}"),
+            "cannot refuse a path the rules cannot judge: the proxy refused a local reply with status 400",
         );
     }
 }

@@ -556,7 +556,16 @@ pub mod wasm {
                                 self.holes -= 1;
                             }
                         }
-                        Err(at) => self.slots.insert(at, (id, Some(stream))),
+                        Err(at) => {
+                            // `Vec::insert` by hand: pushed, then moved down to `at`
+                            // (without `insert`'s out-of-range panic message).
+                            self.slots.push((id, Some(stream)));
+                            let mut i = self.slots.len() - 1;
+                            while i > at {
+                                self.slots.swap(i - 1, i);
+                                i -= 1;
+                            }
+                        }
                     }
                 }
                 _ => self.slots.push((id, Some(stream))),
