@@ -1,7 +1,6 @@
 //! Header names, values and maps: checked before the host sees them, never trapping on what it returns.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::host::{self, Map};
@@ -662,37 +661,33 @@ pub struct SnapshotIter<'a> {
 }
 
 impl<'a> SnapshotIter<'a> {
-    /// Steps over the next pair: where its name and value are in `bytes`. The pair's
-    /// two sizes, then its name and value (each followed by a NUL); anything out of
-    /// bounds ends the iteration. Few checks: every request looks its headers up here.
-    fn advance(&mut self) -> Option<(Range<usize>, Range<usize>)> {
+    /// Steps over the next pair: its name and value. The pair's two sizes, then its
+    /// name and value (each followed by a NUL); anything out of bounds ends the
+    /// iteration. Each range is checked once, here, with no panic path: every
+    /// request looks its headers up here.
+    #[inline]
+    fn advance(&mut self) -> Option<(&'a [u8], &'a [u8])> {
         if self.index >= self.count {
             return None;
         }
+        let bytes = self.bytes;
+        let data = self.data;
         let sizes = self.index.wrapping_mul(8).wrapping_add(4);
-        let pair = match self.bytes.get(sizes..).and_then(|b| b.get(..8)) {
-            Some(&[a, b, c, d, e, f, g, h]) => {
-                let klen = u32::from_le_bytes([a, b, c, d]) as usize;
-                let vlen = u32::from_le_bytes([e, f, g, h]) as usize;
-                let key_end = self.data.checked_add(klen);
-                let value_at = key_end.and_then(|k| k.checked_add(1));
-                let value_end = value_at.and_then(|v| v.checked_add(vlen));
-                match (key_end, value_at, value_end) {
-                    (Some(key_end), Some(value_at), Some(value_end))
-                        if value_end <= self.bytes.len() =>
-                    {
-                        Some((self.data..key_end, value_at..value_end))
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        let Some((key, value)) = pair else {
+        let pair = (|| {
+            let s = bytes.get(sizes..sizes.checked_add(8)?)?;
+            let klen = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
+            let vlen = u32::from_le_bytes([s[4], s[5], s[6], s[7]]) as usize;
+            let key_end = data.checked_add(klen)?;
+            let value_at = key_end.checked_add(1)?;
+            let value_end = value_at.checked_add(vlen)?;
+            let value = bytes.get(value_at..value_end)?;
+            Some((bytes.get(data..key_end)?, value, value_end))
+        })();
+        let Some((key, value, value_end)) = pair else {
             self.index = self.count;
             return None;
         };
-        self.data = value.end.saturating_add(1);
+        self.data = value_end.saturating_add(1);
         self.index += 1;
         Some((key, value))
     }
@@ -701,8 +696,8 @@ impl<'a> SnapshotIter<'a> {
     /// only when the lengths agree).
     fn next_named(&mut self, name: &[u8]) -> Option<&'a [u8]> {
         while let Some((key, value)) = self.advance() {
-            if key.len() == name.len() && self.bytes[key].eq_ignore_ascii_case(name) {
-                return Some(&self.bytes[value]);
+            if key.len() == name.len() && key.eq_ignore_ascii_case(name) {
+                return Some(value);
             }
         }
         None
@@ -712,9 +707,9 @@ impl<'a> SnapshotIter<'a> {
 impl<'a> Iterator for SnapshotIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        let (key, value) = self.advance()?;
-        Some((&self.bytes[key], &self.bytes[value]))
+        self.advance()
     }
 }
 

@@ -179,10 +179,7 @@ impl Properties {
 
     /// The downstream peer's address (`source.address`), when it is an IP socket.
     pub fn source_address(&self) -> Option<SocketAddr> {
-        Value(host::property_at(b"source\0address")?)
-            .to_str()?
-            .parse()
-            .ok()
+        socket_address(&host::property_at(b"source\0address")?)
     }
 
     /// The name of the route the request matched (`xds.route_name`).
@@ -199,6 +196,49 @@ impl Properties {
     pub fn root_id(&self) -> Option<Value> {
         self.get(&["plugin_root_id"])
     }
+}
+
+/// `bytes` as a socket address, as `SocketAddr`'s parser reads it. The common
+/// `a.b.c.d:port` is read in one pass over the bytes (every request of a filter
+/// that judges its source reads one); anything else, IPv6 included, goes to the
+/// standard parser.
+fn socket_address(bytes: &[u8]) -> Option<SocketAddr> {
+    match plain_v4(bytes) {
+        Some(address) => Some(address),
+        None => std::str::from_utf8(bytes).ok()?.parse().ok(),
+    }
+}
+
+/// `a.b.c.d:port` in decimal without leading zeros, or `None` for anything else
+/// (which the standard parser then judges): only forms it reads the same way.
+fn plain_v4(bytes: &[u8]) -> Option<SocketAddr> {
+    let mut octets = [0u8; 4];
+    let mut parts = 0;
+    let mut value = 0u32;
+    let mut digits = 0;
+    for &b in bytes {
+        match b {
+            b'0'..=b'9' => {
+                // No leading zero, at most 5 digits (a port).
+                if (digits == 1 && value == 0) || digits == 5 {
+                    return None;
+                }
+                value = value * 10 + u32::from(b - b'0');
+                digits += 1;
+            }
+            b'.' | b':' if digits > 0 && value <= 255 => {
+                if (b == b':') != (parts == 3) {
+                    return None;
+                }
+                *octets.get_mut(parts)? = value as u8;
+                parts += 1;
+                (value, digits) = (0, 0);
+            }
+            _ => return None,
+        }
+    }
+    let port = u16::try_from(value).ok()?;
+    (parts == 4 && digits > 0).then(|| SocketAddr::from((octets, port)))
 }
 
 /// How long a filter state object lives (Envoy's `LifeSpan`).
@@ -381,6 +421,45 @@ impl FromProperty for Vec<(Value, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_addresses_parse_as_the_standard_parser_reads_them() {
+        for text in [
+            "127.0.0.1:40000",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "10.1.2.3:8080",
+            "256.0.0.1:80",
+            "1.2.3.4:65536",
+            "1.2.3.4:99999",
+            "01.2.3.4:80",
+            "1.2.3.4:080",
+            "1.2.3.4:00",
+            "1.2.3.4:",
+            "1.2.3.4",
+            "1.2.3:80",
+            "1.2.3.4.5:80",
+            "1.2.3.4:80:1",
+            "1.2.3.4:80x",
+            " 1.2.3.4:80",
+            "1.2.3.4:1000000",
+            "1111.2.3.4:80",
+            "1..3.4:80",
+            "[::1]:443",
+            "[::ffff:10.0.0.1]:80",
+            "[fe80::1%2]:80",
+            "",
+            "pipe:/tmp/x",
+        ] {
+            assert_eq!(
+                socket_address(text.as_bytes()),
+                text.parse::<SocketAddr>().ok(),
+                "{text:?}"
+            );
+        }
+        assert!(plain_v4(b"127.0.0.1:40000").is_some());
+        assert_eq!(socket_address(b"\xff1.2.3.4:80"), None);
+    }
 
     #[test]
     fn envoys_encodings_decode_and_wrong_sizes_are_errors() {

@@ -173,19 +173,27 @@ impl Cidr {
     }
 
     /// True when `ip` is inside the network (IPv4-mapped IPv6 addresses count as IPv4).
+    /// IPv4 is compared in 32 bits (most sources, and no 128-bit shifts).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let (net, ip, bits): (u128, u128, u32) = match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n).into(), u32::from(i).into(), 32),
-            (IpAddr::V6(n), IpAddr::V6(i)) => (n.into(), i.into(), 128),
-            _ => return false,
-        };
-        let shift = bits - u32::from(self.prefix);
-        shift >= bits || (net >> shift) == (ip >> shift)
+        let prefix = u32::from(self.prefix);
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => v4_within(net.into(), ip.into(), prefix),
+            (IpAddr::V4(net), IpAddr::V6(ip)) => ip
+                .to_ipv4_mapped()
+                .is_some_and(|ip| v4_within(net.into(), ip.into(), prefix)),
+            (IpAddr::V6(net), IpAddr::V6(ip)) if ip.to_ipv4_mapped().is_none() => {
+                let shift = 128 - prefix;
+                shift >= 128 || (u128::from(net) >> shift) == (u128::from(ip) >> shift)
+            }
+            _ => false,
+        }
     }
+}
+
+/// `ip` in the IPv4 network `net`/`prefix`.
+fn v4_within(net: u32, ip: u32, prefix: u32) -> bool {
+    let shift = 32 - prefix;
+    shift >= 32 || (net >> shift) == (ip >> shift)
 }
 
 impl<'de> serde::Deserialize<'de> for Cidr {
@@ -237,10 +245,19 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
     }
     // One host call for every header the policy reads, the path included (`:path`
     // is what `request.path` gives, canonicalized the same way).
+    let need_path = !config.deny_path_prefixes.is_empty();
+    if !need_path && config.deny_headers.is_empty() && config.require_headers.is_empty() {
+        return None;
+    }
     let headers = cx.headers().snapshot();
-    if !config.deny_path_prefixes.is_empty() {
+    let judged = if config.require_headers.len() <= Judged::MAX_REQUIRED {
+        Judged::in_one_pass(config, &headers, need_path)
+    } else {
+        Judged::rule_by_rule(config, &headers, need_path)
+    };
+    if need_path {
         // A CONNECT has no path, so no prefix to match.
-        if let Some(raw) = headers.get(":path") {
+        if let Some(raw) = judged.path {
             match weir::path::canonicalize(raw) {
                 Ok(path) => {
                     if config
@@ -255,21 +272,87 @@ fn verdict(cx: &mut Request<'_, Config>) -> Option<&'static str> {
             }
         }
     }
-    if config
-        .deny_headers
-        .iter()
-        .any(|h| h.matches(&headers, Copies::Any))
-    {
+    if judged.denied {
         return Some("access_control_header_denied");
     }
-    if !config
-        .require_headers
-        .iter()
-        .all(|h| h.matches(&headers, Copies::All))
-    {
+    if !judged.required {
         return Some("access_control_header_required");
     }
     None
+}
+
+/// What the policy's header rules found in a request's headers.
+struct Judged<'a> {
+    /// The first `:path`, when the path is judged.
+    path: Option<&'a [u8]>,
+    /// Some `deny_headers` rule matched.
+    denied: bool,
+    /// Every `require_headers` rule passed.
+    required: bool,
+}
+
+impl<'a> Judged<'a> {
+    /// The most `require_headers` judged in one pass (one bit each).
+    const MAX_REQUIRED: usize = 64;
+
+    /// Every rule judged in one walk over the headers: each header is held against
+    /// each rule's name (lengths first), instead of one walk per rule.
+    fn in_one_pass(config: &Config, headers: &'a HeaderSnapshot, need_path: bool) -> Self {
+        let named = |name: &[u8], rule: &HeaderRule| {
+            let want = rule.name.as_str().as_bytes();
+            name.len() == want.len() && name.eq_ignore_ascii_case(want)
+        };
+        let mut path = None;
+        let mut denied = false;
+        // Bit `i`: `require_headers[i]` was present / had a copy it does not accept.
+        let (mut present, mut refused) = (0u64, 0u64);
+        for (name, value) in headers.iter() {
+            if need_path && path.is_none() && name.eq_ignore_ascii_case(b":path") {
+                path = Some(value);
+            }
+            if !denied {
+                denied = config.deny_headers.iter().any(|rule| {
+                    named(name, rule) && (rule.values.is_empty() || rule.denies_copy(value))
+                });
+            }
+            for (i, rule) in config.require_headers.iter().enumerate() {
+                if named(name, rule) {
+                    present |= 1 << i;
+                    if !rule.values.is_empty() && !rule.accepts_copy(value) {
+                        refused |= 1 << i;
+                    }
+                }
+            }
+        }
+        let all = match config.require_headers.len() {
+            64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
+        Judged {
+            path,
+            denied,
+            required: present == all && refused == 0,
+        }
+    }
+
+    /// Rule by rule, one walk over the headers each (any number of rules).
+    fn rule_by_rule(config: &Config, headers: &'a HeaderSnapshot, need_path: bool) -> Self {
+        Judged {
+            path: if need_path {
+                headers.get(":path")
+            } else {
+                None
+            },
+            denied: config
+                .deny_headers
+                .iter()
+                .any(|h| h.matches(headers, Copies::Any)),
+            required: config
+                .require_headers
+                .iter()
+                .all(|h| h.matches(headers, Copies::All)),
+        }
+    }
 }
 
 /// Denies what the policy denies; lets everything else through untouched.

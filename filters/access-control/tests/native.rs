@@ -412,3 +412,87 @@ fn every_element_of_merged_headers_is_judged() {
         )
         .forwarded());
 }
+
+/// Up to 64 `require_headers` are judged in one walk over the headers, more rule by
+/// rule: both give the same verdicts, priorities included (path, then denied, then
+/// required).
+#[test]
+fn many_header_rules_are_judged_like_few() {
+    for extra in [0, 63, 64, 70] {
+        let mut require = vec![
+            r#"{"name": "x-key", "values": ["a", "b"]}"#.to_owned(),
+            r#"{"name": "x-tenant"}"#.to_owned(),
+        ];
+        require.extend((0..extra).map(|i| format!(r#"{{"name": "x-r{i}"}}"#)));
+        let config = format!(
+            r#"{{"deny_path_prefixes": ["/admin"],
+                "deny_headers": [{{"name": "x-bad"}}, {{"name": "x-mode", "values": ["debug"]}}],
+                "require_headers": [{}]}}"#,
+            require.join(",")
+        );
+        let mut f = TestFilter::<AccessControl>::configure(&config).unwrap();
+        let full = |path: &str| {
+            let mut r = TestRequest::get(path)
+                .header("x-key", "a")
+                .header("x-tenant", "t");
+            for i in 0..extra {
+                r = r.header(&format!("x-r{i}"), "1");
+            }
+            r
+        };
+        let details = |f: &mut TestFilter<AccessControl>, r: TestRequest| {
+            let ex = f.send(r);
+            if ex.forwarded() {
+                None
+            } else {
+                ex.reply_details().map(str::to_owned)
+            }
+        };
+        let at = format!("{extra} extra rules");
+        assert_eq!(details(&mut f, full("/x")), None, "{at}");
+        assert_eq!(
+            details(&mut f, full("/x").header("x-key", "b")),
+            None,
+            "{at}"
+        );
+        assert_eq!(
+            details(&mut f, full("/x").header("x-key", "c")).as_deref(),
+            Some("access_control_header_required"),
+            "{at}"
+        );
+        assert_eq!(
+            details(&mut f, TestRequest::get("/x").header("x-key", "a")).as_deref(),
+            Some("access_control_header_required"),
+            "{at}"
+        );
+        assert_eq!(
+            details(&mut f, full("/x").header("x-mode", "normal, debug")).as_deref(),
+            Some("access_control_header_denied"),
+            "{at}"
+        );
+        assert_eq!(
+            details(&mut f, TestRequest::get("/x").header("x-bad", "")).as_deref(),
+            Some("access_control_header_denied"),
+            "{at}"
+        );
+        assert_eq!(
+            details(&mut f, TestRequest::get("/admin/x").header("x-bad", "1")).as_deref(),
+            Some("access_control_path_denied"),
+            "{at}"
+        );
+        if extra > 0 {
+            let last = format!("x-r{}", extra - 1);
+            let mut r = TestRequest::get("/x")
+                .header("x-key", "a")
+                .header("x-tenant", "t");
+            for i in 0..extra - 1 {
+                r = r.header(&format!("x-r{i}"), "1");
+            }
+            assert_eq!(
+                details(&mut f, r).as_deref(),
+                Some("access_control_header_required"),
+                "{at}: {last} missing"
+            );
+        }
+    }
+}
