@@ -151,6 +151,24 @@ impl<'a> Scan<'a> {
         usize::from(self.shift[usize::from(data[at + self.last])])
     }
 
+    /// [`jump`](Scan::jump) in the lanes' hot loop: `lasts` is the data from the first
+    /// window's last byte on, so the window at `at` ends at `lasts[at]`; `at` is below
+    /// `lasts.len()`, which the caller proves, so the byte is read without a bounds check.
+    ///
+    /// Measured in Envoy (`bench --streaming --instructions`, 1 MiB of the bench's
+    /// text): reading `data[at + last]` with its check cost 2.43 M instructions per MiB
+    /// over the read-only floor; `lasts[at]` with its check 1.78 M; this 1.44 M.
+    ///
+    /// # Safety
+    ///
+    /// `at < lasts.len()`.
+    #[inline(always)]
+    unsafe fn jump_unchecked(&self, lasts: &[u8], at: usize) -> usize {
+        debug_assert!(at < lasts.len(), "window {at} of {}", lasts.len());
+        // SAFETY: the caller's promise.
+        usize::from(self.shift[usize::from(unsafe { *lasts.get_unchecked(at) })])
+    }
+
     /// The first pattern listed that starts at `at`.
     #[inline]
     fn starts_at(&self, data: &[u8], at: usize) -> Option<usize> {
@@ -215,6 +233,10 @@ impl<'a> Scan<'a> {
         );
         let (e0, e1, e2, e3, e4, e5) = (a1, a2, a3, a4, a5, to);
         let mut hit: [Option<usize>; LANES] = [None; LANES];
+        // Each window's last byte, by the window's start: `to` of them.
+        let Some(lasts) = data.get(self.last..self.last + to) else {
+            return self.first_alone(data, from, to); // `to` is never past the windows
+        };
         loop {
             // Jumps that cannot take any stretch past its end (one jumps at most
             // `most`), with no end to compare: until one may hold a match.
@@ -227,14 +249,20 @@ impl<'a> Scan<'a> {
             }
             let mut safe = (room - 1) / self.most + 1;
             let stop = loop {
-                let (j0, j1, j2, j3, j4, j5) = (
-                    self.jump(data, a0),
-                    self.jump(data, a1),
-                    self.jump(data, a2),
-                    self.jump(data, a3),
-                    self.jump(data, a4),
-                    self.jump(data, a5),
-                );
+                // SAFETY: each stretch k is short of its end: a_k < e_k <= to =
+                // lasts.len(). It holds at the first step (`room` > 0), and after s
+                // steps a_k has grown by at most s * most < room <= e_k - a_k (at the
+                // loop's start), since s < safe = (room - 1) / most + 1.
+                let (j0, j1, j2, j3, j4, j5) = unsafe {
+                    (
+                        self.jump_unchecked(lasts, a0),
+                        self.jump_unchecked(lasts, a1),
+                        self.jump_unchecked(lasts, a2),
+                        self.jump_unchecked(lasts, a3),
+                        self.jump_unchecked(lasts, a4),
+                        self.jump_unchecked(lasts, a5),
+                    )
+                };
                 if (j0 == 0) | (j1 == 0) | (j2 == 0) | (j3 == 0) | (j4 == 0) | (j5 == 0) {
                     // One or more may hold a match: look; a stretch with none goes on.
                     break self.look(data, &mut a0, e0, &mut hit[0])
