@@ -360,11 +360,11 @@ impl HttpFilter for Redact {
         let config = cx.config();
         let headers = cx.headers();
         let listed = headers.get("content-type").is_some_and(|t| {
-            let t = t.as_bytes().to_ascii_lowercase();
-            config
-                .content_types
-                .iter()
-                .any(|p| t.starts_with(p.to_ascii_lowercase().as_bytes()))
+            let t = t.as_bytes();
+            config.content_types.iter().any(|p| {
+                t.get(..p.len())
+                    .is_some_and(|start| start.eq_ignore_ascii_case(p.as_bytes()))
+            })
         });
         let encoded = headers
             .get("content-encoding")

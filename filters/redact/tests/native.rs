@@ -266,3 +266,27 @@ fn a_body_cut_anywhere_comes_out_as_if_masked_whole() {
     }
     assert!(masked > 1000, "only {masked} matches");
 }
+
+#[test]
+fn content_types_match_by_prefix_whatever_their_case() {
+    let config = r##"{"patterns": ["hunter2"], "mask": "#", "content_types": ["Text/", "application/JSON"]}"##;
+    for (content_type, masked) in [
+        ("text/plain", true),
+        ("TEXT/HTML; charset=utf-8", true),
+        ("Application/Json", true),
+        ("application/jso", false),
+        ("tex", false),
+        ("image/png", false),
+    ] {
+        let mut f = TestFilter::<Redact>::configure(config).unwrap();
+        let ex = f.send(
+            TestRequest::get("/").respond_with(
+                TestResponse::new(200)
+                    .header("content-type", content_type)
+                    .chunk("pw=hunter2"),
+            ),
+        );
+        let want: &[u8] = if masked { b"pw=#######" } else { b"pw=hunter2" };
+        assert_eq!(ex.response_body(), want, "{content_type}");
+    }
+}
