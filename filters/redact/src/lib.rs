@@ -377,39 +377,63 @@ impl HttpFilter for Redact {
 
     fn on_response_body(&mut self, cx: &mut Response<'_, Config>) -> weir::Result {
         let config = cx.config();
+        let (patterns, mask) = (&config.patterns, config.mask as u8);
         let mut data = cx.body().read();
         if data.is_empty() && self.carry.is_empty() {
             return Ok(Action::Continue);
         }
-        // A tail held from the last chunk goes first; the usual chunk has none and
-        // is scanned where the host put it, with no copy.
-        let held = !self.carry.is_empty();
-        if held {
-            let mut joined = std::mem::take(&mut self.carry);
-            joined.extend_from_slice(&data);
-            data = joined;
+        let longest = patterns.iter().map(String::len).max().unwrap_or(0);
+        // A tail held from the last chunk goes first. Usually the chunk is long: the
+        // held bytes and the chunk's first bytes (all a match starting in them can
+        // reach) are scanned apart, and the held bytes go out in front of the chunk
+        // (`prepend`), so the chunk is neither copied nor written back for them.
+        // A short chunk is joined to them.
+        let mut held = std::mem::take(&mut self.carry);
+        let mut skip = 0; // bytes of `data` a match starting in `held` covers
+        let mut found = 0;
+        let mut changed = false;
+        if !held.is_empty() && data.len() >= 2 * longest {
+            let h = held.len();
+            let reach = longest - 1;
+            held.extend_from_slice(&data[..reach]);
+            let (n, resume) = mask_matches_before(&mut held, patterns, mask, h);
+            if n > 0 {
+                data[..reach].copy_from_slice(&held[h..]);
+                found += n;
+                changed = true;
+            }
+            skip = resume - h;
+            held.truncate(h);
+        } else if !held.is_empty() {
+            held.extend_from_slice(&data);
+            data = std::mem::take(&mut held);
+            changed = true;
         }
         // Bytes that may begin a secret the next chunk completes wait for it: no
         // match starts among them now (one starting earlier may run into them).
+        // With the held bytes apart, the chunk is at least `2 * longest` long, so
+        // the tail (shorter than `longest`) starts after `skip`.
         let hold = if cx.end_of_stream() {
             0
         } else {
-            unfinished_tail(&data, &config.patterns)
+            unfinished_tail(&data, patterns)
         };
-        let limit = data.len() - hold;
-        let (found, resume) =
-            mask_matches_before(&mut data, &config.patterns, config.mask as u8, limit);
+        let limit = (data.len() - hold).max(skip);
+        let (n, resume) = mask_matches_before(&mut data[skip..], patterns, mask, limit - skip);
+        let resume = skip + resume;
+        found += n;
         if found > 0 {
             MATCHES.add(found);
         }
-        let hold = data.len() - resume;
-        if hold > 0 {
+        if resume < data.len() {
             self.carry.extend_from_slice(&data[resume..]);
             data.truncate(resume);
+            changed = true;
         }
-        if held || found > 0 || hold > 0 {
+        if changed || n > 0 {
             cx.body().replace(&data)?;
         }
+        cx.body().prepend(&held)?;
         Ok(Action::Continue)
     }
 }

@@ -213,7 +213,7 @@ fn a_body_cut_anywhere_comes_out_as_if_masked_whole() {
         (seed % n as u64) as usize
     };
     let mut masked = 0;
-    for round in 0..400 {
+    for round in 0..1000 {
         let json = configs[round % configs.len()];
         let patterns: Vec<String> = match json {
             EXAMPLE => vec!["sk_live_51HxQz".into(), "hunter2".into()],
