@@ -80,12 +80,13 @@ pub fn log(level: Level, message: &str) {
 /// [`enabled`] said yes.
 #[doc(hidden)]
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
+    // Written into one `String` (no `format!`: its `expect` and `Display`s of `&str`).
     let name = filter_name();
-    let line = if name.is_empty() {
-        args.to_string()
-    } else {
-        format!("{name}: {args}")
-    };
+    let mut line = String::from(name);
+    if !name.is_empty() {
+        line.push_str(": ");
+    }
+    let _ = fmt::Write::write_fmt(&mut line, args);
     crate::host::log(level as u32, &line);
 }
 

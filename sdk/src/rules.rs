@@ -164,7 +164,7 @@ fn rule(
     i: usize,
     start: usize,
 ) -> Result<(String, Matcher, Vec<Entry<'_>>), ConfigError> {
-    let at = format!("{RULES}[{i}]");
+    let at = indexed(RULES, i);
     let fields = json::entries_at(bytes, start, false).map_err(|e| error_under(e, bytes, &at))?;
     let mut m = Matcher::default();
     let mut own = Vec::with_capacity(fields.len());
@@ -184,7 +184,9 @@ fn rule(
                 match canonicalize(item) {
                     Ok(c) => *item = c.into_owned(),
                     Err(e) => {
-                        return Err(ConfigError::at(format!("{at}.{key}[{j}]"), e.to_string()))
+                        let mut field = String::from(at.as_str());
+                        field.push('.');
+                        return Err(ConfigError::at(indexed(&(field + key), j), e.message()));
                     }
                 }
             }
@@ -333,6 +335,15 @@ fn refuse(e: PathError) {
             "cannot refuse a path the rules cannot judge: the proxy refused a local reply with status 400",
         );
     }
+}
+
+/// `name[i]`.
+fn indexed(name: &str, i: usize) -> String {
+    let mut s = String::from(name);
+    s.push('[');
+    json::decimal(&mut s, i as u64);
+    s.push(']');
+    s
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
