@@ -244,17 +244,17 @@ impl<C> RuleSet<C> {
         }
         let route = self
             .need(BY_ROUTE)
-            .then(|| host::property(&["xds", "route_name"]))
+            .then(|| host::property_at(b"xds\0route_name"))
             .flatten();
         let host = self
             .need(BY_DOMAIN)
-            .then(|| host::property(&["request", "host"]))
+            .then(|| host::property_at(b"request\0host"))
             .flatten();
         let paths = self.need(BY_PATH);
         // `:path` is what `request.path` gives.
         let headers = (snapshot && paths).then(|| Headers::new(Map::RequestHeaders).snapshot());
         let property = (!snapshot && paths)
-            .then(|| host::property(&["request", "path"]))
+            .then(|| host::property_at(b"request\0path"))
             .flatten();
         let path = match &headers {
             Some(h) => h.get(":path"),
