@@ -512,10 +512,16 @@ impl fmt::Display for HeaderError {
                 // Quoted as `{:?}` would, without core's Unicode tables (config::json::quoted).
                 let mut quoted = String::new();
                 crate::config::json::quoted(&mut quoted, name);
-                write!(
-                    f,
-                    "the proxy refused to {op} header {quoted}: this map can no longer be changed here"
-                )
+                for part in [
+                    "the proxy refused to ",
+                    op,
+                    " header ",
+                    &quoted,
+                    ": this map can no longer be changed here",
+                ] {
+                    f.write_str(part)?;
+                }
+                Ok(())
             }
         }
     }

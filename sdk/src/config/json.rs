@@ -103,7 +103,19 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: Display>(msg: T) -> Self {
-        Error::new(msg.to_string(), None)
+        // `write!`, not `to_string`: its `expect` links core's padding code.
+        let mut m = String::new();
+        let _ = write!(m, "{msg}");
+        Error::new(m, None)
+    }
+
+    // serde's defaults format the name with `{}`; same text, by hand.
+    fn missing_field(field: &'static str) -> Self {
+        named("missing field `", field)
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        named("duplicate field `", field)
     }
 
     // serde's defaults format `Unexpected` with its `Display`, which links
@@ -136,6 +148,16 @@ impl de::Error for Error {
 #[inline(never)]
 fn expected(m: &mut String, exp: &dyn Expected) {
     let _ = write!(m, ", expected {exp}");
+}
+
+/// `<what><name>``.
+#[cold]
+#[inline(never)]
+fn named(what: &str, name: &str) -> Error {
+    let mut m = String::from(what);
+    m.push_str(name);
+    m.push('`');
+    Error::new(m, None)
 }
 
 /// `unknown field `x`, expected one of `a`, `b``, worded as serde words it.
