@@ -146,15 +146,23 @@ fn error_under(e: json::Error, whole: &[u8], at: &str) -> ConfigError {
 /// The top-level object's own entries, and where each rule of `_rules_` starts.
 fn split(bytes: &[u8]) -> Result<(Vec<Entry<'_>>, Vec<usize>), ConfigError> {
     let top = json::entries_at(bytes, 0, true).map_err(|e| error_under(e, bytes, ""))?;
-    let (rules, global): (Vec<_>, Vec<_>) = top.into_iter().partition(|e| e.key == RULES);
-    let rules = match rules.last() {
-        Some(e) => json::list_at(bytes, e.value(), None)
-            .map_err(|e| error_under(e, bytes, RULES))?
-            .iter()
-            .map(Entry::value)
-            .collect(),
-        None => Vec::new(),
-    };
+    // Plain loops, not `partition` and `collect`: less generic code in every module.
+    let mut global = Vec::with_capacity(top.len());
+    let mut list = None;
+    for entry in top {
+        if entry.key == RULES {
+            list = Some(entry.value());
+        } else {
+            global.push(entry);
+        }
+    }
+    let mut rules = Vec::new();
+    if let Some(at) = list {
+        let items = json::list_at(bytes, at, None).map_err(|e| error_under(e, bytes, RULES))?;
+        for item in &items {
+            rules.push(item.value());
+        }
+    }
     Ok((global, rules))
 }
 
@@ -214,11 +222,12 @@ fn merged<C: DeserializeOwned>(
 
 /// `base`'s entries not in `over`, then `over`'s.
 fn merge<'de>(base: &[Entry<'de>], over: Vec<Entry<'de>>) -> Vec<Entry<'de>> {
-    let mut entries: Vec<Entry<'de>> = base
-        .iter()
-        .filter(|b| !over.iter().any(|o| o.key == b.key))
-        .cloned()
-        .collect();
+    let mut entries = Vec::with_capacity(base.len() + over.len());
+    for b in base {
+        if !over.iter().any(|o| o.key == b.key) {
+            entries.push(b.clone());
+        }
+    }
     entries.extend(over);
     entries
 }
