@@ -109,7 +109,13 @@ pub(crate) fn panicked(info: &std::panic::PanicHookInfo<'_>) {
         }
     }
     // As std's: the message only when it is text.
-    let (colon, message) = match info.payload_as_str() {
+    // `PanicHookInfo::payload_as_str`, which needs Rust 1.91 (weir's MSRV is 1.89).
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    let (colon, message) = match text {
         Some(message) => (":\n", message),
         None => ("", ""),
     };
