@@ -547,22 +547,28 @@ pub mod wasm {
         }
 
         fn insert(&mut self, id: u32, stream: Stream<F>) {
-            if self.slots.last().is_some_and(|(last, _)| *last >= id) {
-                // Not from Envoy, which never reuses or goes back; kept correct anyway.
-                if let Some(at) = self.find(id) {
-                    if self.slots[at].1.replace(stream).is_none() {
-                        self.holes -= 1;
+            match self.slots.last() {
+                Some((last, _)) if *last >= id => {
+                    // Not from Envoy, which never reuses or goes back; kept correct anyway.
+                    match self.slots.binary_search_by_key(&id, |(i, _)| *i) {
+                        Ok(at) => {
+                            if self.slots[at].1.replace(stream).is_none() {
+                                self.holes -= 1;
+                            }
+                        }
+                        Err(at) => {
+                            // `Vec::insert` by hand: pushed, then moved down to `at`
+                            // (without `insert`'s out-of-range panic message).
+                            self.slots.push((id, Some(stream)));
+                            let mut i = self.slots.len() - 1;
+                            while i > at {
+                                self.slots.swap(i - 1, i);
+                                i -= 1;
+                            }
+                        }
                     }
-                    return;
                 }
-            }
-            // Pushed, then moved down to its place (`Vec::insert` by hand, without its
-            // out-of-range panic message): the newest request stays where it is.
-            self.slots.push((id, Some(stream)));
-            let mut i = self.slots.len() - 1;
-            while i > 0 && self.slots[i - 1].0 > id {
-                self.slots.swap(i - 1, i);
-                i -= 1;
+                _ => self.slots.push((id, Some(stream))),
             }
         }
 
