@@ -90,7 +90,7 @@ pub fn module_for(name: &str) -> Result<PathBuf> {
 /// Part of the optimized module's cache key beside the raw module's digest: bump
 /// it when `validate_and_optimize` changes what it makes of the same raw module,
 /// or a module optimized by the previous pipeline is reused.
-const OPTIMIZE_REVISION: &str = "opt5";
+const OPTIMIZE_REVISION: &str = "opt7";
 
 /// Compiles, validates, optimizes and writes one filter.
 pub fn build(filter: &Filter, options: &Options) -> Result<Built> {
@@ -206,6 +206,7 @@ pub fn validate_and_optimize(
         .any(|(_, c)| c.name() == optimize::HOOKS_SECTION)
     {
         optimize::stub_default_panic_hook(&mut module);
+        optimize::forward_duplicates(&mut module);
     }
     if !debug {
         // The names were only for the step above, and with `strip = "debuginfo"` rustc

@@ -250,6 +250,51 @@ mod tests {
         std::fs::read(path).expect("read add-header")
     }
 
+    /// Counts the header writes of each request (by the effective context).
+    #[derive(Default)]
+    struct Writes {
+        sets: Vec<Vec<u8>>,
+    }
+
+    impl Proxy for Writes {
+        fn map_set(&mut self, _map: u32, name: &[u8], _value: &[u8]) -> bool {
+            self.sets.push(name.to_vec());
+            true
+        }
+    }
+
+    #[test]
+    fn requests_created_out_of_order_each_run_and_delete_cleanly() {
+        // Envoy hands out increasing ids; the module's stream table stays sorted
+        // (and correct) for a host that does not.
+        let mut vm = weir_wasm_host::Instance::new(&add_header(), Writes::default()).unwrap();
+        vm.call("_initialize", &[]).unwrap();
+        vm.call("proxy_on_context_create", &[1, 0]).unwrap();
+        assert_eq!(vm.call("proxy_on_configure", &[1, 0]).unwrap(), Some(1));
+        let ids = [10, 4, 7, 12, 2];
+        for id in ids {
+            vm.call("proxy_on_context_create", &[id, 1]).unwrap();
+        }
+        // A second create of a live id replaces its request.
+        vm.call("proxy_on_context_create", &[7, 1]).unwrap();
+        for id in ids {
+            vm.call("proxy_on_response_headers", &[id, 0, 0]).unwrap();
+        }
+        assert_eq!(vm.proxy().sets.len(), ids.len(), "one header per request");
+        // An unknown id runs nothing.
+        vm.call("proxy_on_response_headers", &[5, 0, 0]).unwrap();
+        assert_eq!(vm.proxy().sets.len(), ids.len());
+        for id in [4, 12, 2, 10, 7] {
+            vm.call("proxy_on_delete", &[id]).unwrap();
+            vm.call("proxy_on_response_headers", &[id, 0, 0]).unwrap();
+        }
+        assert_eq!(vm.proxy().sets.len(), ids.len(), "a deleted request ran");
+        // An id below every deleted one, created again, runs.
+        vm.call("proxy_on_context_create", &[3, 1]).unwrap();
+        vm.call("proxy_on_response_headers", &[3, 0, 0]).unwrap();
+        assert_eq!(vm.proxy().sets.len(), ids.len() + 1);
+    }
+
     #[test]
     fn add_header_accepts_its_example_config() {
         let example = crate::project::filter("add-header")

@@ -47,10 +47,11 @@ impl ConfigError {
         if at.is_empty() {
             return self;
         }
-        let field = match self.field {
-            Some(f) => format!("{at}.{f}"),
-            None => at.to_owned(),
-        };
+        let mut field = String::from(at);
+        if let Some(f) = self.field {
+            field.push('.');
+            field.push_str(&f);
+        }
         ConfigError {
             field: Some(field),
             message: self.message,
@@ -61,7 +62,12 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.field {
-            Some(field) => write!(f, "field `{field}`: {}", self.message),
+            Some(field) => {
+                f.write_str("field `")?;
+                f.write_str(field)?;
+                f.write_str("`: ")?;
+                f.write_str(&self.message)
+            }
             None => f.write_str(&self.message),
         }
     }

@@ -41,26 +41,37 @@ pub enum InvalidHeader {
 
 impl fmt::Display for InvalidHeader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InvalidHeader::EmptyName => f.write_str("header name is empty"),
-            InvalidHeader::NameByte { byte, at } if byte.is_ascii_uppercase() => write!(
-                f,
-                "header name has uppercase '{}' at byte {at}: use lowercase names",
-                *byte as char
+        // Written by hand: `write!` with a `char` links core's padding code.
+        let (start, byte, at, end) = match *self {
+            InvalidHeader::EmptyName => return f.write_str("header name is empty"),
+            InvalidHeader::NameByte { byte, at } if byte.is_ascii_uppercase() => {
+                let mut m = String::from("header name has uppercase '");
+                m.push(char::from(byte));
+                m.push_str("' at byte ");
+                crate::config::json::decimal(&mut m, at as u64);
+                m.push_str(": use lowercase names");
+                return f.write_str(&m);
+            }
+            InvalidHeader::NameByte { byte, at } => (
+                "header name has byte 0x",
+                byte,
+                at,
+                ", which is not allowed in an HTTP token",
             ),
-            InvalidHeader::NameByte { byte, at } => write!(
-                f,
-                "header name has byte 0x{}{} at byte {at}, which is not allowed in an HTTP token",
-                hex(byte >> 4),
-                hex(byte & 15)
+            InvalidHeader::ValueByte { byte, at } => (
+                "header value has byte 0x",
+                byte,
+                at,
+                ": NUL, CR and LF are not allowed",
             ),
-            InvalidHeader::ValueByte { byte, at } => write!(
-                f,
-                "header value has byte 0x{}{} at byte {at}: NUL, CR and LF are not allowed",
-                hex(byte >> 4),
-                hex(byte & 15)
-            ),
-        }
+        };
+        let mut m = String::from(start);
+        m.push(hex(byte >> 4));
+        m.push(hex(byte & 15));
+        m.push_str(" at byte ");
+        crate::config::json::decimal(&mut m, at as u64);
+        m.push_str(end);
+        f.write_str(&m)
     }
 }
 
@@ -501,10 +512,16 @@ impl fmt::Display for HeaderError {
                 // Quoted as `{:?}` would, without core's Unicode tables (config::json::quoted).
                 let mut quoted = String::new();
                 crate::config::json::quoted(&mut quoted, name);
-                write!(
-                    f,
-                    "the proxy refused to {op} header {quoted}: this map can no longer be changed here"
-                )
+                for part in [
+                    "the proxy refused to ",
+                    op,
+                    " header ",
+                    &quoted,
+                    ": this map can no longer be changed here",
+                ] {
+                    f.write_str(part)?;
+                }
+                Ok(())
             }
         }
     }

@@ -78,14 +78,62 @@ pub fn log(level: Level, message: &str) {
 
 /// Formats and writes one line tagged with the filter's name: what the macros call once
 /// [`enabled`] said yes.
+/// Logs `parts`, joined, as one line tagged with the filter's name (what the
+/// macros do, without formatting: for the SDK's own lines).
+pub(crate) fn line(level: Level, parts: &[&str]) {
+    if !enabled(level) {
+        return;
+    }
+    let name = filter_name();
+    let mut line = String::from(name);
+    if !name.is_empty() {
+        line.push_str(": ");
+    }
+    for part in parts {
+        line.push_str(part);
+    }
+    crate::host::log(level as u32, &line);
+}
+
+/// Logs a panic at critical as `<filter>: filter panicked: panicked at
+/// <file>:<line>:<column>:\n<message>`, std's words, written by hand (std's
+/// `PanicHookInfo` `Display` links core's padding code).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn panicked(info: &std::panic::PanicHookInfo<'_>) {
+    let mut at = String::new();
+    if let Some(location) = info.location() {
+        at.push_str(location.file());
+        for n in [location.line(), location.column()] {
+            at.push(':');
+            crate::config::json::decimal(&mut at, n.into());
+        }
+    }
+    // As std's: the message only when it is text.
+    // `PanicHookInfo::payload_as_str`, which needs Rust 1.91 (weir's MSRV is 1.89).
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    let (colon, message) = match text {
+        Some(message) => (":\n", message),
+        None => ("", ""),
+    };
+    line(
+        Level::Critical,
+        &["filter panicked: panicked at ", &at, colon, message],
+    );
+}
+
 #[doc(hidden)]
 pub fn write(level: Level, args: fmt::Arguments<'_>) {
+    // Written into one `String` (no `format!`: its `expect` and `Display`s of `&str`).
     let name = filter_name();
-    let line = if name.is_empty() {
-        args.to_string()
-    } else {
-        format!("{name}: {args}")
-    };
+    let mut line = String::from(name);
+    if !name.is_empty() {
+        line.push_str(": ");
+    }
+    let _ = fmt::Write::write_fmt(&mut line, args);
     crate::host::log(level as u32, &line);
 }
 

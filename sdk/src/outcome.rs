@@ -26,7 +26,15 @@ pub struct Error(Box<str>);
 impl Error {
     /// An error with this message.
     pub fn new(message: impl fmt::Display) -> Self {
-        Error(message.to_string().into())
+        // `write!`, not `to_string`: its `expect` links core's padding code.
+        let mut text = String::new();
+        let _ = fmt::Write::write_fmt(&mut text, format_args!("{message}"));
+        Error(text.into())
+    }
+
+    /// The message.
+    pub(crate) fn message(&self) -> &str {
+        &self.0
     }
 }
 

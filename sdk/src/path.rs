@@ -48,14 +48,21 @@ pub enum PathError {
 
 impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.write_str(self.message())
+    }
+}
+
+impl PathError {
+    /// The `Display` text.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
             PathError::Missing => "the request has no path",
             PathError::NotAbsolute => "the path does not start with `/`",
             PathError::EncodedSlash => "the path has an encoded `/` or `\\` (%2F, %5C)",
             PathError::Backslash => "the path has a `\\`",
             PathError::InvalidEscape => "the path has a `%` not followed by two hex digits",
             PathError::ControlByte => "the path has a control byte or %00",
-        })
+        }
     }
 }
 

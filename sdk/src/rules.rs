@@ -146,15 +146,23 @@ fn error_under(e: json::Error, whole: &[u8], at: &str) -> ConfigError {
 /// The top-level object's own entries, and where each rule of `_rules_` starts.
 fn split(bytes: &[u8]) -> Result<(Vec<Entry<'_>>, Vec<usize>), ConfigError> {
     let top = json::entries_at(bytes, 0, true).map_err(|e| error_under(e, bytes, ""))?;
-    let (rules, global): (Vec<_>, Vec<_>) = top.into_iter().partition(|e| e.key == RULES);
-    let rules = match rules.last() {
-        Some(e) => json::list_at(bytes, e.value(), None)
-            .map_err(|e| error_under(e, bytes, RULES))?
-            .iter()
-            .map(Entry::value)
-            .collect(),
-        None => Vec::new(),
-    };
+    // Plain loops, not `partition` and `collect`: less generic code in every module.
+    let mut global = Vec::with_capacity(top.len());
+    let mut list = None;
+    for entry in top {
+        if entry.key == RULES {
+            list = Some(entry.value());
+        } else {
+            global.push(entry);
+        }
+    }
+    let mut rules = Vec::new();
+    if let Some(at) = list {
+        let items = json::list_at(bytes, at, None).map_err(|e| error_under(e, bytes, RULES))?;
+        for item in &items {
+            rules.push(item.value());
+        }
+    }
     Ok((global, rules))
 }
 
@@ -164,7 +172,7 @@ fn rule(
     i: usize,
     start: usize,
 ) -> Result<(String, Matcher, Vec<Entry<'_>>), ConfigError> {
-    let at = format!("{RULES}[{i}]");
+    let at = indexed(RULES, i);
     let fields = json::entries_at(bytes, start, false).map_err(|e| error_under(e, bytes, &at))?;
     let mut m = Matcher::default();
     let mut own = Vec::with_capacity(fields.len());
@@ -184,7 +192,9 @@ fn rule(
                 match canonicalize(item) {
                     Ok(c) => *item = c.into_owned(),
                     Err(e) => {
-                        return Err(ConfigError::at(format!("{at}.{key}[{j}]"), e.to_string()))
+                        let mut field = String::from(at.as_str());
+                        field.push('.');
+                        return Err(ConfigError::at(indexed(&(field + key), j), e.message()));
                     }
                 }
             }
@@ -212,11 +222,12 @@ fn merged<C: DeserializeOwned>(
 
 /// `base`'s entries not in `over`, then `over`'s.
 fn merge<'de>(base: &[Entry<'de>], over: Vec<Entry<'de>>) -> Vec<Entry<'de>> {
-    let mut entries: Vec<Entry<'de>> = base
-        .iter()
-        .filter(|b| !over.iter().any(|o| o.key == b.key))
-        .cloned()
-        .collect();
+    let mut entries = Vec::with_capacity(base.len() + over.len());
+    for b in base {
+        if !over.iter().any(|o| o.key == b.key) {
+            entries.push(b.clone());
+        }
+    }
     entries.extend(over);
     entries
 }
@@ -242,17 +253,17 @@ impl<C> RuleSet<C> {
         }
         let route = self
             .need(BY_ROUTE)
-            .then(|| host::property(&["xds", "route_name"]))
+            .then(|| host::property_at(b"xds\0route_name"))
             .flatten();
         let host = self
             .need(BY_DOMAIN)
-            .then(|| host::property(&["request", "host"]))
+            .then(|| host::property_at(b"request\0host"))
             .flatten();
         let paths = self.need(BY_PATH);
         // `:path` is what `request.path` gives.
         let headers = (snapshot && paths).then(|| Headers::new(Map::RequestHeaders).snapshot());
         let property = (!snapshot && paths)
-            .then(|| host::property(&["request", "path"]))
+            .then(|| host::property_at(b"request\0path"))
             .flatten();
         let path = match &headers {
             Some(h) => h.get(":path"),
@@ -335,8 +346,19 @@ fn refuse(e: PathError) {
     }
 }
 
+/// `name[i]`.
+fn indexed(name: &str, i: usize) -> String {
+    let mut s = String::from(name);
+    s.push('[');
+    json::decimal(&mut s, i as u64);
+    s.push(']');
+    s
+}
+
+/// Whether `needle` occurs in `haystack`. Not `windows`: its panic for a zero
+/// size formats a `&str`, which links core's padding code (~1.4 KB) into the module.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    (0..haystack.len()).any(|i| haystack.get(i..).is_some_and(|h| h.starts_with(needle)))
 }
 
 /// Whether `pattern`, a rule's matcher of `kind`, matches the request's attribute.

@@ -150,7 +150,7 @@ pub(crate) struct Stream<F: HttpFilter> {
 /// A hook's action; an `Err` is logged (`<filter>: <hook>: <error>`) and the request continues.
 fn finish(hook: &str, result: crate::Result) -> Action {
     result.unwrap_or_else(|e| {
-        crate::warn!("{hook}: {e}");
+        crate::log::line(crate::log::Level::Warn, &[hook, ": ", e.message()]);
         Action::Continue
     })
 }
@@ -696,7 +696,7 @@ pub mod wasm {
             crate::log::set_filter_name(name);
             std::panic::set_hook(Box::new(move |info| {
                 crate::log::set_filter_name(name);
-                crate::critical!("filter panicked: {info}");
+                crate::log::panicked(info);
             }));
         }
 

@@ -69,17 +69,25 @@ impl Error {
                 .iter()
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
-        format!("{} at line {line} column {column}", self.0.message)
+        let mut m = self.0.message.clone();
+        m.push_str(" at line ");
+        decimal(&mut m, line as u64);
+        m.push_str(" column ");
+        decimal(&mut m, column as u64);
+        m
     }
 
     /// Puts the error under `prefix` (its path, and the error's own below it).
     pub(crate) fn under(mut self, prefix: &str) -> Self {
         if !prefix.is_empty() {
-            self.0.path = Some(match self.0.path.take() {
-                Some(p) if p.starts_with('[') => format!("{prefix}{p}"),
-                Some(p) => format!("{prefix}.{p}"),
-                None => prefix.to_owned(),
-            });
+            let mut path = String::from(prefix);
+            if let Some(p) = self.0.path.take() {
+                if !p.starts_with('[') {
+                    path.push('.');
+                }
+                path.push_str(&p);
+            }
+            self.0.path = Some(path);
         }
         self
     }
@@ -95,7 +103,19 @@ impl std::error::Error for Error {}
 
 impl de::Error for Error {
     fn custom<T: Display>(msg: T) -> Self {
-        Error::new(msg.to_string(), None)
+        // `write!`, not `to_string`: its `expect` links core's padding code.
+        let mut m = String::new();
+        let _ = write!(m, "{msg}");
+        Error::new(m, None)
+    }
+
+    // serde's defaults format the name with `{}`; same text, by hand.
+    fn missing_field(field: &'static str) -> Self {
+        named("missing field `", field)
+    }
+
+    fn duplicate_field(field: &'static str) -> Self {
+        named("duplicate field `", field)
     }
 
     // serde's defaults format `Unexpected` with its `Display`, which links
@@ -103,7 +123,7 @@ impl de::Error for Error {
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
         let mut m = String::from("invalid type: ");
         unexpected(&mut m, &unexp);
-        let _ = write!(m, ", expected {exp}");
+        expected(&mut m, exp);
         Error::new(m, None)
     }
 
@@ -119,16 +139,36 @@ impl de::Error for Error {
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
         let mut m = String::from("invalid value: ");
         unexpected(&mut m, &unexp);
-        let _ = write!(m, ", expected {exp}");
+        expected(&mut m, exp);
         Error::new(m, None)
     }
+}
+
+/// `, expected <exp>`: the one place a message formats an `Expected`.
+#[inline(never)]
+fn expected(m: &mut String, exp: &dyn Expected) {
+    let _ = write!(m, ", expected {exp}");
+}
+
+/// `<what><name>``.
+#[cold]
+#[inline(never)]
+fn named(what: &str, name: &str) -> Error {
+    let mut m = String::from(what);
+    m.push_str(name);
+    m.push('`');
+    Error::new(m, None)
 }
 
 /// `unknown field `x`, expected one of `a`, `b``, worded as serde words it.
 #[cold]
 #[inline(never)]
 fn unknown(what: &str, name: &str, expected: &[&str]) -> Error {
-    let mut m = format!("unknown {what} `{name}`, ");
+    let mut m = String::from("unknown ");
+    m.push_str(what);
+    m.push_str(" `");
+    m.push_str(name);
+    m.push_str("`, ");
     match expected {
         [] => {
             m.push_str("there are no ");
@@ -213,7 +253,7 @@ fn unexpected(out: &mut String, u: &Unexpected<'_>) {
 
 /// `n` in decimal, without core's integer formatting (`u64`'s and `i64`'s
 /// `Display` are otherwise linked for this alone).
-fn decimal(out: &mut String, mut n: u64) {
+pub(crate) fn decimal(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -370,11 +410,19 @@ impl<'de> Deserializer<'de> {
         if e.0.path.is_none() && !self.path.is_empty() {
             let mut p = String::new();
             for seg in &self.path {
-                let _ = match seg {
-                    Seg::Index(i) => write!(p, "[{i}]"),
-                    Seg::Key(k) if p.is_empty() => write!(p, "{k}"),
-                    Seg::Key(k) => write!(p, ".{k}"),
-                };
+                match seg {
+                    Seg::Index(i) => {
+                        p.push('[');
+                        decimal(&mut p, *i as u64);
+                        p.push(']');
+                    }
+                    Seg::Key(k) => {
+                        if !p.is_empty() {
+                            p.push('.');
+                        }
+                        p.push_str(k);
+                    }
+                }
             }
             e.0.path = Some(p);
         }
@@ -821,7 +869,7 @@ impl<'de> Deserializer<'de> {
                 Err(e) => return e,
             },
         };
-        let _ = write!(m, ", expected {exp}");
+        expected(&mut m, exp);
         Error::new(m, Some(offset))
     }
 
@@ -848,10 +896,13 @@ impl<'de> Deserializer<'de> {
         } else {
             "value: integer"
         };
-        Error::new(
-            format!("invalid {kind} `{text}`, expected {exp}"),
-            Some(self.index),
-        )
+        let mut m = String::from("invalid ");
+        m.push_str(kind);
+        m.push_str(" `");
+        m.push_str(text);
+        m.push('`');
+        expected(&mut m, exp);
+        Error::new(m, Some(self.index))
     }
 
     /// A number for a float visitor (the only path that parses floating point).
