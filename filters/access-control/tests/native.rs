@@ -496,3 +496,32 @@ fn many_header_rules_are_judged_like_few() {
         }
     }
 }
+
+/// Header names are passed over by length before they are compared: names of 63
+/// bytes and longer share one length class, and still match only themselves.
+#[test]
+fn long_header_names_are_judged_by_name() {
+    let long = |c: &str, n: usize| format!("x-{}", c.repeat(n - 2));
+    let (required, other, denied) = (long("r", 70), long("o", 70), long("d", 63));
+    let config = format!(
+        r#"{{"require_headers": [{{"name": "{required}", "values": ["yes"]}}],
+            "deny_headers": [{{"name": "{denied}"}}]}}"#
+    );
+    let mut f = TestFilter::<AccessControl>::configure(&config).unwrap();
+    let details = |f: &mut TestFilter<AccessControl>, r: TestRequest| {
+        let ex = f.send(r);
+        (!ex.forwarded()).then(|| ex.reply_details().map(str::to_owned))
+    };
+    let ok = || TestRequest::get("/").header(&required, "yes");
+    assert_eq!(details(&mut f, ok()), None);
+    assert_eq!(details(&mut f, ok().header(&other, "1")), None);
+    assert_eq!(
+        details(&mut f, TestRequest::get("/").header(&other, "yes")),
+        Some(Some("access_control_header_required".into()))
+    );
+    assert_eq!(
+        details(&mut f, ok().header(&denied, "")),
+        Some(Some("access_control_header_denied".into()))
+    );
+    assert_eq!(details(&mut f, ok().header(&long("d", 64), "")), None);
+}
