@@ -230,7 +230,7 @@ impl Callout {
     /// is not UTF-8 (or is illegal) makes sending fail with an error.
     pub fn header(mut self, name: impl AsHeaderName, value: impl AsHeaderValue) -> Self {
         let checked = match (name.header_name(), value.header_value()) {
-            (Ok(n), Ok(v)) => match (std::str::from_utf8(n), std::str::from_utf8(v)) {
+            (Ok(n), Ok(v)) => match (crate::utf8::str(n), crate::utf8::str(v)) {
                 (Ok(_), Ok(_)) => Ok((n, v)),
                 _ => Err("callout header values must be UTF-8".to_owned()),
             },
@@ -387,7 +387,7 @@ impl CalloutResponse {
     /// The first value of header `name` as text; `None` when absent or not UTF-8
     /// (then [`header_bytes`](Self::header_bytes) has it).
     pub fn header_str(&self, name: impl AsHeaderName) -> Option<&str> {
-        std::str::from_utf8(self.header_bytes(name)?).ok()
+        crate::utf8::str(self.header_bytes(name)?).ok()
     }
 
     /// Every value of header `name`, in order, as bytes.

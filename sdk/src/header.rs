@@ -147,7 +147,7 @@ impl HeaderValue {
 
     /// The value as text, or `None` when it is not UTF-8.
     pub fn to_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        crate::utf8::str(&self.0).ok()
     }
 }
 
@@ -301,7 +301,7 @@ impl Value {
 
     /// The value as text, or `None` when it is not UTF-8.
     pub fn to_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        crate::utf8::str(&self.0).ok()
     }
 
     /// Takes the bytes.
@@ -475,7 +475,7 @@ fn refused(ok: bool, op: &'static str, name: &[u8]) -> Result<(), HeaderError> {
     }
     // Not `String::from_utf8_lossy` (1 KB of code for this one error): a name that is
     // not UTF-8 (`remove` takes any bytes) shows each byte past ASCII as U+FFFD.
-    let name = match std::str::from_utf8(name) {
+    let name = match crate::utf8::str(name) {
         Ok(name) => name.into(),
         Err(_) => name
             .iter()

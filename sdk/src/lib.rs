@@ -74,6 +74,7 @@ pub mod queue;
 mod reply;
 pub mod rules;
 mod runtime;
+mod utf8;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

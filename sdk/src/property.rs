@@ -205,7 +205,7 @@ impl Properties {
 fn socket_address(bytes: &[u8]) -> Option<SocketAddr> {
     match plain_v4(bytes) {
         Some(address) => Some(address),
-        None => std::str::from_utf8(bytes).ok()?.parse().ok(),
+        None => crate::utf8::str(bytes).ok()?.parse().ok(),
     }
 }
 
@@ -400,7 +400,7 @@ impl FromProperty for Vec<u8> {
 impl FromProperty for String {
     fn from_property(bytes: Vec<u8>) -> Result<Self, PropertyError> {
         let len = bytes.len();
-        String::from_utf8(bytes).map_err(|_| PropertyError::WrongType {
+        crate::utf8::string(bytes).map_err(|_| PropertyError::WrongType {
             expected: "UTF-8 string",
             len,
         })

@@ -123,7 +123,7 @@ impl<'a> Field<'a> {
 
     /// A `string` field; `None` when it is not UTF-8.
     pub fn as_str(&self) -> Option<&'a str> {
-        std::str::from_utf8(self.as_bytes()?).ok()
+        crate::utf8::str(self.as_bytes()?).ok()
     }
 
     /// A message field's own fields.

@@ -506,12 +506,8 @@ impl<'de> Deserializer<'de> {
 
     fn utf8(&self, from: usize, to: usize) -> Result<&'de str> {
         let bytes = self.input.get(from..to).unwrap_or_default();
-        std::str::from_utf8(bytes).map_err(|e| {
-            Error::at(
-                "invalid unicode code point",
-                (from + e.valid_up_to() + 1).min(to),
-            )
-        })
+        crate::utf8::str(bytes)
+            .map_err(|valid| Error::at("invalid unicode code point", (from + valid + 1).min(to)))
     }
 
     /// One escape after its backslash.
@@ -612,7 +608,7 @@ impl<'de> Deserializer<'de> {
         }
         // ASCII only: the sign, digits, `.` and exponent just read.
         let text = self.input.get(start..self.index).unwrap_or_default();
-        let text = std::str::from_utf8(text).unwrap_or_default();
+        let text = crate::utf8::str(text).unwrap_or_default();
         Ok(match value.filter(|_| !float) {
             Some(n) if !negative => Number::Unsigned(n),
             // serde_json reads `-0` as the float -0.0.
@@ -983,7 +979,7 @@ impl Scalar<'_> {
             Scalar::Bool(false) => ("boolean", "false"),
             Scalar::Null => return out.push_str("null"),
             Scalar::Number(Number::Other { text, float: true }) => ("floating point", *text),
-            Scalar::Number(_) => ("integer", std::str::from_utf8(written).unwrap_or_default()),
+            Scalar::Number(_) => ("integer", crate::utf8::str(written).unwrap_or_default()),
         };
         out.push_str(kind);
         out.push_str(" `");
