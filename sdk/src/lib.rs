@@ -74,10 +74,10 @@ pub mod queue;
 mod reply;
 pub mod rules;
 mod runtime;
-mod utf8;
 pub mod shared;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+mod utf8;
 pub mod vm;
 
 pub use body::{Body, BodyMode};
