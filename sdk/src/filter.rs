@@ -55,8 +55,8 @@ pub trait HttpFilter: Default + 'static {
 
     /// Whether the configuration may carry per-route `_rules_` ([`crate::rules`]).
     /// `false` refuses `_rules_` as an unknown field would be, and leaves the
-    /// rule parser and path matching out of the module (about 16 KB of an
-    /// optimized module: add-header 68.2 KB → 52.4 KB; BENCHMARKS.md, "Size").
+    /// rule parser and path matching out of the module (about 8 KB of add-header
+    /// after weir's pipeline, measured in issue 15's second round; BENCHMARKS.md).
     const RULES: bool = true;
 
     /// The most body bytes weir holds for a body hook in [`BodyMode::Buffer`]. A
