@@ -218,6 +218,13 @@ strip = true
 debug = false
 incremental = false
 
+# Dev builds without dependencies' debug info: each test binary would otherwise carry
+# hundreds of MB of DWARF (Binaryen's C++ among it). Own crates keep line tables.
+[profile.dev]
+debug = "line-tables-only"
+[profile.dev.package."*"]
+debug = false
+
 # The toolchain compiles Binaryen (C++) once; optimized even in dev builds of xtask,
 # or `wasm-opt -Oz` and the in-process Wasm host run at debug speed.
 [profile.dev.package.wasm-opt-sys]

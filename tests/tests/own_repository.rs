@@ -318,8 +318,9 @@ fn the_generated_release_workflow_passes_zizmor_and_actionlint() {
 
 /// The publishable crates pass `cargo package`, verification included (it builds each
 /// packaged crate as crates.io would, in this workspace's target directory). Profiles come
-/// only from a workspace's root manifest, so the verifying build gets ours as `--config`:
-/// without them it compiles Binaryen again at opt-level 0 (7 minutes on 2 cores).
+/// only from a workspace's root manifest, so the verifying build gets ours as `--config`
+/// (opt-levels and debug info): without them it compiles every dependency again, Binaryen
+/// at opt-level 0 among them (7 minutes on 2 cores).
 /// The crates weir publishes, in dependency order.
 const PUBLISHED: &[&str] = &["weir-macros", "weir-wasm-host", "weir-sdk", "weir-build"];
 
@@ -332,12 +333,12 @@ fn the_publishable_crates_package() {
         .args(
             ["wasm-opt-sys", "walrus", "wasmi", "rustls-pki-types"]
                 .iter()
-                .flat_map(|p| {
-                    [
-                        "--config".to_owned(),
-                        format!("profile.dev.package.{p}.opt-level=2"),
-                    ]
-                }),
+                .map(|p| format!("profile.dev.package.{p}.opt-level=2"))
+                .chain([
+                    r#"profile.dev.debug="line-tables-only""#.to_owned(),
+                    r#"profile.dev.package."*".debug=false"#.to_owned(),
+                ])
+                .flat_map(|setting| ["--config".to_owned(), setting]),
         )
         .current_dir(checkout())
         .output()
