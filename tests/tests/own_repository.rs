@@ -74,6 +74,25 @@ fn cargo(dir: &Path, args: &[&str], stdin: Option<&str>) -> Step {
     }
 }
 
+/// The `[profile…]` settings of a Cargo manifest, sorted, each as a `--config` value:
+/// `profile.dev.package."*".debug=false`. (Our manifests keep one `key = value` per line.)
+fn profile_settings(manifest: &str) -> Vec<String> {
+    let mut section: Option<&str> = None;
+    let mut settings = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = header.starts_with("profile.").then_some(header);
+        } else if let (Some(section), Some((key, value))) = (section, line.split_once('=')) {
+            settings.push(format!("{section}.{}={}", key.trim(), value.trim()));
+        }
+    }
+    settings.sort();
+    settings
+}
+
 fn must(step: Step) -> Step {
     assert!(step.ok, "{}", step.log);
     step
@@ -115,6 +134,18 @@ fn a_project_made_by_init_outside_this_checkout_builds_tests_pushes_and_deploys(
     ] {
         assert!(files.contains(&f), "init did not write {f}: {files:?}");
     }
+    // Same profiles as ours, or the shared target directory holds a second build of every
+    // dependency (Binaryen's C++ included: 7 minutes and gigabytes of disk).
+    let ours = profile_settings(&std::fs::read_to_string(repo.join("Cargo.toml")).unwrap());
+    assert!(
+        ours.iter().any(|s| s.starts_with("profile.dev.")),
+        "no dev profile read from our Cargo.toml: {ours:?}"
+    );
+    assert_eq!(
+        profile_settings(&std::fs::read_to_string(project.join("Cargo.toml")).unwrap()),
+        ours,
+        "the project's profiles differ from this workspace's (pipeline/src/init.rs)"
+    );
     let main = std::fs::read_to_string(project.join("xtask/src/main.rs")).unwrap();
     assert!(
         main.lines().count() <= 6 && main.contains("weir_build::cli::main()"),
@@ -331,13 +362,8 @@ fn the_publishable_crates_package() {
         .args(["package", "--allow-dirty"])
         .args(PUBLISHED.iter().flat_map(|p| ["-p", p]))
         .args(
-            ["wasm-opt-sys", "walrus", "wasmi", "rustls-pki-types"]
-                .iter()
-                .map(|p| format!("profile.dev.package.{p}.opt-level=2"))
-                .chain([
-                    r#"profile.dev.debug="line-tables-only""#.to_owned(),
-                    r#"profile.dev.package."*".debug=false"#.to_owned(),
-                ])
+            profile_settings(&std::fs::read_to_string(checkout().join("Cargo.toml")).unwrap())
+                .into_iter()
                 .flat_map(|setting| ["--config".to_owned(), setting]),
         )
         .current_dir(checkout())
