@@ -25,8 +25,8 @@ pub struct Options {
     pub rounds: u32,
     /// Seconds of load per variant per round.
     pub seconds: u32,
-    /// Concurrent connections.
-    pub connections: u32,
+    /// Concurrent connections (default 16; with `streaming`, [`streaming::CONNECTIONS`]).
+    pub connections: Option<u32>,
     /// Instead of the comparison: send at least N requests through add-header and
     /// report errors and Envoy's memory over time.
     pub load: Option<u64>,
@@ -392,7 +392,7 @@ fn start(subject: &Subject) -> Result<Envoy> {
     Envoy::start_on(&b, Some(0))
 }
 
-fn measure(args: &Options, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
+fn measure(rounds: u32, seconds: u32, connections: u32) -> Result<Vec<Variant>> {
     let filters = project::filters()?;
     let subjects = subjects(&filters)?;
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(); subjects.len()];
@@ -416,9 +416,9 @@ fn measure(args: &Options, rounds: u32, seconds: u32) -> Result<Vec<Variant>> {
                     continue;
                 }
             };
-            let _warm = wrk(envoy.port, 1, args.connections);
+            let _warm = wrk(envoy.port, 1, connections);
             let cpu_before = cpu_seconds(envoy.pid());
-            let mut run = wrk(envoy.port, seconds, args.connections)?;
+            let mut run = wrk(envoy.port, seconds, connections)?;
             if let (Some(before), Some(after)) = (cpu_before, cpu_seconds(envoy.pid())) {
                 run.envoy_cpu_us = (after - before) * 1e6 / run.requests.max(1) as f64;
             }
@@ -649,10 +649,40 @@ pub fn out_dir(options: &Options) -> PathBuf {
         .unwrap_or_else(|| project::root().join("target").join("bench"))
 }
 
+/// Connections when `--connections` is not given (the request-rate comparisons).
+pub const CONNECTIONS: u32 = 16;
+
+/// Refuses options that cannot mean anything, before anything is built or started.
+pub fn check(options: &Options) -> Result<()> {
+    for (flag, value) in [
+        ("--rounds", Some(options.rounds)),
+        ("--seconds", Some(options.seconds)),
+        ("--connections", options.connections),
+    ] {
+        if value == Some(0) {
+            bail!("{flag} 0: it must be at least 1");
+        }
+    }
+    if options.load == Some(0) {
+        bail!("--load 0: give the number of requests to send, at least 1");
+    }
+    if let Some(only) = &options.only {
+        if !options.twins && !options.streaming {
+            bail!("--only {only} picks runs of --twins (a group) or --streaming --instructions (a label): add one of them");
+        }
+        if options.streaming && !options.instructions {
+            bail!("--only {only} with --streaming picks callgrind runs: add --instructions (the bytes-per-second rounds always run every variant, interleaved)");
+        }
+    }
+    Ok(())
+}
+
 /// Runs the measurement `options` asks for and writes its reports under [`out_dir`].
 /// Long measurements write a progress line per step to stderr.
 pub fn run(options: &Options) -> Result<Outcome> {
     let this = options;
+    check(this)?;
+    let connections = this.connections.unwrap_or(CONNECTIONS);
     {
         let out = out_dir(this);
         if this.sizes && this.levers {
@@ -703,7 +733,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
             let options = twins::Options {
                 rounds,
                 seconds,
-                connections: this.connections,
+                connections,
                 instructions: !this.quick,
                 only: this.only.clone(),
             };
@@ -720,7 +750,14 @@ pub fn run(options: &Options) -> Result<Outcome> {
                 let markdown = streaming::instructions(&out, this.only.as_deref())?;
                 return Ok(Outcome::Streaming { markdown });
             }
-            let (_, markdown) = streaming::run(&streaming::Options { rounds, seconds }, &out)?;
+            let (_, markdown) = streaming::run(
+                &streaming::Options {
+                    rounds,
+                    seconds,
+                    connections: this.connections.unwrap_or(streaming::CONNECTIONS),
+                },
+                &out,
+            )?;
             return Ok(Outcome::Streaming { markdown });
         }
         if this.instructions {
@@ -729,7 +766,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
             });
         }
         if let Some(n) = this.load {
-            let (report, failure) = load(n, this.connections, &out)?;
+            let (report, failure) = load(n, connections, &out)?;
             return Ok(Outcome::Load { report, failure });
         }
         let (rounds, seconds) = if this.quick {
@@ -738,10 +775,9 @@ pub fn run(options: &Options) -> Result<Outcome> {
             (this.rounds, this.seconds)
         };
         eprintln!(
-            "     Measure {rounds} round(s) of {seconds} s per variant, {} connections",
-            this.connections
+            "     Measure {rounds} round(s) of {seconds} s per variant, {connections} connections"
         );
-        let variants = measure(this, rounds, seconds)?;
+        let variants = measure(rounds, seconds, connections)?;
         let sizes = sizes()?;
         let request_costs = request_costs()?;
         let build = build_times(this.quick)?;
@@ -749,7 +785,7 @@ pub fn run(options: &Options) -> Result<Outcome> {
             machine: machine(),
             rounds,
             seconds,
-            connections: this.connections,
+            connections,
             weir_vs_raw: ratio(&variants, "weir add-header", "raw proxy-wasm add-header"),
             weir_vs_native: ratio(
                 &variants,

@@ -21,8 +21,8 @@ pub const GOAL: f64 = 0.8;
 /// Response sizes measured.
 pub const SIZES: [u64; 2] = [1 << 20, 100 << 20];
 
-/// Connections wrk keeps open (each carries one response at a time).
-const CONNECTIONS: u32 = 4;
+/// Connections wrk keeps open by default (each carries one response at a time).
+pub const CONNECTIONS: u32 = 4;
 
 /// One variant at one size.
 #[derive(Clone, Debug, Serialize)]
@@ -148,14 +148,43 @@ fn floor_module() -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The variants' names, in the order they run: no filter, the floor, redact.
+const VARIANTS: [&str; 3] = [
+    "envoy, no filter",
+    "wasm floor (reads every chunk)",
+    "weir redact",
+];
+
+/// The label of one run (`weir-redact-1mib`): its directory under `streaming-callgrind/`,
+/// and what `--only` matches.
+fn label(name: &str, size: u64) -> String {
+    format!("{}-{}mib", slug(name), size >> 20)
+}
+
+/// Checks `--only` before anything is built or started: it must pick at least one run.
+fn check_only(only: Option<&str>) -> Result<()> {
+    let labels: Vec<String> = SIZES
+        .iter()
+        .flat_map(|&size| VARIANTS.map(|name| label(name, size)))
+        .collect();
+    match only {
+        Some(o) if !labels.iter().any(|l| l.contains(o)) => bail!(
+            "--only {o}: no run's label contains it; the labels are {}",
+            labels.join(", ")
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn variants() -> Result<Vec<(String, Vec<WasmFilter>)>> {
     let redact = project::filter("redact")?;
     let config = redact.example_config().ok();
     let module = build::build(&redact, &BuildOptions::default())?.path;
+    let [none, floor, weir] = VARIANTS.map(String::from);
     Ok(vec![
-        ("envoy, no filter".into(), vec![]),
+        (none, vec![]),
         (
-            "wasm floor (reads every chunk)".into(),
+            floor,
             vec![WasmFilter {
                 name: "floor-body".into(),
                 root_id: "floor-body".into(),
@@ -165,7 +194,7 @@ fn variants() -> Result<Vec<(String, Vec<WasmFilter>)>> {
             }],
         ),
         (
-            "weir redact".into(),
+            weir,
             vec![WasmFilter {
                 name: "redact".into(),
                 root_id: "redact".into(),
@@ -195,10 +224,10 @@ pub fn parse_transfer(out: &str) -> Option<f64> {
     Some(n.trim().parse::<f64>().ok()? * mult)
 }
 
-fn wrk(port: u16, size: u64, seconds: u32) -> Result<(f64, u64)> {
+fn wrk(port: u16, size: u64, seconds: u32, connections: u32) -> Result<(f64, u64)> {
     let out = Command::new("taskset")
         .args(["-c", "1", "wrk", "-t1"])
-        .arg(format!("-c{CONNECTIONS}"))
+        .arg(format!("-c{connections}"))
         .arg(format!("-d{seconds}s"))
         .arg("--timeout")
         .arg("60s")
@@ -232,6 +261,8 @@ pub struct Options {
     pub rounds: u32,
     /// Seconds per run.
     pub seconds: u32,
+    /// Concurrent connections ([`CONNECTIONS`] unless asked otherwise).
+    pub connections: u32,
 }
 
 /// Measures; writes `streaming.json` and `streaming.md` under `out`.
@@ -272,9 +303,9 @@ pub fn run(options: &Options, out: &Path) -> Result<(Report, String)> {
                     r.body.len()
                 );
             }
-            let _warm = wrk(envoy.port, size, 1);
+            let _warm = wrk(envoy.port, size, 1, options.connections);
             let before = super::cpu_seconds(envoy.pid());
-            let (rate, _) = wrk(envoy.port, size, options.seconds)?;
+            let (rate, _) = wrk(envoy.port, size, options.seconds, options.connections)?;
             let cpu = match (before, super::cpu_seconds(envoy.pid())) {
                 (Some(b), Some(a)) => {
                     (a - b) * 1e3 / (rate * f64::from(options.seconds) / (1 << 20) as f64)
@@ -305,7 +336,7 @@ pub fn run(options: &Options, out: &Path) -> Result<(Report, String)> {
         machine: super::machine(),
         rounds: options.rounds,
         seconds: options.seconds,
-        connections: CONNECTIONS,
+        connections: options.connections,
         variants: rows,
     };
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
@@ -333,6 +364,7 @@ fn callgrind_counts(size: u64) -> (usize, usize) {
 /// callgrind dump is kept under `out/streaming-callgrind/<label>/` for `callgrind_annotate`.
 /// With `only`, just the runs whose label (`weir-redact-1mib`) contains it.
 pub fn instructions(out: &Path, only: Option<&str>) -> Result<String> {
+    check_only(only)?;
     if envoy::which("valgrind").is_none() || envoy::which("callgrind_control").is_none() {
         bail!("--instructions needs valgrind: install it (`apt-get install valgrind`)");
     }
@@ -342,7 +374,7 @@ pub fn instructions(out: &Path, only: Option<&str>) -> Result<String> {
     let mut rows: Vec<(String, u64, f64)> = Vec::new();
     for size in SIZES {
         for (name, filters) in &variants {
-            let label = format!("{}-{}mib", slug(name), size >> 20);
+            let label = label(name, size);
             if only.is_some_and(|o| !label.contains(o)) {
                 continue;
             }

@@ -596,7 +596,7 @@ pub fn run(options: &Options, out: &Path) -> Result<(Report, String)> {
     let mut instructions = vec![None; twins.len()];
     if options.instructions {
         if envoy::which("valgrind").is_none() || envoy::which("callgrind_control").is_none() {
-            bail!("--twins counts instructions with valgrind: install it (`apt-get install valgrind`), or pass --rounds only with --no-instructions");
+            bail!("--twins counts instructions with valgrind: install it (`apt-get install valgrind`), or measure req/s alone with `--twins --quick`");
         }
         let envoy_bin = super::envoy_binary()?;
         for (i, t) in twins.iter().enumerate() {

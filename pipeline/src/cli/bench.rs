@@ -38,9 +38,9 @@ pub struct Args {
     /// Seconds of load per variant per round.
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
-    /// Concurrent connections.
-    #[arg(long, default_value_t = 16)]
-    pub connections: u32,
+    /// Concurrent connections [default: 16; with --streaming: 4].
+    #[arg(long, value_name = "N")]
+    pub connections: Option<u32>,
     /// Instead of the comparison: send at least N requests through add-header and
     /// report errors and Envoy's memory over time.
     #[arg(long, value_name = "N")]
