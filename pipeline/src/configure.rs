@@ -194,7 +194,16 @@ pub fn request_cost(
     let run = || -> Result<RequestCost> {
         let (mut session, answer) = Session::start(wasm, configuration)?;
         if !answer? {
-            bail!("the module refused its configuration");
+            let log = &session.module.proxy_mut().log;
+            let said: Vec<_> = log.iter().map(|l| l.message.as_str()).collect();
+            bail!(
+                "the module refused its configuration{}",
+                if said.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", said.join("; "))
+                }
+            );
         }
         let hooks: Vec<(&str, &[i32])> = REQUEST_HOOKS
             .iter()
@@ -314,6 +323,18 @@ mod tests {
         assert!(
             errors.contains("configuration refused: field `name`"),
             "{errors}"
+        );
+    }
+
+    /// `bench --work --config`: a refused configuration is an error that says why.
+    #[test]
+    fn request_cost_with_a_refused_configuration_says_why() {
+        let e = request_cost(&add_header(), Some(br#"{"name": 5, "value": "x"}"#), 1, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("refused its configuration") && e.contains("field `name`"),
+            "{e}"
         );
     }
 
