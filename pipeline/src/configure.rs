@@ -10,14 +10,18 @@
 //! what Envoy would log. Fuel bounds the run, so a looping module cannot hang `deploy`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use weir_wasm_host::{Instance, Proxy, PLUGIN_CONFIGURATION};
+use weir_wasm_host::{HttpCall, Instance, Proxy, PLUGIN_CONFIGURATION};
 
 /// proxy-wasm's log level for errors; critical is 5.
 const LOG_ERROR: i32 = 4;
+/// proxy-wasm's log level for warnings.
+const LOG_WARN: i32 = 3;
 /// Stack for the interpreter's thread.
 const STACK: usize = 64 * 1024 * 1024;
 /// The root context id Envoy gives the plugin.
 const ROOT_CONTEXT: i32 = 1;
+/// The ABI's header map of an HTTP callout's answer.
+const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
 
 /// One line the filter logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +59,12 @@ impl Outcome {
 struct Recorder {
     configuration: Vec<u8>,
     log: Vec<LogLine>,
+    /// Replaying requests: HTTP callouts are accepted (their tokens wait in `calls`)
+    /// and answered `200` with no body, as an authorization service that allows.
+    /// The configure step refuses them, as `Proxy`'s defaults do.
+    answer_callouts: bool,
+    calls: Vec<u32>,
+    tokens: u32,
 }
 
 impl Proxy for Recorder {
@@ -65,6 +75,25 @@ impl Proxy for Recorder {
             level: level as i32,
             message,
         });
+    }
+
+    fn http_call(&mut self, _call: HttpCall) -> Option<u32> {
+        if !self.answer_callouts {
+            return None;
+        }
+        self.tokens += 1;
+        self.calls.push(self.tokens);
+        Some(self.tokens)
+    }
+
+    fn map_pairs(&mut self, map: u32) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+        (self.answer_callouts && map == HTTP_CALL_RESPONSE_HEADERS)
+            .then(|| vec![(b":status".to_vec(), b"200".to_vec())])
+    }
+
+    fn map_get(&mut self, map: u32, name: &[u8]) -> Option<Vec<u8>> {
+        (self.answer_callouts && map == HTTP_CALL_RESPONSE_HEADERS && name == b":status")
+            .then(|| b"200".to_vec())
     }
 
     fn buffer_get(&mut self, buffer: u32, start: usize, max: usize) -> Option<Vec<u8>> {
@@ -165,6 +194,12 @@ pub struct RequestCost {
     pub host_calls: f64,
     /// Wasm instructions executed per request (wasmi fuel).
     pub instructions: f64,
+    /// HTTP callouts per request, each answered `200` (an authorization service
+    /// that allows), so a filter that asks one is measured on its allow path.
+    pub callouts: f64,
+    /// Lines logged at warn or above over the measured requests: a module that
+    /// logs on every request is measured on an error path, not its usual one.
+    pub warnings: u64,
     /// Linear memory (64 KiB pages) after the warm-up.
     pub pages_after_warmup: u64,
     /// Linear memory after all requests: equal when nothing leaks per request.
@@ -184,15 +219,29 @@ const REQUEST_HOOKS: &[(&str, &[i32])] = &[
 
 /// Configures `wasm`, sends `warmup` then `requests` requests through it the way
 /// Envoy calls a module (skipping hooks it does not export), and reports the
-/// per-request entries, host calls and instructions of the measured ones.
+/// per-request entries, host calls and instructions of the measured ones. An HTTP
+/// callout made in a hook is answered (`200`, no body) right after that hook returns,
+/// through `proxy_on_http_call_response` on the root context, as Envoy does.
 pub fn request_cost(
     wasm: &[u8],
     configuration: Option<&[u8]>,
     warmup: u64,
     requests: u64,
 ) -> Result<RequestCost> {
+    replay(wasm, configuration, warmup, requests, true)
+}
+
+/// [`request_cost`], with HTTP callouts answered or refused.
+fn replay(
+    wasm: &[u8],
+    configuration: Option<&[u8]>,
+    warmup: u64,
+    requests: u64,
+    answer_callouts: bool,
+) -> Result<RequestCost> {
     let run = || -> Result<RequestCost> {
         let (mut session, answer) = Session::start(wasm, configuration)?;
+        session.module.proxy_mut().answer_callouts = answer_callouts;
         if !answer? {
             let log = &session.module.proxy_mut().log;
             let said: Vec<_> = log.iter().map(|l| l.message.as_str()).collect();
@@ -210,31 +259,52 @@ pub fn request_cost(
             .copied()
             .filter(|(name, _)| session.module.exports(name))
             .collect();
-        // One request: context create, then each exported hook; the entries made.
-        let one = |session: &mut Session, id: i32| -> Result<u64> {
+        let answers = session.module.exports("proxy_on_http_call_response");
+        // One request: context create, then each exported hook, each callout it made
+        // answered after it; the entries made and the callouts answered.
+        let one = |session: &mut Session, id: i32| -> Result<(u64, u64)> {
             session.call("proxy_on_context_create", &[id, ROOT_CONTEXT])?;
+            let (mut entries, mut callouts) = (1 + hooks.len() as u64, 0);
             for (name, extra) in &hooks {
                 let mut args = vec![id];
                 args.extend_from_slice(extra);
                 session.call(name, &args)?;
+                let calls = std::mem::take(&mut session.module.proxy_mut().calls);
+                for token in calls.into_iter().filter(|_| answers) {
+                    session.call(
+                        "proxy_on_http_call_response",
+                        &[ROOT_CONTEXT, token as i32, 1, 0, 0],
+                    )?;
+                    entries += 1;
+                    callouts += 1;
+                }
             }
-            Ok(1 + hooks.len() as u64)
+            Ok((entries, callouts))
         };
         for i in 0..warmup {
             one(&mut session, 2 + i as i32)?;
         }
         let pages_after_warmup = session.memory_pages();
         let (start, calls) = (session.instructions(), session.module.host_calls());
-        let mut entries = 0;
+        let logged = session.module.proxy_mut().log.len();
+        let (mut entries, mut callouts) = (0, 0);
         for i in 0..requests {
-            entries += one(&mut session, (2 + warmup + i) as i32)?;
+            let (e, c) = one(&mut session, (2 + warmup + i) as i32)?;
+            entries += e;
+            callouts += c;
         }
         let n = requests.max(1) as f64;
+        let warnings = session.module.proxy_mut().log[logged..]
+            .iter()
+            .filter(|l| l.level >= LOG_WARN)
+            .count() as u64;
         Ok(RequestCost {
             requests,
             entries: entries as f64 / n,
             host_calls: (session.module.host_calls() - calls) as f64 / n,
             instructions: (session.instructions() - start) as f64 / n,
+            callouts: callouts as f64 / n,
+            warnings,
             pages_after_warmup,
             pages_at_end: session.memory_pages(),
         })
@@ -324,6 +394,30 @@ mod tests {
             errors.contains("configuration refused: field `name`"),
             "{errors}"
         );
+    }
+
+    /// ext-authz is measured on its allow path: its callout is answered (`200`), and it
+    /// logs nothing. With the callout refused it logs a warning per request, which
+    /// `warnings` shows.
+    #[test]
+    fn a_callout_is_answered_so_ext_authz_is_measured_allowing() {
+        let filter = crate::project::filter("ext-authz").unwrap();
+        let example = filter.example_config().unwrap();
+        let wasm = std::fs::read(crate::build::module_for("ext-authz").unwrap()).unwrap();
+        let allowed = replay(&wasm, Some(example.as_bytes()), 10, 100, true).unwrap();
+        assert_eq!(
+            (allowed.callouts, allowed.warnings),
+            (1.0, 0),
+            "{allowed:?}"
+        );
+        let refused = replay(&wasm, Some(example.as_bytes()), 10, 100, false).unwrap();
+        assert_eq!(
+            (refused.callouts, refused.warnings),
+            (0.0, 100),
+            "{refused:?}"
+        );
+        // The allow path answers nothing itself; the refused path sends a local reply.
+        assert_ne!(allowed.instructions, refused.instructions);
     }
 
     /// `bench --work --config`: a refused configuration is an error that says why.
