@@ -663,6 +663,17 @@ pub fn check(options: &Options) -> Result<()> {
             bail!("{flag} 0: it must be at least 1");
         }
     }
+    // Checked now, not when the report is written after minutes of measuring.
+    if let Some(out) = &options.out {
+        let existing = out.ancestors().find(|a| a.exists());
+        if let Some(file) = existing.filter(|a| !a.is_dir()) {
+            bail!(
+                "--out {}: {} is a file; give a directory for the reports",
+                out.display(),
+                file.display()
+            );
+        }
+    }
     if options.load == Some(0) {
         bail!("--load 0: give the number of requests to send, at least 1");
     }
