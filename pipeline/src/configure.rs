@@ -81,7 +81,7 @@ impl Proxy for Recorder {
         if !self.answer_callouts {
             return None;
         }
-        self.tokens += 1;
+        self.tokens = self.tokens.wrapping_add(1);
         self.calls.push(self.tokens);
         Some(self.tokens)
     }
